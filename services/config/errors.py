@@ -1,0 +1,65 @@
+"""JSON error answers: an unavailable database or Redis is a 503, never a 500 page or a hang."""
+
+import sys
+
+from django.db import DatabaseError
+from django.http import JsonResponse
+from kombu.exceptions import OperationalError as BrokerError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rest_framework.views import exception_handler
+
+# Errors that mean "a backing service is away", not "the code is wrong".
+UNAVAILABLE = {
+    "database": (DatabaseError,),
+    "redis": (RedisConnectionError, RedisTimeoutError, BrokerError),
+}
+RETRY_AFTER_SECONDS = 5
+
+
+def unavailable_service(exc: BaseException | None) -> str | None:
+    """Name of the backing service whose failure raised exc, if it is one of them."""
+    for service, types in UNAVAILABLE.items():
+        if isinstance(exc, types):
+            return service
+    return None
+
+
+def service_unavailable(service: str) -> JsonResponse:
+    response = JsonResponse(
+        {"error": "service_unavailable", "service": service,
+         "detail": f"The {service} is unavailable; try again shortly."},
+        status=503,
+    )
+    response["Retry-After"] = str(RETRY_AFTER_SECONDS)
+    return response
+
+
+def api_exception_handler(exc, context):
+    """DRF's handler, plus 503 for backing-service failures raised inside API views."""
+    response = exception_handler(exc, context)
+    if response is None:
+        service = unavailable_service(exc)
+        if service:
+            return service_unavailable(service)
+    return response
+
+
+def bad_request(request, exception=None):
+    return JsonResponse({"error": "bad_request", "detail": "Bad request."}, status=400)
+
+
+def permission_denied(request, exception=None):
+    return JsonResponse({"error": "forbidden", "detail": "Permission denied."}, status=403)
+
+
+def not_found(request, exception=None):
+    return JsonResponse({"error": "not_found", "detail": "Not found."}, status=404)
+
+
+def server_error(request):
+    """Last resort (handler500): still JSON, and still 503 when a service is the cause."""
+    service = unavailable_service(sys.exc_info()[1])
+    if service:
+        return service_unavailable(service)
+    return JsonResponse({"error": "server_error", "detail": "Internal server error."}, status=500)

@@ -1,0 +1,26 @@
+"""gunicorn configuration, read from the environment (`gunicorn -c python:config.gunicorn`)."""
+
+import os
+
+bind = f"0.0.0.0:{os.environ.get('WEB_CONTAINER_PORT', '8000')}"
+# Threads let one process wait on Redis/PostgreSQL for several requests at once.
+workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
+threads = int(os.environ.get("GUNICORN_THREADS", "4"))
+worker_class = "gthread" if threads > 1 else "sync"
+timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
+graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
+keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
+# Recycle workers now and then so a slow leak never grows without bound.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))
+max_requests_jitter = max_requests // 10
+# Heartbeat files in RAM: the root filesystem is read-only and /tmp may be slow.
+worker_tmp_dir = "/dev/shm"
+# Load the app once in the master: settings are checked once, workers fork ready.
+preload_app = True
+# Trust X-Forwarded-* only from the reverse proxy's address(es), e.g. "172.18.0.0/16" or "*".
+forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
+accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "true").lower() == "true" else None
+errorlog = "-"
+loglevel = os.environ.get("LOG_LEVEL", "info").lower()
+# No query strings or headers in access logs: nothing secret can land there.
+access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'

@@ -1,0 +1,47 @@
+"""Request guards that must hold for every view, API or not."""
+
+from django.conf import settings
+from django.http import JsonResponse
+
+from config.errors import service_unavailable, unavailable_service
+
+
+class ServiceUnavailableMiddleware:
+    """A view that hit a down database or Redis answers 503 JSON (also with DEBUG on)."""
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        return self.get_response(request)
+
+    def process_exception(self, request, exception):
+        service = unavailable_service(exception)
+        return service_unavailable(service) if service else None
+
+
+class BodySizeLimitMiddleware:
+    """Refuse bodies over DATA_UPLOAD_MAX_MEMORY_SIZE with 413 before anything reads them.
+
+    Django only enforces that limit for form data; DRF's JSON parser reads the stream as is.
+    """
+
+    def __init__(self, get_response):
+        self.get_response = get_response
+
+    def __call__(self, request):
+        limit = settings.DATA_UPLOAD_MAX_MEMORY_SIZE
+        raw_length = request.META.get("CONTENT_LENGTH") or "0"
+        try:
+            length = int(raw_length)
+        except ValueError:
+            return JsonResponse(
+                {"error": "bad_request", "detail": "Invalid Content-Length header."}, status=400
+            )
+        if limit is not None and length > limit:
+            return JsonResponse(
+                {"error": "payload_too_large",
+                 "detail": f"Request body is {length} bytes; the limit is {limit} bytes."},
+                status=413,
+            )
+        return self.get_response(request)

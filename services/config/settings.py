@@ -1,0 +1,289 @@
+"""Django settings: the ONE place the app containers read their environment.
+
+Every variable is documented in .env.example. Development defaults make `docker compose up`
+work with no .env; APP_ENV=production refuses to start while any secret is empty or a dev
+default (see config.checks).
+"""
+
+from pathlib import Path
+from urllib.parse import quote
+
+import environ
+
+from config.checks import enforce_production_rules
+
+BASE_DIR = Path(__file__).resolve().parent.parent
+env = environ.Env()
+
+APP_ENV = env.str("APP_ENV", default="development")
+PRODUCTION = APP_ENV == "production"
+
+# --- secrets: required; docker-compose.yml supplies marked dev values when .env has none --------
+SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+# Key of the HMAC that turns (user token, job name, run) into a job id. Kept apart from
+# SECRET_KEY so rotating Django's key does not orphan every job id held by clients.
+JOB_ID_SECRET = env.str("JOB_ID_SECRET")
+POSTGRES_PASSWORD = env.str("POSTGRES_PASSWORD")
+REDIS_PASSWORD = env.str("REDIS_PASSWORD")
+
+DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
+ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[] if PRODUCTION else ["*"])
+CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
+
+# Refuses to start (ImproperlyConfigured naming the variable) in production, warns in dev.
+enforce_production_rules(
+    production=PRODUCTION,
+    debug=DEBUG,
+    allowed_hosts=ALLOWED_HOSTS,
+    csrf_trusted_origins=CSRF_TRUSTED_ORIGINS,
+    secrets={
+        "DJANGO_SECRET_KEY": SECRET_KEY,
+        "JOB_ID_SECRET": JOB_ID_SECRET,
+        "POSTGRES_PASSWORD": POSTGRES_PASSWORD,
+        "REDIS_PASSWORD": REDIS_PASSWORD,
+        # Given to the flower container only (None elsewhere: not checked there).
+        "FLOWER_PASSWORD": env.str("FLOWER_PASSWORD", default=None),
+    },
+)
+
+INSTALLED_APPS = [
+    "django.contrib.admin",
+    "django.contrib.auth",
+    "django.contrib.contenttypes",
+    "django.contrib.sessions",
+    "django.contrib.messages",
+    "django.contrib.staticfiles",
+    "rest_framework",
+    "knox",
+    "drf_spectacular",
+    "django_celery_beat",
+    "jobs",
+]
+
+MIDDLEWARE = [
+    "django.middleware.security.SecurityMiddleware",
+    "whitenoise.middleware.WhiteNoiseMiddleware",
+    "config.middleware.ServiceUnavailableMiddleware",
+    "config.middleware.BodySizeLimitMiddleware",
+    "django.contrib.sessions.middleware.SessionMiddleware",
+    "django.middleware.common.CommonMiddleware",
+    "django.middleware.csrf.CsrfViewMiddleware",
+    "django.contrib.auth.middleware.AuthenticationMiddleware",
+    "django.contrib.messages.middleware.MessageMiddleware",
+    "django.middleware.clickjacking.XFrameOptionsMiddleware",
+]
+
+ROOT_URLCONF = "config.urls"
+WSGI_APPLICATION = "config.wsgi.application"
+ADMIN_PATH = env.str("DJANGO_ADMIN_PATH", default="admin/").strip("/") + "/"
+
+TEMPLATES = [
+    {
+        "BACKEND": "django.template.backends.django.DjangoTemplates",
+        "DIRS": [],
+        "APP_DIRS": True,
+        "OPTIONS": {
+            "context_processors": [
+                "django.template.context_processors.request",
+                "django.contrib.auth.context_processors.auth",
+                "django.contrib.messages.context_processors.messages",
+            ],
+        },
+    },
+]
+
+DATABASES = {
+    "default": {
+        "ENGINE": "django.db.backends.postgresql",
+        "HOST": env.str("POSTGRES_HOST", default="postgres"),
+        "PORT": env.int("POSTGRES_PORT", default=5432),
+        "NAME": env.str("POSTGRES_DB", default="app"),
+        "USER": env.str("POSTGRES_USER", default="app"),
+        "PASSWORD": POSTGRES_PASSWORD,
+        # Keep connections between requests; health-checked so a PostgreSQL restart costs
+        # one failed query at most, not a crash loop.
+        "CONN_MAX_AGE": env.int("POSTGRES_CONN_MAX_AGE", default=60),
+        "CONN_HEALTH_CHECKS": True,
+        # Fail fast (503) instead of hanging a gunicorn worker while the database is away.
+        "OPTIONS": {"connect_timeout": env.int("POSTGRES_CONNECT_TIMEOUT", default=3)},
+    }
+}
+DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"
+
+# --- Redis: broker (db 0), results (db 1), cache (db 2), one password ----------------------------
+REDIS_HOST = env.str("REDIS_HOST", default="redis")
+REDIS_PORT = env.int("REDIS_PORT", default=6379)
+
+
+def redis_url(db: int) -> str:
+    return f"redis://:{quote(REDIS_PASSWORD, safe='')}@{REDIS_HOST}:{REDIS_PORT}/{db}"
+
+
+# Short socket timeouts: a request must answer 503 quickly, never hang, when Redis is down.
+REDIS_SOCKET_TIMEOUT = env.float("REDIS_SOCKET_TIMEOUT", default=3.0)
+CACHES = {
+    "default": {
+        "BACKEND": "django.core.cache.backends.redis.RedisCache",
+        "LOCATION": redis_url(2),
+        "OPTIONS": {
+            "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
+            "socket_timeout": REDIS_SOCKET_TIMEOUT,
+        },
+    }
+}
+
+AUTH_PASSWORD_VALIDATORS = [
+    {"NAME": "django.contrib.auth.password_validation.UserAttributeSimilarityValidator"},
+    {"NAME": "django.contrib.auth.password_validation.MinimumLengthValidator"},
+    {"NAME": "django.contrib.auth.password_validation.CommonPasswordValidator"},
+    {"NAME": "django.contrib.auth.password_validation.NumericPasswordValidator"},
+]
+
+LANGUAGE_CODE = "en-us"
+TIME_ZONE = env.str("TIME_ZONE", default="UTC")
+USE_I18N = True
+USE_TZ = True
+
+STATIC_URL = "static/"
+STATIC_ROOT = BASE_DIR / "staticfiles"
+STORAGES = {
+    "default": {"BACKEND": "django.core.files.storage.FileSystemStorage"},
+    "staticfiles": {"BACKEND": "whitenoise.storage.CompressedManifestStaticFilesStorage"},
+}
+
+# Bodies over this size are refused with 413 before they are read (BodySizeLimitMiddleware).
+DATA_UPLOAD_MAX_MEMORY_SIZE = env.int("API_MAX_BODY_BYTES", default=64 * 1024)
+
+# --- API -----------------------------------------------------------------------------------------
+REST_FRAMEWORK = {
+    "DEFAULT_AUTHENTICATION_CLASSES": ["jobs.auth.TokenAuthentication"],
+    "DEFAULT_PERMISSION_CLASSES": ["rest_framework.permissions.IsAuthenticated"],
+    "DEFAULT_PARSER_CLASSES": ["rest_framework.parsers.JSONParser"],
+    "DEFAULT_RENDERER_CLASSES": ["rest_framework.renderers.JSONRenderer"],
+    "DEFAULT_SCHEMA_CLASS": "drf_spectacular.openapi.AutoSchema",
+    "DEFAULT_PAGINATION_CLASS": "rest_framework.pagination.PageNumberPagination",
+    "PAGE_SIZE": env.int("API_PAGE_SIZE", default=20),
+    "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
+    "UNAUTHENTICATED_USER": None,
+}
+REST_KNOX = {
+    # Tokens are API keys handed out by `manage.py create_api_user`; they live until revoked.
+    "TOKEN_TTL": None,
+    "AUTH_HEADER_PREFIX": "Token",
+}
+SPECTACULAR_SETTINGS = {
+    "TITLE": "Jobs API",
+    "DESCRIPTION": "Submit background jobs, follow their progress, read results, cancel them.",
+    "VERSION": "1.0.0",
+    "SERVE_INCLUDE_SCHEMA": False,
+    "COMPONENT_SPLIT_REQUEST": True,
+}
+
+# --- Jobs ---------------------------------------------------------------------------------------
+# Per-kind Celery rate limits, e.g. "model_inference=10/m,sum_number=100/s" (per worker node).
+JOB_RATE_LIMITS = env.dict("JOB_RATE_LIMITS", default={})
+
+# --- Celery (read by config.celery with namespace="CELERY") --------------------------------------
+CELERY_BROKER_URL = redis_url(0)
+CELERY_RESULT_BACKEND = redis_url(1)
+CELERY_ACCEPT_CONTENT = ["json"]
+CELERY_TASK_SERIALIZER = "json"
+CELERY_RESULT_SERIALIZER = "json"
+CELERY_TIMEZONE = TIME_ZONE
+CELERY_ENABLE_UTC = True
+# Results (and so job state) live this long in Redis; then the API answers "expired".
+CELERY_RESULT_EXPIRES = env.int("JOB_RESULT_EXPIRES", default=24 * 3600)
+# Stores the worker's hostname, task name and arguments with each result.
+CELERY_RESULT_EXTENDED = True
+CELERY_TASK_DEFAULT_QUEUE = "jobs"
+
+# At-least-once delivery on the Redis broker; each line's reason is in docs/reliability.md.
+# A message is acknowledged only after its task finished, so a worker that dies mid-job leaves
+# it in Redis to be delivered again.
+CELERY_TASK_ACKS_LATE = True
+# ...and a job whose pool process was killed (OOM, SIGKILL) goes back to the queue, not to FAILURE.
+CELERY_TASK_REJECT_ON_WORKER_LOST = True
+# One message per pool process: long jobs do not sit reserved behind a busy process
+# while another worker idles.
+CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# Unacknowledged messages come back after this many seconds; it must exceed the longest
+# job (CELERY_TASK_TIME_LIMIT), or a job still running is delivered a second time.
+CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=2 * 3600)
+CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3600)
+CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=3300)
+if CELERY_TASK_TIME_LIMIT >= CELERY_VISIBILITY_TIMEOUT:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(
+        "CELERY_TASK_TIME_LIMIT must be shorter than CELERY_VISIBILITY_TIMEOUT, "
+        "or long jobs are delivered twice while still running."
+    )
+_redis_transport = {
+    "visibility_timeout": CELERY_VISIBILITY_TIMEOUT,
+    "socket_timeout": REDIS_SOCKET_TIMEOUT,
+    "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
+    "socket_keepalive": True,
+    "retry_on_timeout": True,
+    "health_check_interval": 25,
+}
+CELERY_BROKER_TRANSPORT_OPTIONS = _redis_transport
+CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = _redis_transport
+# The result backend's own client reads these (not the transport options above).
+CELERY_REDIS_SOCKET_TIMEOUT = REDIS_SOCKET_TIMEOUT
+CELERY_REDIS_SOCKET_CONNECT_TIMEOUT = REDIS_SOCKET_TIMEOUT
+CELERY_REDIS_RETRY_ON_TIMEOUT = True
+CELERY_REDIS_SOCKET_KEEPALIVE = True
+CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 25
+# Workers and beat keep trying to reach a restarted Redis instead of exiting (no crash loop).
+CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
+CELERY_BROKER_CONNECTION_MAX_RETRIES = None
+# A finished job's result is written even if Redis blinks at that moment.
+CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
+CELERY_RESULT_BACKEND_MAX_RETRIES = 30
+# A web request publishing while Redis is away gives up within about a second (then 503).
+CELERY_TASK_PUBLISH_RETRY_POLICY = {
+    "max_retries": 2,
+    "interval_start": 0,
+    "interval_step": 0.3,
+    "interval_max": 0.5,
+}
+CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_SOCKET_TIMEOUT
+# Running jobs keep running through a broker reconnect; their ack lands in Redis afterwards.
+CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
+CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
+# Flower's live view needs task events.
+CELERY_WORKER_SEND_TASK_EVENTS = True
+CELERY_TASK_SEND_SENT_EVENT = True
+CELERY_BEAT_SCHEDULER = "config.beat:DatabaseScheduler"
+# Save each entry's last run right after it fires, so a restarted beat never fires it twice.
+CELERY_BEAT_SYNC_EVERY = 1
+CELERY_BEAT_SCHEDULE = {
+    "purge-old-job-records": {
+        "task": "jobs.tasks.purge_old_job_records",
+        "schedule": 3600.0,
+    },
+}
+JOB_RECORD_RETENTION_DAYS = env.int("JOB_RECORD_RETENTION_DAYS", default=30)
+
+# --- Logging: one line per event on stdout, no secrets, no raw tokens -----------------------------
+LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
+LOGGING = {
+    "version": 1,
+    "disable_existing_loggers": False,
+    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
+    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
+    "root": {"handlers": ["console"], "level": LOG_LEVEL},
+}
+
+# --- Production hardening (behind a TLS-terminating reverse proxy) ----------------------------
+if PRODUCTION:
+    SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
+    SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
+    # /healthz is probed over plain HTTP from inside the container.
+    SECURE_REDIRECT_EXEMPT = [r"^healthz$"]
+    SESSION_COOKIE_SECURE = True
+    CSRF_COOKIE_SECURE = True
+    SECURE_HSTS_SECONDS = env.int("DJANGO_SECURE_HSTS_SECONDS", default=31536000)
+    SECURE_HSTS_INCLUDE_SUBDOMAINS = True
+    SECURE_HSTS_PRELOAD = True
+    SECURE_CONTENT_TYPE_NOSNIFF = True

@@ -1,0 +1,28 @@
+"""URL map: health, admin (configurable path), the jobs API and its schema, the progress page."""
+
+from django.conf import settings
+from django.contrib import admin
+from django.http import JsonResponse
+from django.urls import include, path
+from drf_spectacular.views import SpectacularAPIView
+
+from config.health import healthz
+
+
+def index(request):
+    return JsonResponse({"jobs": "/api/jobs/", "schema": "/api/schema/", "health": "/healthz"})
+
+
+urlpatterns = [
+    path("", index),
+    path("healthz", healthz),
+    path(settings.ADMIN_PATH, admin.site.urls),
+    path("api/schema/", SpectacularAPIView.as_view(), name="schema"),
+    path("api/", include("jobs.urls_api")),
+    path("", include("jobs.urls_pages")),
+]
+
+handler400 = "config.errors.bad_request"
+handler403 = "config.errors.permission_denied"
+handler404 = "config.errors.not_found"
+handler500 = "config.errors.server_error"

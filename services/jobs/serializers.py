@@ -1,0 +1,77 @@
+"""API input validation and the documented shape of API answers (OpenAPI via drf-spectacular)."""
+
+from rest_framework import serializers
+
+from jobs.ids import JOB_NAME_PATTERN
+from jobs.tasks import KINDS
+
+
+class JobSubmitSerializer(serializers.Serializer):
+    kind = serializers.ChoiceField(choices=sorted(KINDS), help_text="The kind of job to run.")
+    name = serializers.RegexField(
+        JOB_NAME_PATTERN, required=False, max_length=100,
+        help_text="Your name for the job (1-100 of A-Z a-z 0-9 . _ : -). Submitting the same "
+                  "name again while it is pending or running returns that job. Default: a new "
+                  "random name.",
+        error_messages={"invalid": "Use 1-100 characters among A-Z a-z 0-9 . _ : - "
+                                   "starting with a letter or digit."},
+    )
+    params = serializers.DictField(
+        required=False, default=dict,
+        help_text="Parameters of the kind: " + "; ".join(
+            f"{name}: {', '.join(kind.params().fields) or 'none'}" for name, kind in sorted(KINDS.items())
+        ) + ".",
+    )
+    rerun = serializers.BooleanField(
+        required=False, default=False,
+        help_text="Start a fresh run if the named job already finished.",
+    )
+
+    def validate(self, attrs):
+        params = KINDS[attrs["kind"]].params(data=attrs.get("params") or {})
+        if not params.is_valid():
+            raise serializers.ValidationError({"params": params.errors})
+        unknown = set(attrs.get("params") or {}) - set(params.fields)
+        if unknown:
+            raise serializers.ValidationError(
+                {"params": {key: ["Unknown parameter."] for key in sorted(unknown)}}
+            )
+        attrs["params"] = dict(params.validated_data)
+        return attrs
+
+
+class ProgressSerializer(serializers.Serializer):
+    current = serializers.IntegerField()
+    total = serializers.IntegerField()
+    percent = serializers.FloatField(allow_null=True)
+    message = serializers.CharField()
+
+
+class JobSerializer(serializers.Serializer):
+    """A job as the API shows it (built from its record and one Redis read)."""
+
+    id = serializers.CharField()
+    name = serializers.CharField()
+    kind = serializers.CharField()
+    run = serializers.IntegerField()
+    params = serializers.DictField()
+    state = serializers.ChoiceField(
+        choices=["PENDING", "STARTED", "PROGRESS", "RETRY", "SUCCESS", "FAILURE", "REVOKED", "EXPIRED"]
+    )
+    progress = ProgressSerializer(allow_null=True)
+    result = serializers.JSONField(allow_null=True)
+    error = serializers.CharField(allow_null=True)
+    worker = serializers.CharField(allow_null=True)
+    submitted_at = serializers.DateTimeField()
+    started_at = serializers.CharField(allow_null=True)
+    finished_at = serializers.CharField(allow_null=True)
+    url = serializers.CharField(help_text="Where to poll this job.")
+    page = serializers.CharField(help_text="A web page showing this job's progress.")
+
+
+class JobSubmittedSerializer(JobSerializer):
+    created = serializers.BooleanField(help_text="False when an existing job was returned.")
+
+
+class ErrorSerializer(serializers.Serializer):
+    detail = serializers.CharField()

@@ -1,0 +1,85 @@
+"""What the API does with jobs: submit (deduplicated), read, list, cancel.
+
+Kept apart from the HTTP layer so the `job` management command and tests use the same code.
+"""
+
+import uuid
+from dataclasses import dataclass
+
+from celery import current_app, states
+from django.conf import settings
+from django.db import IntegrityError, transaction
+from django.utils import timezone
+
+from jobs import ids, status, store
+from jobs.models import Job
+from jobs.tasks import KINDS
+
+
+@dataclass(frozen=True)
+class Submission:
+    job: Job
+    meta: dict | None
+    created: bool
+
+
+def job_id_for(token: str, name: str, run: int = 1) -> str:
+    return ids.job_id(settings.JOB_ID_SECRET, token, name, run)
+
+
+def owner_for(token: str) -> str:
+    return ids.owner_key(settings.JOB_ID_SECRET, token)
+
+
+def latest_run(token: str, name: str) -> Job | None:
+    return Job.objects.filter(owner=owner_for(token), name=name).order_by("-run").first()
+
+
+def submit(*, user, token: str, kind: str, params: dict, name: str | None = None,
+           rerun: bool = False) -> Submission:
+    """Start the job, or return the existing run of (token, name) if one is live.
+
+    A finished run is returned as is unless rerun is true, which starts run n+1 under a
+    fresh id (Celery would ignore a second SUCCESS under the old one).
+    """
+    name = name or f"job-{uuid.uuid4().hex}"
+    latest = latest_run(token, name)
+    run = 1
+    if latest is not None:
+        meta = store.read_meta(latest.id)
+        if not (rerun and status.is_finished(meta)):
+            return Submission(latest, meta, created=False)
+        run = latest.run + 1
+
+    job = Job(id=job_id_for(token, name, run), owner=owner_for(token), user=user,
+              name=name, run=run, kind=kind, params=params)
+    pending = {"hostname": None, "started_at": None}
+    try:
+        with transaction.atomic():
+            job.save(force_insert=True)
+            # PENDING is written before the message exists, so the worker's states always
+            # overwrite it and a submitted id is never mistaken for an unknown one.
+            store.write_meta(job.id, states.PENDING, pending)
+            # Published inside the transaction: if Redis refuses it, the record is rolled
+            # back and the client gets a 503 instead of a job that will never run.
+            KINDS[kind].task.apply_async(kwargs=params, task_id=job.id)
+    except IntegrityError:
+        # A concurrent request created this very run first: that one is the job.
+        existing = Job.objects.get(owner=job.owner, name=name, run=run)
+        return Submission(existing, store.read_meta(existing.id), created=False)
+    return Submission(job, {"status": states.PENDING, "result": pending}, created=True)
+
+
+def cancel(job: Job) -> dict | None:
+    """Cancel: a queued job never runs, a running one is terminated. Returns the new meta."""
+    meta = store.read_meta(job.id)
+    if status.is_finished(meta):
+        return meta
+    store.flag_revoked(job.id)
+    current_app.control.revoke(job.id, terminate=True, signal="SIGTERM")
+    if meta["status"] in (states.PENDING, states.RETRY):
+        # Nobody runs it now: say so at once rather than when a worker dequeues it.
+        store.write_meta(job.id, states.REVOKED, {"exc_type": "TaskRevokedError",
+                                                   "exc_message": ["cancelled"]})
+    Job.objects.filter(pk=job.pk).update(cancelled_at=timezone.now())
+    return store.read_meta(job.id)

@@ -1,0 +1,116 @@
+"""The jobs API: submit, list, read, cancel. Each read costs one Redis key lookup."""
+
+from django.http import Http404
+from django.shortcuts import render
+from django.urls import reverse
+from drf_spectacular.utils import OpenApiResponse, extend_schema
+from rest_framework import status as http
+from rest_framework.generics import GenericAPIView
+from rest_framework.response import Response
+
+from jobs import ids, service, status, store
+from jobs.models import Job
+from jobs.serializers import ErrorSerializer, JobSerializer, JobSubmitSerializer, JobSubmittedSerializer
+
+
+def job_body(request, job: Job, meta: dict | None) -> dict:
+    return {
+        "id": job.id,
+        "name": job.name,
+        "kind": job.kind,
+        "run": job.run,
+        "params": job.params,
+        **status.describe(meta),
+        "submitted_at": job.submitted_at.isoformat(),
+        "url": reverse("job-detail", args=[job.id]),
+        "page": reverse("job-page", args=[job.id]),
+    }
+
+
+ERRORS = {
+    400: OpenApiResponse(description="Invalid input; the body names each field at fault."),
+    401: OpenApiResponse(ErrorSerializer, description="Missing or invalid token."),
+    413: OpenApiResponse(description="Body larger than API_MAX_BODY_BYTES."),
+    503: OpenApiResponse(description="PostgreSQL or Redis is unavailable; retry later."),
+}
+
+
+class JobListView(GenericAPIView):
+    serializer_class = JobSubmitSerializer
+
+    def get_queryset(self):
+        return Job.objects.filter(user=self.request.user).order_by("-submitted_at", "-run")
+
+    @extend_schema(summary="List your jobs, newest first",
+                   responses={200: JobSerializer(many=True), **ERRORS})
+    def get(self, request):
+        page = self.paginate_queryset(self.get_queryset())
+        metas = store.read_many([job.id for job in page])
+        return self.get_paginated_response(
+            [job_body(request, job, meta) for job, meta in zip(page, metas, strict=True)]
+        )
+
+    @extend_schema(
+        summary="Submit a job",
+        request=JobSubmitSerializer,
+        responses={202: JobSubmittedSerializer, 200: JobSubmittedSerializer, **ERRORS},
+        description="202 for a new job; 200 with the existing job when the same name is "
+                    "pending or running (or finished, unless rerun is true).",
+    )
+    def post(self, request):
+        serializer = JobSubmitSerializer(data=request.data)
+        serializer.is_valid(raise_exception=True)
+        data = serializer.validated_data
+        submission = service.submit(
+            user=request.user, token=request.auth.raw, kind=data["kind"],
+            params=data["params"], name=data.get("name"), rerun=data["rerun"],
+        )
+        body = {**job_body(request, submission.job, submission.meta), "created": submission.created}
+        response = Response(body, status=http.HTTP_202_ACCEPTED if submission.created else http.HTTP_200_OK)
+        response["Location"] = body["url"]
+        return response
+
+
+class JobDetailView(GenericAPIView):
+    serializer_class = JobSerializer
+
+    def get_object(self) -> Job:
+        job_id = self.kwargs["job_id"]
+        # Another user's job is indistinguishable from one that does not exist.
+        if not ids.is_job_id(job_id):
+            raise Http404
+        try:
+            return Job.objects.get(pk=job_id, user=self.request.user)
+        except Job.DoesNotExist:
+            raise Http404 from None
+
+    @extend_schema(
+        summary="Read a job's state, progress and result",
+        responses={200: JobSerializer, 404: ErrorSerializer,
+                   410: OpenApiResponse(JobSerializer, description="The result expired."), **ERRORS},
+    )
+    def get(self, request, job_id):
+        job = self.get_object()
+        meta = store.read_meta(job.id)
+        return Response(job_body(request, job, meta),
+                        status=http.HTTP_200_OK if meta else http.HTTP_410_GONE)
+
+    @extend_schema(
+        summary="Cancel a job",
+        description="A queued job never runs; a running one is terminated. 409 if it already finished.",
+        responses={202: JobSerializer, 404: ErrorSerializer, 409: JobSerializer, **ERRORS},
+    )
+    def delete(self, request, job_id):
+        job = self.get_object()
+        meta = store.read_meta(job.id)
+        if status.is_finished(meta):
+            return Response(job_body(request, job, meta), status=http.HTTP_409_CONFLICT)
+        return Response(job_body(request, job, service.cancel(job)), status=http.HTTP_202_ACCEPTED)
+
+
+def job_page(request, job_id):
+    """HTML page with a live progress bar; its script polls the API with the user's token."""
+    if not ids.is_job_id(job_id):
+        raise Http404
+    return render(request, "jobs/job.html", {"job_id": job_id,
+                                             "api_url": reverse("job-detail", args=[job_id])})
