@@ -14,6 +14,7 @@ UNAVAILABLE = {
     "database": (DatabaseError,),
     "redis": (RedisConnectionError, RedisTimeoutError, BrokerError),
 }
+SERVICE_LABELS = {"database": "The database (PostgreSQL)", "redis": "Redis"}
 RETRY_AFTER_SECONDS = 5
 
 
@@ -28,7 +29,7 @@ def unavailable_service(exc: BaseException | None) -> str | None:
 def service_unavailable(service: str) -> JsonResponse:
     response = JsonResponse(
         {"error": "service_unavailable", "service": service,
-         "detail": f"The {service} is unavailable; try again shortly."},
+         "detail": f"{SERVICE_LABELS[service]} is unavailable; try again shortly."},
         status=503,
     )
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)

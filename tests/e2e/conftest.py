@@ -1,0 +1,42 @@
+"""The compose stack every e2e test runs against: built and started once per session.
+
+It runs with the shipped defaults (no .env), except for host ports (so it can run beside a
+developer's stack) and a short broker visibility timeout, so that jobs of a SIGKILLed worker
+come back within a minute instead of the production default of two hours.
+"""
+
+import os
+
+import pytest
+
+from tests.support.stack import Api, Stack
+
+E2E_ENV = {
+    "WEB_PORT": os.environ.get("E2E_WEB_PORT", "18000"),
+    "FLOWER_PORT": os.environ.get("E2E_FLOWER_PORT", "15555"),
+    "CELERY_VISIBILITY_TIMEOUT": "60",
+    "CELERY_TASK_TIME_LIMIT": "50",
+    "CELERY_TASK_SOFT_TIME_LIMIT": "45",
+}
+
+
+@pytest.fixture(scope="session")
+def stack():
+    stack = Stack(project=os.environ.get("E2E_PROJECT", "djcs-e2e"), env=E2E_ENV)
+    stack.down()
+    stack.compose("build", timeout=1200)
+    stack.up()
+    yield stack
+    stack.save_logs("final")
+    if os.environ.get("E2E_KEEP") != "1":
+        stack.down()
+
+
+@pytest.fixture(scope="session")
+def token(stack) -> str:
+    return stack.create_token("e2e-alice")
+
+
+@pytest.fixture(scope="session")
+def api(stack, token) -> Api:
+    return Api(stack.url(""), token)

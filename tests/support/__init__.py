@@ -1,0 +1,1 @@
+"""Helpers shared by the test suites: waiting, Docker containers, the compose stack, the API."""
