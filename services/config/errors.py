@@ -2,16 +2,17 @@
 
 import sys
 
-from django.db import DatabaseError
+from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework.views import exception_handler
 
-# Errors that mean "a backing service is away", not "the code is wrong".
+# Errors that mean "a backing service is away", not "the code is wrong". Not DatabaseError:
+# its IntegrityError, DataError and ProgrammingError are bugs or bad input, not an outage.
 UNAVAILABLE = {
-    "database": (DatabaseError,),
+    "database": (OperationalError, InterfaceError),
     "redis": (RedisConnectionError, RedisTimeoutError, BrokerError),
 }
 SERVICE_LABELS = {"database": "The database (PostgreSQL)", "redis": "Redis"}

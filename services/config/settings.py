@@ -28,6 +28,8 @@ REDIS_PASSWORD = env.str("REDIS_PASSWORD")
 
 DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[] if PRODUCTION else ["*"])
+# The container healthchecks call http://127.0.0.1:8000/healthz from inside the container.
+CONTAINER_LOCAL_HOSTS = ["127.0.0.1", "localhost"]
 CSRF_TRUSTED_ORIGINS = env.list("DJANGO_CSRF_TRUSTED_ORIGINS", default=[])
 
 # Refuses to start (ImproperlyConfigured naming the variable) in production, warns in dev.
@@ -277,6 +279,7 @@ LOGGING = {
 
 # --- Production hardening (behind a TLS-terminating reverse proxy) ----------------------------
 if PRODUCTION:
+    ALLOWED_HOSTS = [*ALLOWED_HOSTS, *CONTAINER_LOCAL_HOSTS]
     SECURE_PROXY_SSL_HEADER = ("HTTP_X_FORWARDED_PROTO", "https")
     SECURE_SSL_REDIRECT = env.bool("DJANGO_SECURE_SSL_REDIRECT", default=True)
     # /healthz is probed over plain HTTP from inside the container.

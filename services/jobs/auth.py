@@ -6,6 +6,7 @@ carries it in memory for the length of the request. It is never stored or logged
 
 from dataclasses import dataclass, field
 
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from knox.auth import TokenAuthentication as KnoxTokenAuthentication
 from knox.models import AuthToken
 from rest_framework import exceptions
@@ -23,5 +24,20 @@ class TokenAuthentication(KnoxTokenAuthentication):
             raw = token.decode("ascii")
         except UnicodeDecodeError:
             raise exceptions.AuthenticationFailed("Invalid token.") from None
+        if not raw.isprintable():
+            # Control bytes never occur in a token; a NUL would even make PostgreSQL refuse
+            # knox's lookup query (DataError), turning a bad token into a 5xx.
+            raise exceptions.AuthenticationFailed("Invalid token.")
         user, record = super().authenticate_credentials(token)
         return user, ApiToken(raw=raw, record=record)
+
+
+class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
+    """How the OpenAPI schema describes this authentication: `Authorization: Token <token>`."""
+
+    target_class = TokenAuthentication
+    name = "tokenAuth"
+
+    def get_security_definition(self, auto_schema):
+        return {"type": "apiKey", "in": "header", "name": "Authorization",
+                "description": "`Token <token>`; tokens come from `manage.py create_api_user`."}

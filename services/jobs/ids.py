@@ -37,4 +37,5 @@ def owner_key(secret: str, token: str) -> str:
 
 
 def is_job_id(value: str) -> bool:
-    return bool(JOB_ID_PATTERN.match(value))
+    # fullmatch: with match(), "$" also matches before a trailing newline ("<id>\n" passed).
+    return bool(JOB_ID_PATTERN.fullmatch(value))

@@ -49,6 +49,8 @@ class JobTask(Task):
     def before_start(self, task_id, args, kwargs):
         self._stop_if_cancelled()
         self.request.started_at = timezone.now().isoformat()
+        # One line per execution: a job delivered again after a worker died shows up twice.
+        logger.info("Job %s started (%s, attempt %d)", task_id, self.name, self.request.retries + 1)
         self.update_state(state=states.STARTED, meta=self._running_meta())
 
     def progress(self, current: int, total: int, message: str = "") -> None:
