@@ -106,8 +106,15 @@ DATABASES = {
         # one failed query at most, not a crash loop.
         "CONN_MAX_AGE": env.int("POSTGRES_CONN_MAX_AGE", default=60),
         "CONN_HEALTH_CHECKS": True,
-        # Fail fast (503) instead of hanging a gunicorn worker while the database is away.
-        "OPTIONS": {"connect_timeout": env.int("POSTGRES_CONNECT_TIMEOUT", default=3)},
+        # Fail fast (503) instead of hanging a gunicorn worker while the database is away:
+        # a bounded connect, and TCP keepalives that drop a connection to a vanished server.
+        "OPTIONS": {
+            "connect_timeout": env.int("POSTGRES_CONNECT_TIMEOUT", default=3),
+            "keepalives": 1,
+            "keepalives_idle": 5,
+            "keepalives_interval": 2,
+            "keepalives_count": 3,
+        },
     }
 }
 DEFAULT_AUTO_FIELD = "django.db.models.BigAutoField"

@@ -44,3 +44,24 @@ def celery_worker_process():
     except subprocess.TimeoutExpired:
         process.kill()
     log.close()
+
+
+@pytest.fixture
+def worker(celery_worker_process):
+    """The session's real worker, ready; a test that needs a job to run asks for this."""
+    return celery_worker_process
+
+
+@pytest.fixture
+def alice(worker):
+    """An API client with a real knox token (needs the test's django_db marker)."""
+    from tests.integration.helpers import make_caller
+
+    return make_caller("alice")
+
+
+@pytest.fixture
+def bob(worker):
+    from tests.integration.helpers import make_caller
+
+    return make_caller("bob")

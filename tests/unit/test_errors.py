@@ -1,0 +1,115 @@
+"""unit: no services. JSON error answers and backing-service failure classification (config.errors)."""
+
+import json
+
+import pytest
+from django.db import (DatabaseError, DataError, IntegrityError, InterfaceError, OperationalError,
+                       ProgrammingError)
+from django.test import RequestFactory
+from kombu.exceptions import OperationalError as KombuOperationalError
+from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from rest_framework.exceptions import NotAuthenticated, ValidationError
+
+from config import errors
+
+
+@pytest.mark.parametrize(
+    "exc, service",
+    [
+        (OperationalError("could not connect to server: Connection refused"), "database"),
+        (InterfaceError("connection already closed"), "database"),
+        (RedisConnectionError("Error 111 connecting to redis:6379"), "redis"),
+        (RedisTimeoutError("Timeout reading from socket"), "redis"),
+        (BusyLoadingError("Redis is loading the dataset in memory"), "redis"),
+        (KombuOperationalError("Error 111 connecting to redis:6379"), "redis"),
+        # The database answered: bad input or a bug, not an outage (a 500, or the view's 4xx).
+        (DataError("A string literal cannot contain NUL (0x00) characters."), None),
+        (IntegrityError("duplicate key value violates unique constraint"), None),
+        (ProgrammingError('relation "jobs_job" does not exist'), None),
+        (DatabaseError("Save with update_fields did not affect any rows."), None),
+        (ValueError("a bug"), None),
+        (KeyError("x"), None),
+        (ResponseError("unknown command"), None),  # Redis answered: not "unavailable"
+        (None, None),
+    ],
+)
+def test_unavailable_service_classification(exc, service):
+    assert errors.unavailable_service(exc) == service
+
+
+@pytest.mark.parametrize("service, label", [("database", "PostgreSQL"), ("redis", "Redis")])
+def test_service_unavailable_is_503_json_with_retry_after(service, label):
+    response = errors.service_unavailable(service)
+    assert response.status_code == 503
+    assert response["Content-Type"] == "application/json"
+    assert response["Retry-After"] == str(errors.RETRY_AFTER_SECONDS)
+    body = json.loads(response.content)
+    assert body["error"] == "service_unavailable"
+    assert body["service"] == service
+    assert label in body["detail"]
+
+
+def _server_error_while_handling(exc):
+    request = RequestFactory().get("/")
+    try:
+        raise exc
+    except Exception:  # noqa: BLE001 - handler500 runs inside the failed request's except
+        return errors.server_error(request)
+
+
+@pytest.mark.parametrize(
+    "exc, service",
+    [(OperationalError("refused"), "database"), (RedisConnectionError("refused"), "redis")],
+)
+def test_server_error_is_503_when_a_service_is_the_cause(exc, service):
+    response = _server_error_while_handling(exc)
+    assert response.status_code == 503
+    assert response["Retry-After"] == str(errors.RETRY_AFTER_SECONDS)
+    assert json.loads(response.content)["service"] == service
+
+
+def test_server_error_is_500_json_without_internals():
+    response = _server_error_while_handling(ValueError("secret detail /app/services/x.py"))
+    assert response.status_code == 500
+    assert response["Content-Type"] == "application/json"
+    assert json.loads(response.content) == {"error": "server_error", "detail": "Internal server error."}
+    assert not response.has_header("Retry-After")
+
+
+def test_server_error_outside_an_exception_is_500():
+    assert errors.server_error(RequestFactory().get("/")).status_code == 500
+
+
+@pytest.mark.parametrize(
+    "handler, status, code",
+    [(errors.bad_request, 400, "bad_request"), (errors.permission_denied, 403, "forbidden"),
+     (errors.not_found, 404, "not_found")],
+)
+def test_other_handlers_answer_json(handler, status, code):
+    response = handler(RequestFactory().get("/"), Exception("x"))
+    assert response.status_code == status
+    assert response["Content-Type"] == "application/json"
+    assert json.loads(response.content)["error"] == code
+
+
+def test_api_exception_handler_keeps_drf_answers():
+    response = errors.api_exception_handler(ValidationError({"kind": ["bad"]}), {})
+    assert response.status_code == 400
+    assert response.data == {"kind": ["bad"]}
+    assert errors.api_exception_handler(NotAuthenticated(), {}).status_code == 401
+
+
+def test_api_exception_handler_turns_service_failures_into_503():
+    response = errors.api_exception_handler(RedisTimeoutError("timeout"), {})
+    assert response.status_code == 503
+    assert json.loads(response.content)["service"] == "redis"
+    response = errors.api_exception_handler(OperationalError("refused"), {})
+    assert response.status_code == 503
+    assert json.loads(response.content)["service"] == "database"
+
+
+def test_api_exception_handler_leaves_bugs_to_django():
+    # None: Django's handler500 (server_error above) answers, as a 500.
+    assert errors.api_exception_handler(ValueError("bug"), {}) is None
