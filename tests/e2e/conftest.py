@@ -3,6 +3,8 @@
 It runs with the shipped defaults (no .env), except for host ports (so it can run beside a
 developer's stack) and a short broker visibility timeout, so that jobs of a SIGKILLed worker
 come back within a minute instead of the production default of two hours.
+The app image gets a tag of its own (APP_IMAGE), so the stack keeps running the image this
+session built even when someone rebuilds the default tag for a developer stack meanwhile.
 """
 
 import os
@@ -11,7 +13,9 @@ import pytest
 
 from tests.support.stack import Api, Stack
 
+PROJECT = os.environ.get("E2E_PROJECT", "djcs-e2e")
 E2E_ENV = {
+    "APP_IMAGE": os.environ.get("E2E_APP_IMAGE", f"{PROJECT}-app:latest"),
     "WEB_PORT": os.environ.get("E2E_WEB_PORT", "18000"),
     "FLOWER_PORT": os.environ.get("E2E_FLOWER_PORT", "15555"),
     "CELERY_VISIBILITY_TIMEOUT": "60",
@@ -22,7 +26,7 @@ E2E_ENV = {
 
 @pytest.fixture(scope="session")
 def stack():
-    stack = Stack(project=os.environ.get("E2E_PROJECT", "djcs-e2e"), env=E2E_ENV)
+    stack = Stack(project=PROJECT, env=E2E_ENV)
     stack.down()
     stack.compose("build", timeout=1200)
     stack.up()
