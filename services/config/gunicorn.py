@@ -17,10 +17,13 @@ max_requests_jitter = max_requests // 10
 worker_tmp_dir = "/dev/shm"
 # Load the app once in the master: settings are checked once, workers fork ready.
 preload_app = True
-# Trust X-Forwarded-* only from the reverse proxy's address(es), e.g. "172.18.0.0/16" or "*".
+# Whose X-Forwarded-Proto gunicorn itself believes. Django reads that header on its own
+# (SECURE_PROXY_SSL_HEADER in production), so this matters little; requests from a proxy on
+# the host arrive from the Docker network's gateway address, not from 127.0.0.1.
 forwarded_allow_ips = os.environ.get("FORWARDED_ALLOW_IPS", "127.0.0.1")
 accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "true").lower() == "true" else None
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
-# No query strings or headers in access logs: nothing secret can land there.
-access_log_format = '%(h)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+# No query strings and no headers but the proxy's X-Forwarded-For (the real client address):
+# nothing secret can land in the access log.
+access_log_format = '%(h)s %({x-forwarded-for}i)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
