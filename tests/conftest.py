@@ -42,3 +42,16 @@ def pytest_report_header(config):
         return [f"integration services: Redis {_started[0].redis_version} ({services.REDIS_IMAGE}), "
                 f"PostgreSQL ({services.POSTGRES_IMAGE})"]
     return []
+
+
+def pytest_terminal_summary(terminalreporter):
+    """The chaos suite's per-scenario lines (submitted / finished / lost / run twice), shown in
+    the CI log even when every test passed. Only when tests/e2e/test_chaos.py ran."""
+    import sys
+
+    chaos = sys.modules.get("tests.support.chaos")
+    if chaos is not None and chaos.REPORT:
+        terminalreporter.section("chaos report")
+        for line in chaos.REPORT:
+            terminalreporter.write_line(line)
+        terminalreporter.write_line(f"(also in {chaos.REPORT_PATH})")

@@ -203,7 +203,8 @@ JOB_RATE_LIMITS = env.dict("JOB_RATE_LIMITS", default={})
 
 # --- Celery (read by config.celery with namespace="CELERY") --------------------------------------
 CELERY_BROKER_URL = redis_url(0)
-CELERY_RESULT_BACKEND = redis_url(1)
+# Celery's Redis backend, minus two pub/sub round trips per task sent (config/result_backend.py).
+CELERY_RESULT_BACKEND = "config.result_backend:JobResultBackend+" + redis_url(1)
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -255,9 +256,10 @@ CELERY_REDIS_BACKEND_HEALTH_CHECK_INTERVAL = 25
 # Workers and beat keep trying to reach a restarted Redis instead of exiting (no crash loop).
 CELERY_BROKER_CONNECTION_RETRY_ON_STARTUP = True
 CELERY_BROKER_CONNECTION_MAX_RETRIES = None
-# A finished job's result is written even if Redis blinks at that moment.
+# A job's state and result are written even if Redis is away at that moment: the write is
+# retried with backoff (at most 10 s apart) for as long as the outage lasts (Celery's default,
+# no retry limit). Giving up would mark the job finished in the broker but record nothing.
 CELERY_RESULT_BACKEND_ALWAYS_RETRY = True
-CELERY_RESULT_BACKEND_MAX_RETRIES = 30
 # A web request publishing while Redis is away gives up within about a second (then 503).
 CELERY_TASK_PUBLISH_RETRY_POLICY = {
     "max_retries": 2,

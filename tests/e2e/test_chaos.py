@@ -1,0 +1,440 @@
+"""Chaos on the real compose stack: no accepted job is ever lost (issue 4).
+
+Each scenario submits at least 200 jobs under a token of its own - a few long ones
+(model_inference, several steps of 1 s) first so that they are running when the fault hits,
+the rest short (noop, sum_number) - breaks something mid-run, lets it come back, and then waits
+until every job finished, long enough for the broker's visibility timeout (60 s in the e2e
+stack) to hand back what a dead worker held. It records one line:
+
+    submitted / finished (SUCCESS) / lost (accepted but not SUCCESS at the end) / run twice
+
+"run twice" counts jobs a worker started more than once ("Job <id> started" log lines of
+JobTask.before_start over every worker container). The lines are printed at the end of the
+pytest run (tests/conftest.py) and written to artifacts/chaos-report.txt.
+
+Every scenario asserts lost == 0 and leaves every service running and healthy for the next.
+The fuzz run is last: the jobs it generates can be long, and it cancels them all at the end.
+"""
+
+import json
+import re
+import subprocess
+import sys
+import time
+import uuid
+from collections import Counter
+from pathlib import Path
+
+import pytest
+import requests
+
+from tests.e2e.helpers import hostnames, inspect, redis_cli
+from tests.support.chaos import (
+    FINISHED,
+    RUNNING,
+    Ledger,
+    OutageWatch,
+    broker_diagnostics,
+    docker,
+    executions,
+    job_mix,
+    long_job,
+    parse_time,
+    record,
+    record_line,
+    short_job,
+    worker_logs,
+)
+from tests.support.stack import ARTIFACTS, Stack
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.slow
+
+JOBS = 200
+LONG = 8          # long jobs per scenario (model_inference, LONG_STEPS x 1 s)
+LONG_STEPS = 6
+# Until every job finished: a killed worker's jobs come back after the visibility timeout
+# (60 s) plus up to one restore sweep, on a 2-core machine that may run other stacks too.
+FINISH_TIMEOUT = 420
+PROMPT = 10       # seconds: web must answer within this even while a backing service is down
+# A backing service stays down at least this long: long jobs report progress meanwhile, and
+# workers and beat notice the lost connections.
+OUTAGE = 10
+
+
+def new_ledger(stack: Stack, scenario: str) -> Ledger:
+    token = stack.create_token(f"chaos-{scenario}-{uuid.uuid4().hex[:8]}")
+    return Ledger(scenario=scenario, base_url=stack.url(""), token=token)
+
+
+def finish(stack: Stack, ledger: Ledger, label: str, started: float, note: str = "",
+           fault: float | None = None):
+    """Wait for every job, count executions, record the report line, assert nothing was lost.
+
+    fault: when the fault ended (monotonic); the note then says how long after it all finished.
+    Returns (final states, executions per job id)."""
+    states = ledger.wait_finished(FINISH_TIMEOUT)
+    if fault is not None:
+        note = f"{note}; all finished {time.monotonic() - fault:.0f} s after the fault"
+    logs = worker_logs(stack)
+    counts = executions(logs)
+    lost = ledger.lost(states)
+    twice = [job_id for job_id in ledger.ids if counts[job_id] >= 2]
+    finished = sum(1 for job_id in ledger.ids if states.get(job_id, {}).get("state") == "SUCCESS")
+    line = record(label, submitted=len(ledger.ids), finished=finished, lost=len(lost),
+                  twice=len(twice), seconds=time.monotonic() - started, note=note)
+    print(f"\n[chaos] {line}")
+    if lost:
+        (ARTIFACTS / f"chaos-{ledger.scenario}-worker.log").write_text(logs)
+        details = "\n".join(
+            f"  {job_id} {ledger.names[job_id]} {ledger.ids[job_id]}: "
+            f"{states.get(job_id, {}).get('state', 'not listed')} "
+            f"{states.get(job_id, {}).get('error') or ''} started {counts[job_id]}x"
+            for job_id in lost[:20])
+        raise AssertionError(f"{len(lost)} accepted jobs not SUCCESS:\n{details}\n"
+                             f"{broker_diagnostics(stack, lost[:20])}")
+    assert finished == len(ledger.ids) >= JOBS
+    return states, counts
+
+
+def started_since(job: dict, since: float) -> bool:
+    return bool(job["started_at"]) and parse_time(job["started_at"]) >= since - 1
+
+
+def early_in_run(job: dict) -> bool:
+    """Running and at most halfway: it is certainly still running a moment later."""
+    progress = job["progress"]
+    return job["state"] in RUNNING and (progress is None or progress["current"] <= LONG_STEPS // 2)
+
+
+def restart_counts(stack: Stack, *services: str) -> dict[str, int]:
+    return {service: inspect(stack, service)["RestartCount"] for service in services}
+
+
+def healthz(stack: Stack) -> requests.Response:
+    return requests.get(stack.url("/healthz"), timeout=PROMPT)
+
+
+# --- 1 ---------------------------------------------------------------------------------------
+
+def test_worker_sigkilled_three_times_mid_run(stack):
+    """`docker kill -s KILL` of the worker while long jobs run, three times; each time the test
+    starts it again (Docker does not restart a killed container: it counts as a manual stop)."""
+    stack.wait_healthy()
+    started = time.monotonic()
+    ledger = new_ledger(stack, "kill")
+    jobs = job_mix(JOBS, long=LONG, steps=LONG_STEPS)
+    ledger.submit_all(jobs[:LONG])
+    rest = ledger.submit_in_background(jobs[LONG:])
+
+    interrupted: set[str] = set()
+    since = time.time() - 60
+    for kill in range(1, 4):
+        # A long job this worker (started after `since`) is running, early in its run.
+        running = wait_until(
+            lambda: [job for job in ledger.running("model_inference")
+                     if job["id"] not in interrupted and started_since(job, since) and early_in_run(job)],
+            timeout=180, interval=0.5, what=f"a long job running before kill {kill}")
+        interrupted |= {job["id"] for job in running}
+        container = stack.container_ids("worker")[0]
+        docker("kill", "-s", "KILL", container)
+        wait_until(lambda: not json.loads(docker("inspect", container))[0]["State"]["Running"],
+                   timeout=60, what="the killed worker to be gone")
+        since = time.time()
+        stack.compose("start", "worker")
+    last_kill = time.monotonic()
+    rest.join()
+
+    states, counts = finish(stack, ledger, "1 worker SIGKILL x3 mid-run", started,
+                            note=f"{len(interrupted)} long jobs were running at the kills",
+                            fault=last_kill)
+    # The jobs the kills interrupted were delivered again and finished.
+    for job_id in interrupted:
+        assert counts[job_id] >= 2, f"{job_id} was running when killed but started {counts[job_id]}x"
+    stack.wait_healthy(timeout=240)
+
+
+# --- 2 and 3 ---------------------------------------------------------------------------------
+
+@pytest.mark.parametrize(
+    ("service", "part", "label"),
+    [("redis", "redis", "2 redis restart mid-run"), ("postgres", "database", "3 postgres restart mid-run")],
+    ids=["redis", "postgres"],
+)
+def test_backing_service_restarted_mid_run(stack, service, part, label):
+    """Stop + start (a restart one can watch): queued jobs and finished results survive, web
+    answers 503 JSON meanwhile and recovers by itself, workers and beat reconnect."""
+    stack.wait_healthy()
+    started = time.monotonic()
+    ledger = new_ledger(stack, service)
+    early = ledger.submit_all([short_job(n) for n in range(10)])
+    wait_until(lambda: all(ledger.states()[job_id]["state"] == "SUCCESS" for job_id in early),
+               timeout=180, interval=1, what="the first jobs to finish")
+
+    ledger.submit_all(job_mix(90, long=4, start=10, steps=LONG_STEPS))
+
+    def mid_run():
+        states = ledger.states()
+        running = [j for j in states.values() if j["kind"] == "model_inference" and early_in_run(j)]
+        queued = [job_id for job_id, j in states.items() if j["state"] == "PENDING"]
+        return (running, queued) if running and queued else None
+
+    running, queued = wait_until(mid_run, timeout=180, interval=0.5,
+                                 what="long jobs running with others queued")
+    waiting = int(redis_cli(stack, "-n", "0", "LLEN", "jobs").strip() or 0)
+    web_before = inspect(stack, "web")
+    restarts_before = restart_counts(stack, "web", "worker", "beat")
+
+    with OutageWatch(stack, ledger.token, f"/api/jobs/{early[0]}/", prompt=PROMPT) as watch:
+        stack.compose("stop", service)
+        down = time.monotonic()
+        # Submitted while the service is down: refused with 503 until it is back.
+        during = ledger.submit_in_background([short_job(n) for n in range(100, 200)])
+        wait_until(lambda: watch.saw_503("healthz") and watch.saw_503("api") and ledger.refusals
+                   and time.monotonic() - down >= OUTAGE,
+                   timeout=90, interval=0.5, what=f"503 answers while {service} is down")
+        stack.compose("start", service)
+        wait_until(lambda: healthz(stack).status_code == 200, timeout=180, interval=1,
+                   what=f"/healthz 200 after {service} came back")
+        back = time.monotonic()
+        outage = back - down
+        # Results finished before the restart read SUCCESS after it.
+        survived = {job_id: ledger.api.job(job_id).json()["state"] for job_id in early}
+        during.join()
+
+    assert set(survived.values()) == {"SUCCESS"}, survived
+    problems = watch.problems()
+    assert not problems, f"web answered badly while {service} was down: {problems[:5]}"
+    bad_refusals = [r for r in ledger.refusals if r[0] != 503]
+    assert not bad_refusals, f"submissions failed otherwise than 503: {bad_refusals[:5]}"
+
+    web_after = inspect(stack, "web")
+    assert (web_after["Id"], web_after["State"]["StartedAt"]) == \
+        (web_before["Id"], web_before["State"]["StartedAt"]), "web was recreated or restarted"
+    assert web_after["RestartCount"] == 0
+    assert restart_counts(stack, "web", "worker", "beat") == restarts_before, "a service crashed"
+
+    seen = watch.counts()
+    states, counts = finish(
+        stack, ledger, label, started,
+        note=f"down {outage:.0f} s; {len(queued)} queued ({waiting} waiting in Redis) and "
+             f"{len(running)} running at the stop; {len(ledger.refusals)} submissions refused 503 "
+             f"then retried; web 503 JSON: healthz {seen[('healthz', 503)]}x, API read "
+             f"{seen[('api', 503)]}x; web restarts 0",
+        fault=back)
+    assert all(states[job_id]["state"] == "SUCCESS" for job_id in queued)
+    stack.wait_healthy(timeout=240)
+
+
+# --- 4 ---------------------------------------------------------------------------------------
+
+def test_stop_worker_during_a_20_second_job(stack):
+    """`docker compose stop worker` while a 20 s job runs: warm shutdown lets it finish before
+    the container exits (within stop_grace_period), it ran once, and the queue waits."""
+    stack.wait_healthy()
+    started = time.monotonic()
+    ledger = new_ledger(stack, "stop")
+    slow = ledger.submit(*long_job(0, steps=20))
+    rest = ledger.submit_in_background([short_job(n) for n in range(1, JOBS)])
+
+    def slow_running():
+        job = ledger.api.job(slow).json()
+        return job["state"] == "PROGRESS" and 2 <= job["progress"]["current"] <= 10
+
+    wait_until(slow_running, timeout=180, interval=0.3, what="the 20 s job to be running")
+    container = stack.container_ids("worker")[0]
+    warm_shutdowns = worker_logs(stack).lower().count("warm shutdown")
+    stop_started = time.monotonic()
+    stack.compose("stop", "worker", timeout=300)
+    stop_took = time.monotonic() - stop_started
+
+    job = ledger.api.job(slow).json()
+    assert job["state"] == "SUCCESS", f"the worker exited before finishing the 20 s job: {job}"
+    exited_at = parse_time(json.loads(docker("inspect", container))[0]["State"]["FinishedAt"])
+    assert parse_time(job["finished_at"]) <= exited_at, "job finished after the worker exited?"
+    assert worker_logs(stack).lower().count("warm shutdown") > warm_shutdowns
+
+    stack.compose("start", "worker")
+    rest.join()
+    states, counts = finish(stack, ledger, "4 worker stop during a 20 s job", started,
+                            note=f"stop took {stop_took:.0f} s; the 20 s job finished before "
+                                 f"the worker exited and ran {executions(worker_logs(stack))[slow]}x")
+    assert counts[slow] == 1, f"the 20 s job started {counts[slow]} times"
+    assert states[slow]["result"]["steps"] == 20
+    stack.wait_healthy(timeout=240)
+
+
+def container_logs(container: str) -> str:
+    logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True, timeout=60)
+    return logs.stdout + logs.stderr
+
+
+# --- 5 ---------------------------------------------------------------------------------------
+
+def test_two_workers_one_killed(stack):
+    """--scale worker=2, the second one killed while running long jobs: they finish on the first."""
+    stack.wait_healthy()
+    started = time.monotonic()
+    survivor_container = stack.container_ids("worker")[0]
+    stack.compose("up", "-d", "--no-recreate", "--no-deps", "--scale", "worker=2", "worker")
+    try:
+        names = hostnames(stack, "worker")
+        assert sorted(names) == [1, 2], names
+        survivor, victim = names[1], names[2]
+        victim_container = next(c["ID"] for c in stack.state()["worker"] if c["Name"].endswith("-2"))
+        wait_until(lambda: "ready." in container_logs(victim_container),
+                   timeout=180, interval=1, what="worker 2 ready")
+
+        ledger = new_ledger(stack, "scale")
+        jobs = job_mix(JOBS, long=LONG, steps=LONG_STEPS)
+        ledger.submit_all(jobs[:LONG])
+        rest = ledger.submit_in_background(jobs[LONG:])
+        on_victim = wait_until(
+            lambda: [j for j in ledger.running("model_inference")
+                     if j["worker"] == victim and early_in_run(j)],
+            timeout=180, interval=0.5, what=f"long jobs running on worker 2 ({victim})")
+        # Its restart policy would not bring it back after `docker kill` anyway; say so.
+        docker("update", "--restart=no", victim_container)
+        docker("kill", "-s", "KILL", victim_container)
+        killed = time.monotonic()
+        rest.join()
+
+        # Counted before scaling down: a removed container's logs are gone.
+        states, counts = finish(
+            stack, ledger, "5 two workers, one SIGKILLed", started,
+            note=f"{len(on_victim)} long jobs running on the killed worker finished on the other",
+            fault=killed)
+        for job in on_victim:
+            final = states[job["id"]]
+            assert final["worker"] == survivor, f"{job['id']} finished on {final['worker']}"
+            assert counts[job["id"]] >= 2
+    finally:
+        stack.compose("up", "-d", "--no-recreate", "--no-deps", "--scale", "worker=1", "worker")
+    assert stack.container_ids("worker") == [survivor_container]
+    stack.wait_healthy(timeout=240)
+
+
+# --- 6 ---------------------------------------------------------------------------------------
+
+INTERVAL = 5  # seconds
+
+
+def beat_sends(stack: Stack, task_name: str) -> list[float]:
+    """Unix times at which beat logged sending task_name (Docker's timestamp of each line)."""
+    pattern = re.compile(r"(\d{4}-\d\d-\d\dT[\d:.]+Z) .*Sending due task " + re.escape(task_name) + r" \(")
+    logs = stack.compose("logs", "--no-color", "--timestamps", "beat").stdout
+    return [parse_time(match.group(1)) for match in map(pattern.search, logs.splitlines()) if match]
+
+
+def test_beat_restarted_repeatedly_fires_once_per_interval(stack):
+    """A 5 s periodic task while beat is restarted four times - twice at once (`restart`), twice
+    staying down across a due time (stop, 1.5 intervals, start) - : never two sends closer than
+    the interval, never more sends than the window allows; 200 API jobs run meanwhile."""
+    stack.wait_healthy()
+    started = time.monotonic()
+    task_name = f"chaos-beat-{uuid.uuid4().hex[:8]}"
+    stack.manage("shell", "-c", (
+        "from django_celery_beat.models import IntervalSchedule, PeriodicTask\n"
+        f"every, _ = IntervalSchedule.objects.get_or_create(every={INTERVAL}, period=IntervalSchedule.SECONDS)\n"
+        f"PeriodicTask.objects.create(name={task_name!r}, task='jobs.noop', interval=every)\n"))
+    created = time.time()
+    ledger = new_ledger(stack, "beat")
+    batches = [job_mix(50, long=1, start=50 * b, steps=LONG_STEPS) for b in range(4)]
+    try:
+        for restart in range(4):
+            batch = ledger.submit_in_background(batches[restart])
+            before = len(beat_sends(stack, task_name))
+            wait_until(lambda: len(beat_sends(stack, task_name)) >= before + 2, timeout=120, interval=1,
+                       what=f"two sends before beat restart {restart + 1}")
+            batch.join()
+            if restart % 2 == 0:
+                stack.compose("restart", "beat")
+            else:
+                stack.compose("stop", "beat")
+                last_send = beat_sends(stack, task_name)[-1]
+                # Down across a due time: on start it sends that one once, not a burst.
+                wait_until(lambda: time.time() - last_send >= 1.5 * INTERVAL,
+                           timeout=60, interval=0.2, what="a due time to pass while beat is down")
+                stack.compose("start", "beat")
+        before = len(beat_sends(stack, task_name))
+        wait_until(lambda: len(beat_sends(stack, task_name)) >= before + 2, timeout=120, interval=1,
+                   what="two sends after the last restart")
+    finally:
+        stack.manage("shell", "-c", (
+            "from django_celery_beat.models import PeriodicTask\n"
+            f"PeriodicTask.objects.filter(name={task_name!r}).delete()\n"))
+    deleted = time.time()
+    sends = beat_sends(stack, task_name)
+    assert len(sends) >= 10, sends
+    sends_in_window = [t for t in sends if t <= deleted]
+    gaps = [later - earlier for earlier, later in zip(sends, sends[1:], strict=False)]
+    window = deleted - created
+
+    finish(stack, ledger, "6 beat restarted 4x", started,
+           note=f"periodic {INTERVAL} s task: {len(sends)} sends in {window:.0f} s "
+                f"(at most {int(window // INTERVAL) + 1} allowed), shortest gap {min(gaps):.2f} s")
+    assert min(gaps) >= INTERVAL - 0.5, f"two sends {min(gaps):.2f} s apart: {gaps}"
+    assert len(sends_in_window) <= window // INTERVAL + 1
+    assert len(sends) == len(sends_in_window) or len(sends) == len(sends_in_window) + 1
+    assert restart_counts(stack, "beat") == {"beat": 0}
+    stack.wait_healthy(timeout=240)
+
+
+# --- 7 ---------------------------------------------------------------------------------------
+
+MIN_FUZZ_REQUESTS = 500
+
+
+def test_fuzz_the_api_from_its_schema(stack, tmp_path):
+    """schemathesis from /api/schema/, authenticated: no 5xx over at least 500 requests.
+    Then every job it created is cancelled, so no long generated job clogs the worker."""
+    stack.wait_healthy()
+    started = time.monotonic()
+    fuzzer = new_ledger(stack, "fuzz")
+    har = tmp_path / "fuzz.har"  # holds the token: kept out of artifacts/
+    command = [
+        str(Path(sys.executable).parent / "st"), "run", stack.url("/api/schema/"),
+        "--header", f"Authorization: Token {fuzzer.token}",
+        "--checks", "not_a_server_error",
+        "--max-examples", "150", "--seed", "20261123", "--workers", "2",
+        "--request-timeout", "30", "--suppress-health-check", "all",
+        "--report", "har", "--report-har-path", str(har),
+    ]
+    run = subprocess.run(command, capture_output=True, text=True, timeout=900)
+    summary = run.stdout[-3000:]
+    (ARTIFACTS / "chaos-fuzz-summary.txt").write_text(run.stdout[-20000:] + run.stderr[-5000:])
+
+    entries = json.loads(har.read_text())["log"]["entries"]
+    statuses = [entry["response"]["status"] for entry in entries]
+    errors = [(entry["request"]["method"], entry["request"]["url"], entry["response"]["status"])
+              for entry in entries if entry["response"]["status"] >= 500]
+
+    # Cancel whatever the fuzz started; wait until the worker has nothing of it left.
+    cancelled = cancel_all(stack, fuzzer)
+    by_status = dict(sorted(Counter(statuses).items()))
+    record_line(f"7 API fuzz (schemathesis): {len(entries)} requests / 5xx {len(errors)}  "
+                f"({time.monotonic() - started:.0f} s; statuses {by_status}; "
+                f"{cancelled} generated jobs cancelled after)")
+    print(f"\n[chaos] fuzz: {len(entries)} requests, statuses {by_status}")
+    assert run.returncode == 0, summary + run.stderr[-2000:]
+    assert not errors, errors[:10]
+    assert len(entries) >= MIN_FUZZ_REQUESTS, f"only {len(entries)} requests\n{summary}"
+    stack.wait_healthy(timeout=240)
+
+
+def cancel_all(stack: Stack, ledger: Ledger) -> int:
+    """DELETE every unfinished job of the ledger's user; wait until all are finished and the
+    broker holds no message (queued or unacknowledged) any more."""
+    unfinished = [job_id for job_id, job in ledger.states().items() if job["state"] not in FINISHED]
+    for job_id in unfinished:
+        response = ledger.api.request("DELETE", f"/api/jobs/{job_id}/")
+        assert response.status_code in (202, 409), response.text
+    wait_until(lambda: all(job["state"] in FINISHED for job in ledger.states().values()),
+               timeout=300, interval=2, what="the fuzz's jobs to be cancelled")
+
+    def broker_empty():
+        return all(redis_cli(stack, "-n", "0", command, key).strip() == "0"
+                   for command, key in (("LLEN", "jobs"), ("HLEN", "unacked")))
+
+    wait_until(broker_empty, timeout=300, interval=2, what="the broker to hold no fuzz job")
+    return len(unfinished)

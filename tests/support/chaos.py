@@ -1,0 +1,303 @@
+"""Helpers of the chaos suite (tests/e2e/test_chaos.py): a ledger of submitted jobs, counting
+executions in worker logs, watching web during an outage, and the per-scenario report.
+
+A job counts as submitted only once the API accepted it (202, or 200 for the same name sent
+again after an answer was lost); it is lost if it is not SUCCESS when the scenario ends.
+"""
+
+import re
+import subprocess
+import threading
+import time
+from collections import Counter
+from collections.abc import Iterable
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from datetime import datetime
+
+import requests
+
+from tests.support.stack import ARTIFACTS, Api, Stack
+from tests.support.wait import wait_until
+
+FINISHED = ("SUCCESS", "FAILURE", "REVOKED", "EXPIRED")
+RUNNING = ("STARTED", "PROGRESS")
+REPORT_PATH = ARTIFACTS / "chaos-report.txt"
+# One line per scenario, in the order they ran; printed by tests/conftest.py at the end.
+REPORT: list[str] = []
+
+# JobTask.before_start logs this once per execution of a job (services/jobs/tasks.py).
+STARTED_LINE = re.compile(
+    r"Job ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) started \("
+)
+
+
+# --- jobs --------------------------------------------------------------------------------------
+
+def long_job(n: int, steps: int = 6) -> tuple[str, dict]:
+    """A multi-step model_inference taking about `steps` seconds."""
+    return "model_inference", {"text": f"chaos {n}", "steps": steps, "step_seconds": 1.0}
+
+
+def short_job(n: int) -> tuple[str, dict]:
+    return ("noop", {}) if n % 2 else ("sum_number", {"x": 1, "y": 1000 + n})
+
+
+def job_mix(count: int, long: int, start: int = 0, steps: int = 6) -> list[tuple[str, dict]]:
+    """`long` long jobs first (so they are running when a fault hits), then short ones."""
+    return [long_job(start + i, steps) for i in range(long)] + \
+           [short_job(start + i) for i in range(long, count)]
+
+
+@dataclass
+class Ledger:
+    """Every job one scenario submitted, under one token of its own (one list read = all states)."""
+
+    scenario: str
+    base_url: str
+    token: str
+    ids: dict[str, str] = field(default_factory=dict)          # job id -> kind
+    names: dict[str, str] = field(default_factory=dict)        # job id -> name
+    refusals: list[tuple[int | str, str]] = field(default_factory=list)  # answers retried
+    _lock: threading.Lock = field(default_factory=threading.Lock)
+    _local: threading.local = field(default_factory=threading.local)
+    _counter: int = 0
+
+    @property
+    def api(self) -> Api:
+        """A client (HTTP session) per thread: submissions run in several threads at once."""
+        if not hasattr(self._local, "api"):
+            self._local.api = Api(self.base_url, self.token)
+        return self._local.api
+
+    def submit(self, kind: str, params: dict, *, deadline: float = 240) -> str:
+        """Submit until accepted. While Redis or PostgreSQL is down the API answers 503: the
+        client retries with the same name, so an answer lost on the way cannot create a
+        second job (the same name returns the first one with 200)."""
+        with self._lock:
+            self._counter += 1
+            name = f"{self.scenario}-{self._counter:04d}"
+        give_up = time.monotonic() + deadline
+        while True:
+            try:
+                response = self.api.submit(kind, params, name=name)
+                status: int | str = response.status_code
+                if status in (200, 202):
+                    body = response.json()
+                    with self._lock:
+                        self.ids[body["id"]] = kind
+                        self.names[body["id"]] = name
+                    return body["id"]
+                detail = response.text[:300]
+                if status != 503:
+                    raise AssertionError(f"submit {kind} {name}: {status} {detail}")
+            except (requests.ConnectionError, requests.Timeout) as exc:
+                status, detail = type(exc).__name__, str(exc)[:300]
+            with self._lock:
+                self.refusals.append((status, detail))
+            if time.monotonic() > give_up:
+                raise AssertionError(f"submit {kind} {name} not accepted within {deadline}s: "
+                                     f"{status} {detail}")
+            time.sleep(0.5)
+
+    def submit_all(self, jobs: Iterable[tuple[str, dict]], threads: int = 4) -> list[str]:
+        with ThreadPoolExecutor(threads) as pool:
+            return list(pool.map(lambda job: self.submit(*job), jobs))
+
+    def submit_in_background(self, jobs: list[tuple[str, dict]], threads: int = 2) -> "Background":
+        return Background(lambda: self.submit_all(jobs, threads))
+
+    def states(self) -> dict[str, dict]:
+        """Job id -> the job as GET /api/jobs/ shows it (every page, 200 per read)."""
+        jobs: dict[str, dict] = {}
+        page = 1
+        while True:
+            response = self.api.request("GET", f"/api/jobs/?page_size=200&page={page}", timeout=30)
+            response.raise_for_status()
+            body = response.json()
+            jobs.update({job["id"]: job for job in body["results"]})
+            if not body.get("next"):
+                return jobs
+            page += 1
+
+    def running(self, kind: str | None = None) -> list[dict]:
+        return [job for job in self.states().values()
+                if job["state"] in RUNNING and (kind is None or job["kind"] == kind)]
+
+    def wait_finished(self, timeout: float) -> dict[str, dict]:
+        """Wait until every accepted job is finished (or the deadline); return the last states.
+
+        Does not fail on the deadline: what is unfinished then counts as lost."""
+        last: dict[str, dict] = {}
+
+        def all_finished():
+            nonlocal last
+            last = self.states()
+            return all(last.get(job_id, {}).get("state") in FINISHED for job_id in self.ids)
+
+        try:
+            wait_until(all_finished, timeout=timeout, interval=2,
+                       what=f"{len(self.ids)} jobs of {self.scenario} to finish")
+        except AssertionError:
+            pass
+        return last
+
+    def lost(self, states: dict[str, dict]) -> list[str]:
+        return [job_id for job_id in self.ids if states.get(job_id, {}).get("state") != "SUCCESS"]
+
+
+class Background:
+    """Runs fn in a thread; join() returns its value or raises its exception."""
+
+    def __init__(self, fn):
+        self._value = None
+        self._error: BaseException | None = None
+
+        def run():
+            try:
+                self._value = fn()
+            except BaseException as exc:  # noqa: BLE001 - handed to join()
+                self._error = exc
+
+        self._thread = threading.Thread(target=run, daemon=True)
+        self._thread.start()
+
+    def join(self, timeout: float = 600):
+        self._thread.join(timeout)
+        if self._thread.is_alive():
+            raise AssertionError(f"background work still running after {timeout}s")
+        if self._error:
+            raise self._error
+        return self._value
+
+
+# --- executions, from the worker logs ------------------------------------------------------------
+
+def executions(worker_logs: str) -> Counter:
+    """Job id -> how many times a worker started it (all worker containers' logs)."""
+    return Counter(STARTED_LINE.findall(worker_logs))
+
+
+def run_twice(worker_logs: str, job_ids: Iterable[str]) -> list[str]:
+    counts = executions(worker_logs)
+    return [job_id for job_id in job_ids if counts[job_id] >= 2]
+
+
+def worker_logs(stack: Stack) -> str:
+    """Logs of every worker container that still exists (a removed container's are gone)."""
+    return stack.compose("logs", "--no-color", "worker").stdout
+
+
+def broker_diagnostics(stack: Stack, job_ids: Iterable[str]) -> str:
+    """Where unfinished jobs are in the broker: waiting (list `jobs`), taken but unacknowledged
+    (hash `unacked`, zset `unacked_index`), or nowhere."""
+    def cli(*args):
+        return stack.exec("redis", "redis-cli", "--no-auth-warning", "-n", "0", *args,
+                          check=False).stdout
+
+    waiting = cli("LRANGE", "jobs", "0", "-1")
+    unacked = cli("HVALS", "unacked")
+    lines = [f"LLEN jobs={cli('LLEN', 'jobs').strip()} HLEN unacked={cli('HLEN', 'unacked').strip()} "
+             f"ZCARD unacked_index={cli('ZCARD', 'unacked_index').strip()}"]
+    for job_id in job_ids:
+        where = [name for name, blob in (("waiting", waiting), ("unacked", unacked)) if job_id in blob]
+        lines.append(f"  {job_id}: {', '.join(where) or 'not in the broker'}")
+    return "\n".join(lines)
+
+
+# --- web during an outage ------------------------------------------------------------------------
+
+@dataclass
+class Answer:
+    at: float
+    what: str
+    status: int | None
+    json_error: str | None
+    problem: str | None
+
+
+class OutageWatch:
+    """Polls /healthz and one API read in a background thread while a service is down.
+
+    Every answer must come within `prompt` seconds, and be 200 or 503 with a JSON body naming
+    the unavailable service; anything else (a 500, an HTML page, a hang) is a problem."""
+
+    def __init__(self, stack: Stack, token: str, api_path: str, prompt: float = 10):
+        api = Api(stack.url(""), token)
+        self.targets = {"healthz": (requests.Session(), stack.url("/healthz")),
+                        "api": (api.session, api.base_url + api_path)}
+        self.prompt = prompt
+        self.answers: list[Answer] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self._stop.set()
+        self._thread.join(30)
+
+    def _run(self):
+        while not self._stop.is_set():
+            for what, (session, url) in self.targets.items():
+                self.answers.append(self._probe(what, session, url))
+            self._stop.wait(0.5)
+
+    def _probe(self, what, session, url) -> Answer:
+        started = time.monotonic()
+        try:
+            response = session.get(url, timeout=self.prompt)
+        except requests.RequestException as exc:
+            return Answer(started, what, None, None, f"no answer: {type(exc).__name__}")
+        status, error, problem = response.status_code, None, None
+        if status == 503:
+            try:
+                body = response.json()
+                error = body.get("error") or body.get("status")
+            except ValueError:
+                problem = f"503 without JSON: {response.text[:100]!r}"
+            if error not in ("service_unavailable", "unavailable"):
+                problem = problem or f"503 body not a service error: {response.text[:200]}"
+        elif status != 200:
+            problem = f"{status}: {response.text[:200]}"
+        return Answer(started, what, status, error, problem)
+
+    def saw_503(self, what: str) -> bool:
+        return any(a.what == what and a.status == 503 and not a.problem for a in self.answers)
+
+    def counts(self) -> Counter:
+        return Counter((a.what, a.status) for a in self.answers)
+
+    def problems(self) -> list[Answer]:
+        return [a for a in self.answers if a.problem]
+
+
+# --- containers ---------------------------------------------------------------------------------
+
+def docker(*args: str, timeout: float = 120) -> str:
+    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True,
+                          timeout=timeout).stdout
+
+
+def parse_time(value: str) -> float:
+    """Unix time of an ISO-8601 timestamp (Docker's nanoseconds cut to microseconds)."""
+    value = re.sub(r"(\.\d{6})\d+", r"\1", value.replace("Z", "+00:00"))
+    return datetime.fromisoformat(value).timestamp()
+
+
+# --- report ------------------------------------------------------------------------------------
+
+def record(scenario: str, *, submitted: int, finished: int, lost: int, twice: int,
+           seconds: float, note: str = "") -> str:
+    return record_line(f"{scenario}: submitted {submitted} / finished {finished} / lost {lost} / "
+                       f"run twice {twice}  ({seconds:.0f} s{'; ' + note if note else ''})")
+
+
+def record_line(line: str) -> str:
+    """Add a line to the report, and rewrite artifacts/chaos-report.txt with every line so far."""
+    REPORT.append(line)
+    ARTIFACTS.mkdir(exist_ok=True)
+    REPORT_PATH.write_text("".join(f"{entry}\n" for entry in REPORT))
+    return line
