@@ -11,7 +11,7 @@ import os
 
 import pytest
 
-from tests.support.stack import Api, Stack
+from tests.support.stack import Api, Stack, running
 
 PROJECT = os.environ.get("E2E_PROJECT", "djcs-e2e")
 E2E_ENV = {
@@ -26,14 +26,8 @@ E2E_ENV = {
 
 @pytest.fixture(scope="session")
 def stack():
-    stack = Stack(project=PROJECT, env=E2E_ENV)
-    stack.down()
-    stack.compose("build", timeout=1200)
-    stack.up()
-    yield stack
-    stack.save_logs("final")
-    if os.environ.get("E2E_KEEP") != "1":
-        stack.down()
+    with running(Stack(project=PROJECT, env=E2E_ENV)) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="session")

@@ -1,7 +1,6 @@
 """Small e2e helpers on top of tests.support.stack: containers, Redis contents, Flower, logs."""
 
 import base64
-import json
 import os
 import re
 import subprocess
@@ -44,15 +43,6 @@ def hostnames(stack: Stack, service: str) -> dict[int, str]:
     """Replica number -> hostname, asked inside each running container of the service."""
     return {index: stack.exec(service, "hostname", index=index).stdout.strip()
             for index in container_numbers(stack, service)}
-
-
-def inspect(stack: Stack, service: str) -> dict:
-    """`docker inspect` of the service's (first) container."""
-    ids = stack.container_ids(service)
-    assert ids, f"{service} has no running container"
-    out = subprocess.run(["docker", "inspect", ids[0]], capture_output=True, text=True,
-                         check=True, timeout=60).stdout
-    return json.loads(out)[0]
 
 
 def count_lines(text: str, needle: str) -> int:

@@ -28,7 +28,7 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.helpers import hostnames, inspect, redis_cli
+from tests.e2e.helpers import hostnames, redis_cli
 from tests.support.chaos import (
     FINISHED,
     RUNNING,
@@ -108,7 +108,7 @@ def early_in_run(job: dict) -> bool:
 
 
 def restart_counts(stack: Stack, *services: str) -> dict[str, int]:
-    return {service: inspect(stack, service)["RestartCount"] for service in services}
+    return {service: stack.inspect(service)["RestartCount"] for service in services}
 
 
 def healthz(stack: Stack) -> requests.Response:
@@ -182,7 +182,7 @@ def test_backing_service_restarted_mid_run(stack, service, part, label):
     running, queued = wait_until(mid_run, timeout=180, interval=0.5,
                                  what="long jobs running with others queued")
     waiting = int(redis_cli(stack, "-n", "0", "LLEN", "jobs").strip() or 0)
-    web_before = inspect(stack, "web")
+    web_before = stack.inspect("web")
     restarts_before = restart_counts(stack, "web", "worker", "beat")
 
     with OutageWatch(stack, ledger.token, f"/api/jobs/{early[0]}/", prompt=PROMPT) as watch:
@@ -208,7 +208,7 @@ def test_backing_service_restarted_mid_run(stack, service, part, label):
     bad_refusals = [r for r in ledger.refusals if r[0] != 503]
     assert not bad_refusals, f"submissions failed otherwise than 503: {bad_refusals[:5]}"
 
-    web_after = inspect(stack, "web")
+    web_after = stack.inspect("web")
     assert (web_after["Id"], web_after["State"]["StartedAt"]) == \
         (web_before["Id"], web_before["State"]["StartedAt"]), "web was recreated or restarted"
     assert web_after["RestartCount"] == 0

@@ -27,7 +27,7 @@ import requests
 import yaml
 
 from tests.support.dap import DapClient
-from tests.support.stack import LONG_RUNNING, ROOT, Api, Stack
+from tests.support.stack import LONG_RUNNING, ROOT, Api, Stack, running
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
@@ -84,17 +84,8 @@ def source_dir():
 @pytest.fixture(scope="module")
 def debug_stack(source_dir):
     stack = Stack(project=PROJECT, files=FILES, env={**DEBUG_ENV, "DEBUG_SOURCE_DIR": str(source_dir)})
-    stack.down()
-    try:
-        stack.compose("build", timeout=1200)
-        stack.up(timeout=300)
+    with running(stack, up_timeout=300):
         yield stack
-    finally:
-        try:
-            stack.save_logs("final")
-        finally:
-            if os.environ.get("E2E_KEEP") != "1":
-                stack.down()
 
 
 @pytest.fixture(scope="module")

@@ -19,11 +19,11 @@ import requests
 
 from tests.e2e.helpers import contains_secret
 from tests.support.production import (
-    APP_ROLES, DEV_WARNING, LINT_ACCEPTED, LINTED_FILES, SECRET_NAMES, ProdStack, accepting_entry,
+    APP_ROLES, DEV_WARNING, LINT_ACCEPTED, LINTED_FILES, SECRET_NAMES, accepting_entry,
     compose_lint, finding_key, gen_prod_env, load_accepted, proxy_session, read_env_file,
     Redacted, secrets_in_image,
 )
-from tests.support.stack import ROOT, Api
+from tests.support.stack import ROOT, Api, Stack, running
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
@@ -58,15 +58,9 @@ def secrets(generated) -> dict[str, str]:
 @pytest.fixture(scope="module")
 def prod(generated):
     _, values, _ = generated
-    stack = ProdStack(project=PROJECT, env={**BASE_ENV, **values})
-    stack.down()
-    stack.compose("build", timeout=1200)
-    yield stack
-    try:
-        stack.save_logs("final")
-    finally:
-        if os.environ.get("E2E_KEEP") != "1":
-            stack.down()
+    # Built, not started: the first tests start it with secrets missing on purpose.
+    with running(Stack(project=PROJECT, env={**BASE_ENV, **values}), up=False) as stack:
+        yield stack
 
 
 @pytest.fixture(scope="module")
@@ -143,7 +137,7 @@ def test_default_django_secret_key_stops_migrate_naming_it(prod):
     up = weak.compose("up", "-d", "--wait", "--wait-timeout", str(UP_TIMEOUT), "migrate",
                       check=False, timeout=UP_TIMEOUT + 60)
     assert up.returncode != 0, "up succeeded although migrate should have refused the dev secret"
-    migrate = prod.inspect_container("migrate")
+    migrate = prod.inspect("migrate", all=True)
     assert migrate["State"]["Status"] == "exited" and migrate["State"]["ExitCode"] != 0, migrate["State"]
     logs = prod.logs("migrate")
     assert REFUSAL in logs, logs[-3000:]
@@ -166,7 +160,7 @@ def test_default_flower_password_stops_flower_naming_it(prod):
     weak.compose("up", "-d", "flower", timeout=UP_TIMEOUT)  # starts migrate and redis first
 
     def failed():
-        state = prod.inspect_container("flower")
+        state = prod.inspect("flower", all=True)
         exited = state["State"]["Status"] in ("exited", "restarting") or state["RestartCount"] > 0
         return state if exited and state["State"]["ExitCode"] != 0 else None
 
@@ -177,7 +171,7 @@ def test_default_flower_password_stops_flower_naming_it(prod):
     assert set(refused_variables(logs)) == {"FLOWER_PASSWORD"}, logs[-3000:]
     assert not prod.healthy("flower")
     prod.compose("rm", "--stop", "--force", "flower")
-    assert prod.inspect_container("migrate")["State"]["ExitCode"] == 0
+    assert prod.inspect("migrate", all=True)["State"]["ExitCode"] == 0
 
 
 def test_generated_env_brings_the_stack_up_healthy(prod):
@@ -253,7 +247,7 @@ def test_app_container_is_unprivileged_and_read_only(prod_up, role):
     # ...and the writable places are the ones meant to be (tmpfs /tmp).
     prod_up.exec(role, "sh", "-c", "echo ok > /tmp/write-test && rm /tmp/write-test")
 
-    container = prod_up.inspect_container(role, all=False)
+    container = prod_up.inspect(role)
     host = container["HostConfig"]
     assert container["Config"]["User"] not in ("", "0", "root")
     assert host["ReadonlyRootfs"] is True
@@ -266,18 +260,18 @@ def test_app_container_is_unprivileged_and_read_only(prod_up, role):
 
 def test_redis_is_unprivileged_and_every_log_is_rotated(prod_up):
     assert prod_up.exec("redis", "id", "-u").stdout.strip() not in ("", "0")
-    redis = prod_up.inspect_container("redis", all=False)["HostConfig"]
+    redis = prod_up.inspect("redis")["HostConfig"]
     assert redis["ReadonlyRootfs"] is True and redis["CapDrop"] == ["ALL"]
     assert "no-new-privileges:true" in redis["SecurityOpt"]
     for service in (*APP_ROLES, "migrate", "postgres", "redis"):
-        log = prod_up.inspect_container(service)["HostConfig"]["LogConfig"]
+        log = prod_up.inspect(service, all=True)["HostConfig"]["LogConfig"]
         assert log["Type"] == "json-file", (service, log)
         assert log["Config"].get("max-size") and log["Config"].get("max-file"), (service, log)
 
 
 def test_redis_and_postgres_are_not_published_on_the_host(prod_up):
     for service, port in (("redis", 6379), ("postgres", 5432)):
-        container = prod_up.inspect_container(service, all=False)
+        container = prod_up.inspect(service)
         bindings = container["HostConfig"]["PortBindings"]
         assert not any(bindings.values()), f"{service} asks for host ports: {bindings}"
         published = {name: bindings for name, bindings in container["NetworkSettings"]["Ports"].items()
@@ -288,7 +282,7 @@ def test_redis_and_postgres_are_not_published_on_the_host(prod_up):
         assert answer.returncode != 0 or host_port in ("", "0"), f"{service}: {answer.stdout!r}"
     # Only web and flower publish anything, and only on 127.0.0.1.
     for service in ("web", "flower", "worker", "beat"):
-        ports = prod_up.inspect_container(service, all=False)["NetworkSettings"]["Ports"]
+        ports = prod_up.inspect(service)["NetworkSettings"]["Ports"]
         bindings = [binding for value in ports.values() if value for binding in value]
         assert all(binding["HostIp"] == "127.0.0.1" for binding in bindings), (service, bindings)
         assert bool(bindings) == (service in ("web", "flower")), (service, bindings)
@@ -324,7 +318,7 @@ for password in ("", "not-the-password"):
 
 def test_flower_is_on_loopback_and_needs_its_credentials(prod_up, secrets):
     user = prod_up.env["FLOWER_USER"]
-    bindings = prod_up.inspect_container("flower", all=False)["NetworkSettings"]["Ports"]["5555/tcp"]
+    bindings = prod_up.inspect("flower")["NetworkSettings"]["Ports"]["5555/tcp"]
     assert bindings and all(binding["HostIp"] == "127.0.0.1" for binding in bindings), bindings
     right = (user, secrets["FLOWER_PASSWORD"])
 
@@ -346,7 +340,7 @@ def test_flower_is_on_loopback_and_needs_its_credentials(prod_up, secrets):
 def test_no_secret_in_the_app_image(prod_up, secrets):
     image = prod_up.env["APP_IMAGE"]
     for role in APP_ROLES:  # the running stack uses the image that is scanned
-        assert prod_up.inspect_container(role, all=False)["Config"]["Image"] == image
+        assert prod_up.inspect(role)["Config"]["Image"] == image
     found, scanned = secrets_in_image(image, secrets)
     assert scanned > 1000, f"only {scanned} files scanned in {image}"
     assert not found, f"secrets baked into {image}: {found[:20]}"
@@ -396,7 +390,7 @@ def test_dev_secrets_warning_only_without_production_env(prod_up, generated):
     _, values, _ = generated
     assert DEV_WARNING not in prod_up.logs(), "the production stack warns about development secrets"
     # The same compose file with no .env at all: the app containers say they run on dev secrets.
-    dev = ProdStack(project=PROJECT, env=dict(BASE_ENV), unset=tuple(values))
+    dev = Stack(project=PROJECT, env=dict(BASE_ENV), unset=tuple(values))
     for role, expected in (("web", SECRET_NAMES[:4]), ("flower", SECRET_NAMES)):
         run = dev.compose("run", "--rm", "--no-deps", "-T", role, "python", "-c",
                           "import django; django.setup()", timeout=180)

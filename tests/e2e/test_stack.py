@@ -15,7 +15,7 @@ import subprocess
 import pytest
 import requests
 
-from tests.e2e.helpers import FLOWER_AUTH, flower, flower_workers_online, hostnames, inspect, redis_cli
+from tests.e2e.helpers import FLOWER_AUTH, flower, flower_workers_online, hostnames, redis_cli
 from tests.support.stack import LONG_RUNNING, ROOT
 from tests.support.wait import wait_until
 
@@ -65,7 +65,7 @@ def test_healthz_reports_database_and_redis(stack):
 def test_outage_answers_503_then_recovers_without_restarting_web(stack, api, service, part):
     finished = api.submit("noop").json()
     api.wait_for_state(finished["id"], "SUCCESS")
-    web_before = inspect(stack, "web")
+    web_before = stack.inspect("web")
     assert healthz(stack).status_code == 200
 
     stack.compose("stop", service)
@@ -97,7 +97,7 @@ def test_outage_answers_503_then_recovers_without_restarting_web(stack, api, ser
     wait_until(lambda: healthz(stack).status_code == 200, timeout=120, interval=1,
                what=f"/healthz back to 200 after {service} restarted")
     assert healthz(stack).json() == {"status": "ok", "database": "ok", "redis": "ok"}
-    web_after = inspect(stack, "web")
+    web_after = stack.inspect("web")
     assert web_after["Id"] == web_before["Id"], "web was recreated"
     assert web_after["State"]["StartedAt"] == web_before["State"]["StartedAt"], "web was restarted"
     assert web_after["RestartCount"] == web_before["RestartCount"]
@@ -147,13 +147,13 @@ def test_down_and_up_keeps_results_and_rows(stack, api):
     submitted = api.submit("model_inference", {"text": text, "steps": 1, "step_seconds": 0.1})
     assert submitted.status_code == 202, submitted.text
     before = api.wait_for_state(submitted.json()["id"], "SUCCESS")
-    web_before = inspect(stack, "web")["Id"]
+    web_before = stack.inspect("web")["Id"]
 
     stack.compose("down", timeout=300)  # no -v: volumes stay
     assert not stack.container_ids("web", all=True)
     stack.up()
 
-    assert inspect(stack, "web")["Id"] != web_before, "containers were not recreated"
+    assert stack.inspect("web")["Id"] != web_before, "containers were not recreated"
     after = api.job(before["id"])
     assert after.status_code == 200, after.text
     after = after.json()
@@ -197,17 +197,17 @@ def test_compose_config_needs_no_env(tmp_path):
 
 
 def test_beat_survives_three_restarts_in_a_row(stack):
-    original = inspect(stack, "beat")
+    original = stack.inspect("beat")
     starts_before = stack.logs("beat").count("beat: Starting...")
     started_at = original["State"]["StartedAt"]
     for attempt in range(1, 4):
         stack.compose("restart", "beat")
-        current = inspect(stack, "beat")
+        current = stack.inspect("beat")
         assert current["Id"] == original["Id"]
         assert current["State"]["StartedAt"] != started_at, f"restart {attempt} did not restart beat"
         started_at = current["State"]["StartedAt"]
         stack.wait_healthy("beat", timeout=120)
-        current = inspect(stack, "beat")
+        current = stack.inspect("beat")
         assert current["State"]["Running"] and current["State"]["StartedAt"] == started_at, \
             f"beat crashed and restarted after restart {attempt}"
     logs = stack.logs("beat")

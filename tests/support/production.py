@@ -2,26 +2,23 @@
 
 The production stack is the shipped compose file plus the variables of a `.env` written by
 scripts/gen-prod-env, passed through the environment of the `docker compose` commands (as a
-sourced .env would be). Compose's own `.env` lookup is switched off so a file someone keeps in
-the work tree can neither add nor supply a variable the test removed.
+sourced .env would be).
 """
 
 import io
 import json
-import os
 import re
 import subprocess
 import sys
 import tarfile
 import tempfile
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from pathlib import Path
 
 import requests
 import yaml
 
-from tests.support.stack import ROOT, Stack
+from tests.support.stack import ROOT
 
 # Every secret scripts/gen-prod-env writes; APP_ENV=production refuses a default for each.
 SECRET_NAMES = ("DJANGO_SECRET_KEY", "JOB_ID_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD",
@@ -56,45 +53,6 @@ def read_env_file(path: Path) -> dict[str, str]:
             name, _, value = line.partition("=")
             values[name.strip()] = value.strip()
     return values
-
-
-@dataclass(repr=False)
-class ProdStack(Stack):
-    """A Stack whose compose commands never see the variables named in `unset`."""
-
-    unset: tuple[str, ...] = field(default_factory=tuple)
-
-    def __repr__(self) -> str:  # its env holds the secrets: name them only
-        return f"ProdStack(project={self.project!r}, env={sorted(self.env)}, unset={self.unset})"
-
-    def compose(self, *args: str, check: bool = True, timeout: float = 600,
-                input: str | None = None, extra_env: dict | None = None) -> subprocess.CompletedProcess:
-        command = ["docker", "compose", "-p", self.project]
-        for name in self.files:
-            command += ["-f", str(ROOT / name)]
-        env = {**os.environ, **self.env, **(extra_env or {}), "COMPOSE_DISABLE_ENV_FILE": "1"}
-        for name in self.unset:
-            env.pop(name, None)
-        result = subprocess.run([*command, *args], cwd=ROOT, capture_output=True, text=True,
-                                timeout=timeout, input=input, env=env)
-        if check and result.returncode != 0:
-            raise AssertionError(
-                f"docker compose {' '.join(args)} exited {result.returncode}\n"
-                f"stdout:\n{result.stdout[-4000:]}\nstderr:\n{result.stderr[-4000:]}"
-            )
-        return result
-
-    def without(self, *names: str) -> "ProdStack":
-        """The same project with these variables left unset (so compose's dev defaults apply)."""
-        return ProdStack(project=self.project, files=self.files, env=dict(self.env),
-                         unset=(*self.unset, *names))
-
-    def inspect_container(self, service: str, all: bool = True) -> dict:
-        ids = self.container_ids(service, all=all)
-        assert ids, f"{service} has no container"
-        out = subprocess.run(["docker", "inspect", ids[0]], capture_output=True, text=True,
-                             check=True, timeout=60).stdout
-        return json.loads(out)[0]
 
 
 def proxy_session(host: str, https: bool = True) -> requests.Session:

@@ -3,11 +3,15 @@
 It is started exactly as a user starts it (`docker compose up`, no .env, dev defaults), on its
 own project name and host ports so it never collides with a developer's running stack.
 Image selection (PYTHON_IMAGE, REDIS_IMAGE, POSTGRES_IMAGE) comes from the environment.
+Compose's own `.env` lookup is switched off: a file someone keeps in the work tree can neither
+change what the tests run nor supply a variable a test left unset on purpose.
 """
 
 import json
 import os
 import subprocess
+from collections.abc import Iterator
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -20,11 +24,21 @@ ARTIFACTS = ROOT / "artifacts"
 LONG_RUNNING = ("postgres", "redis", "web", "worker", "beat", "flower")
 
 
-@dataclass
+@dataclass(repr=False)
 class Stack:
     project: str
     files: tuple[str, ...] = ("docker-compose.yml",)
     env: dict[str, str] = field(default_factory=dict)
+    # Variables the compose commands must not see, so that compose's defaults apply.
+    unset: tuple[str, ...] = ()
+
+    def __repr__(self) -> str:  # env may hold secrets: name them only
+        return f"{type(self).__name__}(project={self.project!r}, env={sorted(self.env)}, unset={self.unset})"
+
+    def without(self, *names: str) -> "Stack":
+        """The same project with these variables left unset (so compose's dev defaults apply)."""
+        return type(self)(project=self.project, files=self.files, env=dict(self.env),
+                          unset=(*self.unset, *names))
 
     @property
     def web_port(self) -> int:
@@ -45,10 +59,11 @@ class Stack:
         command = ["docker", "compose", "-p", self.project]
         for name in self.files:
             command += ["-f", str(ROOT / name)]
-        result = subprocess.run(
-            [*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout,
-            input=input, env={**os.environ, **self.env, **(extra_env or {})},
-        )
+        env = {**os.environ, **self.env, **(extra_env or {}), "COMPOSE_DISABLE_ENV_FILE": "1"}
+        for name in self.unset:
+            env.pop(name, None)
+        result = subprocess.run([*command, *args], cwd=ROOT, capture_output=True, text=True,
+                                timeout=timeout, input=input, env=env)
         if check and result.returncode != 0:
             raise AssertionError(
                 f"docker compose {' '.join(args)} exited {result.returncode}\n"
@@ -75,6 +90,14 @@ class Stack:
     def container_ids(self, service: str, all: bool = False) -> list[str]:
         args = ["ps", "-q", *(["-a"] if all else []), service]
         return self.compose(*args).stdout.split()
+
+    def inspect(self, service: str, all: bool = False) -> dict:
+        """`docker inspect` of the service's first container (all=True: stopped ones count)."""
+        ids = self.container_ids(service, all=all)
+        assert ids, f"{service} has no {'' if all else 'running '}container"
+        out = subprocess.run(["docker", "inspect", ids[0]], capture_output=True, text=True,
+                             check=True, timeout=60).stdout
+        return json.loads(out)[0]
 
     def state(self) -> dict[str, list[dict]]:
         """Service name -> its containers as `docker compose ps -a --format json` reports them."""
@@ -113,6 +136,24 @@ class Stack:
 
     def down(self, volumes: bool = True) -> None:
         self.compose("down", "--remove-orphans", *(["-v"] if volumes else []), timeout=300)
+
+
+@contextmanager
+def running(stack: Stack, *, up: bool = True, up_timeout: float = 600) -> Iterator[Stack]:
+    """A fixture's whole life of a stack: fresh start (build, optionally up), then logs saved to
+    artifacts/ and everything removed (unless E2E_KEEP=1)."""
+    stack.down()
+    try:
+        stack.compose("build", timeout=1200)
+        if up:
+            stack.up(timeout=up_timeout)
+        yield stack
+    finally:
+        try:
+            stack.save_logs("final")
+        finally:
+            if os.environ.get("E2E_KEEP") != "1":
+                stack.down()
 
 
 class Api:
