@@ -15,6 +15,10 @@ db = "/data/flower/flower.db"
 state_save_interval = 60_000
 # Forget workers that have been offline for a day (scaled-down or recreated containers).
 purge_offline_workers = 24 * 3600
+# Tasks kept in memory and in the saved state. Flower's default, 100,000, lets its memory grow
+# with every job for a long while; 10,000 bounds it (docs/benchmarks.md: memory at rest).
+# Job states stay readable through the API for JOB_RESULT_EXPIRES whatever Flower forgets.
+max_tasks = 10_000
 
 # Flower serves /metrics without authentication even when basic auth is on, and the metrics
 # name every task and worker. Require the same credentials there; /healthcheck stays open

@@ -10,8 +10,10 @@ worker_class = "gthread" if threads > 1 else "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
-# Recycle workers now and then so a slow leak never grows without bound.
-max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "2000"))
+# Recycle workers now and then so a slow leak never grows without bound. Not too often: a
+# fresh worker reconnects to PostgreSQL and Redis and warms up, and at full load (~800
+# requests/s here) 2,000 requests would mean a restart every few seconds.
+max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "20000"))
 max_requests_jitter = max_requests // 10
 # Heartbeat files in RAM: the root filesystem is read-only and /tmp may be slow.
 worker_tmp_dir = "/dev/shm"

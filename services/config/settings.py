@@ -223,8 +223,8 @@ CELERY_TASK_ACKS_LATE = True
 # ...and a job whose pool process was killed (OOM, SIGKILL) goes back to the queue, not to FAILURE.
 CELERY_TASK_REJECT_ON_WORKER_LOST = True
 # One message per pool process: long jobs do not sit reserved behind a busy process
-# while another worker idles.
-CELERY_WORKER_PREFETCH_MULTIPLIER = 1
+# while another worker idles. Raising it helps only floods of tiny jobs (docs/benchmarks.md).
+CELERY_WORKER_PREFETCH_MULTIPLIER = env.int("CELERY_WORKER_PREFETCH_MULTIPLIER", default=1)
 # Unacknowledged messages come back after this many seconds; it must exceed the longest
 # job (CELERY_TASK_TIME_LIMIT), or a job still running is delivered a second time.
 CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=2 * 3600)
@@ -271,6 +271,12 @@ CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_SOCKET_TIMEOUT
 # Running jobs keep running through a broker reconnect; their ack lands in Redis afterwards.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
+# prefork (processes: CPU-bound jobs, a crash takes one job) or threads (I/O-bound jobs).
+CELERY_WORKER_POOL = env.str("CELERY_WORKER_POOL", default="prefork")
+if CELERY_WORKER_POOL not in ("prefork", "threads"):
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured(f"CELERY_WORKER_POOL must be prefork or threads, not {CELERY_WORKER_POOL!r}.")
 # Flower's live view needs task events.
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True

@@ -73,5 +73,9 @@ class JobSubmittedSerializer(JobSerializer):
     created = serializers.BooleanField(help_text="False when an existing job was returned.")
 
 
+class WhoAmISerializer(serializers.Serializer):
+    username = serializers.CharField()
+
+
 class ErrorSerializer(serializers.Serializer):
     detail = serializers.CharField()

@@ -42,8 +42,9 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
     A finished run is returned as is unless rerun is true, which starts run n+1 under a
     fresh id (Celery would ignore a second SUCCESS under the old one).
     """
+    # An unnamed job gets a fresh name, so it has no earlier run to look up (one query saved).
+    latest = latest_run(token, name) if name else None
     name = name or f"job-{uuid.uuid4().hex}"
-    latest = latest_run(token, name)
     run = 1
     if latest is not None:
         meta = store.read_meta(latest.id)

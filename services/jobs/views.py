@@ -7,10 +7,17 @@ from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status as http
 from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
+from rest_framework.views import APIView
 
 from jobs import ids, service, status, store
 from jobs.models import Job
-from jobs.serializers import ErrorSerializer, JobSerializer, JobSubmitSerializer, JobSubmittedSerializer
+from jobs.serializers import (
+    ErrorSerializer,
+    JobSerializer,
+    JobSubmitSerializer,
+    JobSubmittedSerializer,
+    WhoAmISerializer,
+)
 
 
 def job_body(request, job: Job, meta: dict | None) -> dict:
@@ -33,6 +40,15 @@ ERRORS = {
     413: OpenApiResponse(description="Body larger than API_MAX_BODY_BYTES."),
     503: OpenApiResponse(description="PostgreSQL or Redis is unavailable; retry later."),
 }
+
+
+# Also the bare baseline of scripts/bench: the same token lookup as every job request, nothing else.
+class WhoAmIView(APIView):
+    @extend_schema(summary="The user your token belongs to",
+                   description="Checks a token: 200 with the user's name, 401 if the token is wrong.",
+                   responses={200: WhoAmISerializer, 401: ERRORS[401], 503: ERRORS[503]})
+    def get(self, request):
+        return Response({"username": request.user.get_username()})
 
 
 class JobListView(GenericAPIView):

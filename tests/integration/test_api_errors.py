@@ -91,6 +91,30 @@ def test_another_token_of_the_same_user_sees_the_same_jobs(alice):
     assert client.get(f"{JOBS_URL}{job_id}/").status_code == 200
 
 
+def test_whoami_names_the_tokens_user_and_refuses_a_wrong_token(alice):
+    assert alice.client.get("/api/whoami/").json() == {"username": alice.user.username}
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION="Token " + "0" * 64)
+    assert client.get("/api/whoami/").status_code == 401
+
+
+def test_expired_token_is_refused_and_deleted_while_a_live_one_of_the_user_works(alice):
+    # Tokens made here never expire; one with an expiry still takes knox's expiry check and
+    # cleanup path (the stack skips only the cleanup of tokens that cannot expire).
+    from datetime import timedelta
+
+    from knox.models import AuthToken
+
+    record, expiring = AuthToken.objects.create(user=alice.user, expiry=timedelta(seconds=60))
+    client = APIClient()
+    client.credentials(HTTP_AUTHORIZATION=f"Token {expiring}")
+    assert client.get("/api/whoami/").status_code == 200
+    AuthToken.objects.filter(pk=record.pk).update(expiry=record.expiry - timedelta(hours=1))
+    assert client.get("/api/whoami/").status_code == 401
+    assert not AuthToken.objects.filter(pk=record.pk).exists()
+    assert alice.client.get("/api/whoami/").status_code == 200
+
+
 # --- POST -----------------------------------------------------------------------------------------
 
 @pytest.fixture
