@@ -283,10 +283,21 @@ CELERY_TASK_SEND_SENT_EVENT = True
 CELERY_BEAT_SCHEDULER = "config.beat:DatabaseScheduler"
 # Save each entry's last run right after it fires, so a restarted beat never fires it twice.
 CELERY_BEAT_SYNC_EVERY = 1
+# A job whose message a Redis crash lost is published again once its record is this old and
+# it is still PENDING (or stateless) with no message in Redis: jobs/recovery.py.
+JOB_RECOVERY_AFTER = env.int("JOB_RECOVERY_AFTER", default=300)
+if JOB_RECOVERY_AFTER < 60:
+    from django.core.exceptions import ImproperlyConfigured
+
+    raise ImproperlyConfigured("JOB_RECOVERY_AFTER must be at least 60 seconds.")
 CELERY_BEAT_SCHEDULE = {
     "purge-old-job-records": {
-        "task": "jobs.tasks.purge_old_job_records",
+        "task": "jobs.purge_old_job_records",
         "schedule": 3600.0,
+    },
+    "recover-lost-jobs": {
+        "task": "jobs.recover_lost_jobs",
+        "schedule": JOB_RECOVERY_AFTER / 2,
     },
 }
 JOB_RECORD_RETENTION_DAYS = env.int("JOB_RECORD_RETENTION_DAYS", default=30)

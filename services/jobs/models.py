@@ -26,6 +26,8 @@ class Job(models.Model):
         indexes = [
             models.Index(fields=["user", "-submitted_at"], name="job_user_recent"),
             models.Index(fields=["owner", "name", "-run"], name="job_owner_name_run"),
+            # The lost-job recovery and the purge look jobs up by submission time.
+            models.Index(fields=["submitted_at"], name="job_submitted"),
         ]
 
     def __str__(self) -> str:

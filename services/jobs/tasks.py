@@ -210,4 +210,12 @@ def purge_old_job_records() -> int:
     return deleted
 
 
+@shared_task(name="jobs.recover_lost_jobs")
+def recover_lost_jobs() -> int:
+    """Publish again the jobs whose message a Redis crash lost (jobs/recovery.py)."""
+    from jobs import recovery
+
+    return len(recovery.recover_lost_jobs())
+
+
 __all__ = ["KINDS", "JobError", "JobTask", "SoftTimeLimitExceeded", "TransientJobError"]

@@ -26,3 +26,11 @@ def test_job_runs_in_real_worker(celery_worker_process, django_user_model):
                       timeout=60, what="SUCCESS")
     assert meta["result"]["output"] == {"sum": 5050, "count": 100}
     assert meta["result"]["hostname"] == socket.gethostname()
+
+
+@pytest.mark.django_db
+def test_models_and_migrations_agree():
+    # A model change without its migration would fail here, not on `migrate` in production.
+    from django.core.management import call_command
+
+    call_command("makemigrations", "--check", "--dry-run", verbosity=0)
