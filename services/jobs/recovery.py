@@ -17,6 +17,7 @@ runs twice, which every job kind must tolerate anyway (docs/reliability.md).
 import logging
 import re
 import time
+import uuid
 from collections.abc import Callable, Iterable
 from datetime import datetime, timedelta
 
@@ -105,8 +106,26 @@ def find_lost(now: datetime | None = None, settle: float = 5.0,
     return [job for job in suspects if job.id in still]
 
 
+LOCK_KEY = "jobs:recovery-lock"
+LOCK_SECONDS = 300  # outlives any pass; a crashed pass only delays the next one this long
+
+
 def recover_lost_jobs(**kwargs) -> list[str]:
-    """Publish each lost job again under its id; returns the ids."""
+    """Publish each lost job again under its id; returns the ids. One pass at a time: two
+    overlapping passes (a beat restart, two workers) would both publish the same job."""
+    client = store.backend_client()
+    token = uuid.uuid4().hex.encode()
+    if not client.set(LOCK_KEY, token, nx=True, ex=LOCK_SECONDS):
+        logger.info("Another lost-job recovery pass is running; skipping this one")
+        return []
+    try:
+        return _recover(**kwargs)
+    finally:
+        if client.get(LOCK_KEY) == token:
+            client.delete(LOCK_KEY)
+
+
+def _recover(**kwargs) -> list[str]:
     from jobs.tasks import KINDS
 
     recovered = []

@@ -15,6 +15,11 @@ def _backend():
     return current_app.backend
 
 
+def backend_client():
+    """The result backend's Redis client, for small bookkeeping keys of the jobs app."""
+    return _backend().client
+
+
 def read_meta(job_id: str) -> dict | None:
     """The job's stored meta (status, result, date_done, ...), or None if absent/expired."""
     backend = _backend()

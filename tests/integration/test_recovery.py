@@ -74,3 +74,17 @@ def test_a_job_whose_message_a_worker_holds_is_not_published_twice(alice):
     assert recovery.recover_lost_jobs(settle=0.5) == []
     assert store.read_meta(job.id)["status"] == states.PENDING
     assert alice.wait_for_state(job.id, "SUCCESS")["result"] == {"sum": 55, "count": 10}
+
+
+def test_one_pass_at_a_time(alice):
+    # A pass holding the lock (here: this test) makes an overlapping one do nothing.
+    job = stranded(alice, age=timedelta(hours=1), state=None)
+    client = store.backend_client()
+    client.set(recovery.LOCK_KEY, b"another-pass", ex=60)
+    try:
+        assert recovery.recover_lost_jobs(settle=0.2) == []
+        assert store.read_meta(job.id) is None
+    finally:
+        client.delete(recovery.LOCK_KEY)
+    assert recovery.recover_lost_jobs(settle=0.2) == [job.id]
+    assert alice.wait_for_state(job.id, "SUCCESS")["result"] == {"sum": 55, "count": 10}
