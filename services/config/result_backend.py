@@ -2,8 +2,7 @@
 
 Celery's RedisBackend subscribes to a task's result channel as the task is sent (ready for an
 AsyncResult.get() that may follow) and unsubscribes when that AsyncResult is dropped: two
-extra Redis round trips on every apply_async, about a tenth of a job submission's time
-(docs/benchmarks.md). Nothing in this stack waits on AsyncResult.get(): job state is read with
+extra Redis round trips on every apply_async. Nothing in this stack waits on AsyncResult.get(): job state is read with
 one GET (jobs/store.py). AsyncResult.get() still works where someone calls it: it subscribes
 then, and reads the stored state after subscribing, so no result is missed.
 """

@@ -9,6 +9,7 @@ from pathlib import Path
 from urllib.parse import quote
 
 import environ
+from django.core.exceptions import ImproperlyConfigured
 
 from config.checks import enforce_production_rules
 
@@ -231,8 +232,6 @@ CELERY_VISIBILITY_TIMEOUT = env.int("CELERY_VISIBILITY_TIMEOUT", default=2 * 360
 CELERY_TASK_TIME_LIMIT = env.int("CELERY_TASK_TIME_LIMIT", default=3600)
 CELERY_TASK_SOFT_TIME_LIMIT = env.int("CELERY_TASK_SOFT_TIME_LIMIT", default=3300)
 if CELERY_TASK_TIME_LIMIT >= CELERY_VISIBILITY_TIMEOUT:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(
         "CELERY_TASK_TIME_LIMIT must be shorter than CELERY_VISIBILITY_TIMEOUT, "
         "or long jobs are delivered twice while still running."
@@ -274,8 +273,6 @@ CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
 # prefork (processes: CPU-bound jobs, a crash takes one job) or threads (I/O-bound jobs).
 CELERY_WORKER_POOL = env.str("CELERY_WORKER_POOL", default="prefork")
 if CELERY_WORKER_POOL not in ("prefork", "threads"):
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured(f"CELERY_WORKER_POOL must be prefork or threads, not {CELERY_WORKER_POOL!r}.")
 # Flower's live view needs task events.
 CELERY_WORKER_SEND_TASK_EVENTS = True
@@ -287,8 +284,6 @@ CELERY_BEAT_SYNC_EVERY = 1
 # it is still PENDING (or stateless) with no message in Redis: jobs/recovery.py.
 JOB_RECOVERY_AFTER = env.int("JOB_RECOVERY_AFTER", default=300)
 if JOB_RECOVERY_AFTER < 60:
-    from django.core.exceptions import ImproperlyConfigured
-
     raise ImproperlyConfigured("JOB_RECOVERY_AFTER must be at least 60 seconds.")
 CELERY_BEAT_SCHEDULE = {
     "purge-old-job-records": {

@@ -14,6 +14,7 @@ least once: a job counted lost while a worker was, against all odds, between tho
 runs twice, which every job kind must tolerate anyway (docs/reliability.md).
 """
 
+import itertools
 import logging
 import re
 import time
@@ -60,16 +61,10 @@ def window(now: datetime, after: float, expires: float) -> tuple[datetime, datet
 
 
 def _candidates(oldest: datetime, newest: datetime) -> list[Job]:
-    found = []
     jobs = (Job.objects.filter(cancelled_at=None, submitted_at__gte=oldest, submitted_at__lt=newest)
             .only("id", "kind", "params").order_by("submitted_at"))
-    batch: list[Job] = []
-    for job in jobs.iterator(chunk_size=BATCH):
-        batch.append(job)
-        if len(batch) == BATCH:
-            found += _lost_states(batch)
-            batch = []
-    return found + _lost_states(batch)
+    return [job for batch in itertools.batched(jobs.iterator(chunk_size=BATCH), BATCH)
+            for job in _lost_states(list(batch))]
 
 
 def _lost_states(jobs: list[Job]) -> list[Job]:
@@ -89,21 +84,22 @@ def _broker_messages() -> list[bytes]:
             return [message for replies in pipe.execute() for message in replies]
 
 
+def _not_in_flight(jobs: list[Job]) -> list[Job]:
+    if not jobs:
+        return []
+    free = set(not_in_flight([job.id for job in jobs], _broker_messages()))
+    return [job for job in jobs if job.id in free]
+
+
 def find_lost(now: datetime | None = None, settle: float = 5.0,
               sleep: Callable[[float], None] = time.sleep) -> list[Job]:
     oldest, newest = window(now or timezone.now(), settings.JOB_RECOVERY_AFTER,
                             settings.CELERY_RESULT_EXPIRES)
-    suspects = _candidates(oldest, newest)
-    if not suspects:
-        return []
-    first = set(not_in_flight([job.id for job in suspects], _broker_messages()))
-    suspects = [job for job in suspects if job.id in first]
+    suspects = _not_in_flight(_candidates(oldest, newest))
     if not suspects:
         return []
     sleep(settle)
-    suspects = _lost_states(suspects)
-    still = set(not_in_flight([job.id for job in suspects], _broker_messages()))
-    return [job for job in suspects if job.id in still]
+    return _not_in_flight(_lost_states(suspects))
 
 
 LOCK_KEY = "jobs:recovery-lock"
@@ -126,16 +122,14 @@ def recover_lost_jobs(**kwargs) -> list[str]:
 
 
 def _recover(**kwargs) -> list[str]:
-    from jobs.tasks import KINDS
+    from jobs import service
 
     recovered = []
     for job in find_lost(**kwargs):
-        kind = KINDS.get(job.kind)
-        if kind is None:
+        if job.kind not in service.KINDS:
             logger.warning("Job %s looks lost but its kind %r no longer exists; left alone", job.id, job.kind)
             continue
-        store.write_meta(job.id, states.PENDING, {"hostname": None, "started_at": None})
-        kind.task.apply_async(kwargs=job.params, task_id=job.id)
+        service.publish(job)
         logger.warning("Job %s (%s) had no message in Redis (lost in a Redis crash?); published again",
                        job.id, job.kind)
         recovered.append(job.id)

@@ -54,21 +54,30 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
 
     job = Job(id=job_id_for(token, name, run), owner=owner_for(token), user=user,
               name=name, run=run, kind=kind, params=params)
-    pending = {"hostname": None, "started_at": None}
     try:
         with transaction.atomic():
             job.save(force_insert=True)
-            # PENDING is written before the message exists, so the worker's states always
-            # overwrite it and a submitted id is never mistaken for an unknown one.
-            store.write_meta(job.id, states.PENDING, pending)
             # Published inside the transaction: if Redis refuses it, the record is rolled
             # back and the client gets a 503 instead of a job that will never run.
-            KINDS[kind].task.apply_async(kwargs=params, task_id=job.id)
+            publish(job)
     except IntegrityError:
         # A concurrent request created this very run first: that one is the job.
         existing = Job.objects.get(owner=job.owner, name=name, run=run)
         return Submission(existing, store.read_meta(existing.id), created=False)
-    return Submission(job, {"status": states.PENDING, "result": pending}, created=True)
+    return Submission(job, {"status": states.PENDING, "result": pending_result()}, created=True)
+
+
+def pending_result() -> dict:
+    return {"hostname": None, "started_at": None}
+
+
+def publish(job: Job) -> None:
+    """Write the job's PENDING state, then send its message (also used by jobs.recovery).
+
+    PENDING is written before the message exists, so the worker's states always overwrite it
+    and a submitted id is never mistaken for an unknown one."""
+    store.write_meta(job.id, states.PENDING, pending_result())
+    KINDS[job.kind].task.apply_async(kwargs=job.params, task_id=job.id)
 
 
 def cancel(job: Job) -> dict | None:
