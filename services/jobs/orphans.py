@@ -12,15 +12,16 @@ when a consumer's connection drops:
   running, prefetched, waiting for an ETA or a rate limit), and a thread of its own writes
   them every JOB_WORKER_LOST_AFTER/6 seconds to a key `jobs:worker:<node>:<boot id>` that
   expires after JOB_WORKER_LOST_AFTER: a worker is alive while its key exists;
-- the same thread, in every worker, sweeps the `unacked` hash: a message held by no live
+- the same thread, in every worker, sweeps the `unacked` hash at each write: a message held by no live
   worker is put back at the head of its queue, once, under the same task id, and the job's
   state becomes RETRY with a worker-lost marker until a worker starts it again.
 
 A message counts as held by no live worker only when it was delivered at least
 JOB_WORKER_LOST_AFTER ago, and every live worker has written its list since the delivery (a
 worker that took it would list it) without listing it. A sweeper acts only after its own
-writes have succeeded for JOB_WORKER_LOST_AFTER without a break, so a Redis outage that made
-every key expire cannot make live workers look dead. The put-back is one Redis transaction
+writes have succeeded for JOB_WORKER_LOST_AFTER/2 (three intervals) without a break, so after
+a Redis outage that made every key expire, the live workers have written again before anyone
+judges them dead. The put-back is one Redis transaction
 that checks the message is still the same delivery, so two sweepers never put it back twice.
 The boot id makes a restarted container (same host name) a new worker: the old one's
 messages are not mistaken for the new one's.
@@ -124,12 +125,11 @@ class DeliveryWatch:
     # --- in the watch thread -----------------------------------------------------------------
 
     def _run(self) -> None:
-        beats = 0
         while not self._stop.wait(self.interval):
-            beats += 1
             self._beat()
-            if beats % 2 == 0 and self._up_since is not None \
-                    and time.monotonic() - self._up_since >= self.lost_after:
+            # Written without a break for three intervals: after a Redis outage every live
+            # worker (each retrying once an interval) has written again before this judges.
+            if self._up_since is not None and time.monotonic() - self._up_since >= self.lost_after / 2:
                 try:
                     self.sweep()
                 except Exception:  # noqa: BLE001 - a failed sweep is retried at the next one

@@ -134,3 +134,23 @@ def test_a_job_whose_pool_process_keeps_dying_ends_failure():
         assert final["result"]["exc_type"] == "JobError"
         assert final["result"]["exc_message"] == [too_many_deliveries_message(2)]
         assert worker.log().count(f"Job {job} started") == 3
+
+
+def test_a_lone_worker_killed_and_started_again_runs_its_job_again():
+    """The compose case: one worker, SIGKILLed mid-job and started again under the same name."""
+    queue = f"it-lone-{uuid.uuid4().hex[:6]}"
+    job = None
+    victim = start_worker("it-lone", queue, concurrency=2, env=FAST)
+    try:
+        job = send("model_inference", queue, text="lone", steps=20, step_seconds=0.5)
+        wait_until(lambda: state(job).get("status") == "PROGRESS", timeout=30, what="the job running")
+    finally:
+        victim.kill()
+    killed = time.monotonic()
+    with running_worker("it-lone", queue, concurrency=2, env=FAST) as again:
+        wait_until(lambda: state(job)["result"].get("deliveries") == 2, timeout=6 * LOST_AFTER,
+                   interval=0.2, what="the job running again")
+        took = time.monotonic() - killed
+        wait_until(lambda: state(job).get("status") == "SUCCESS", timeout=60, what="the job to finish")
+        assert f"Job {job} started" in again.log()
+    assert took < 4 * LOST_AFTER, took
