@@ -10,9 +10,10 @@ when a consumer's connection drops:
 
 - every worker process keeps the delivery tags it holds (received and not yet acknowledged:
   running, prefetched, waiting for an ETA or a rate limit), and a thread of its own writes
-  them every JOB_WORKER_LOST_AFTER/6 seconds to a key `jobs:worker:<node>:<boot id>` that
-  expires after JOB_WORKER_LOST_AFTER: a worker is alive while its key exists;
-- the same thread, in every worker, sweeps the `unacked` hash at each write: a message held by no live
+  them, within half a second of taking a message and at least every JOB_WORKER_LOST_AFTER/6
+  seconds, to a key `jobs:worker:<node>:<boot id>` that expires after JOB_WORKER_LOST_AFTER:
+  a worker is alive while its key exists;
+- the same thread, in every worker, sweeps the `unacked` hash once an interval: a message held by no live
   worker is put back at the head of its queue, once, under the same task id, and the job's
   state becomes RETRY with a worker-lost marker until a worker starts it again.
 
@@ -24,7 +25,8 @@ a Redis outage that made every key expire, the live workers have written again b
 judges them dead. The put-back is one Redis transaction
 that checks the message is still the same delivery, so two sweepers never put it back twice.
 The boot id makes a restarted container (same host name) a new worker: the old one's
-messages are not mistaken for the new one's.
+messages are not mistaken for the new one's - and, node names being unique among live workers,
+the new one puts back at start what its dead predecessor listed, without waiting.
 
 The thread runs in the worker's main process, whatever the pool; under the gevent pool it is
 a greenlet, so a job that computes without yielding for longer than JOB_WORKER_LOST_AFTER
@@ -52,6 +54,9 @@ UNACKED_INDEX = "unacked_index"
 # Clock difference between two worker hosts this recovery tolerates (delivery times are
 # written by the receiving worker's clock, list times by each lister's).
 CLOCK_MARGIN = 2.0
+# Least time between two writes of a worker's list: a worker taking hundreds of messages a
+# second writes a few times a second, not once per message.
+WRITE_SPACING = 0.5
 
 
 @dataclass(frozen=True)
@@ -78,6 +83,11 @@ def orphaned(deliveries: dict[str, float], workers: list[WorkerRecord], now: flo
             and oldest_list >= delivered + CLOCK_MARGIN]
 
 
+def glob_escape(text: str) -> str:
+    """text matched literally by a Redis SCAN pattern (pure)."""
+    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
+
+
 def put_back(message: dict) -> dict:
     """The message as kombu restores it: marked redelivered (pure)."""
     message.setdefault("headers", {})["redelivered"] = True
@@ -95,6 +105,7 @@ class DeliveryWatch:
         self.interval = lost_after / 6
         self.held: dict[str, object] = {}     # delivery tag -> celery Request (main thread adds)
         self._stop = threading.Event()
+        self._received = threading.Event()
         self._thread: threading.Thread | None = None
         self._connection = None
         self._channel = None
@@ -104,15 +115,44 @@ class DeliveryWatch:
 
     def received(self, request) -> None:
         self.held[request.message.delivery_tag] = request
+        self._received.set()
 
     def start(self) -> None:
         # The first write before the consumer takes any message: a worker is listed from the start.
         self._beat()
+        try:
+            self.reclaim_predecessors()
+        except Exception:  # noqa: BLE001 - the sweeps get them a little later
+            logger.exception("Could not put back the jobs of this worker's previous run")
         self._thread = threading.Thread(target=self._run, name="delivery-watch", daemon=True)
         self._thread.start()
 
+    def reclaim_predecessors(self) -> list[str]:
+        """Put back at once what an earlier run of this very worker held when it died.
+
+        Node names are unique among live workers (Celery requires it), so a key of the same
+        node under another boot id is a dead predecessor: typically this container before a
+        SIGKILL or an OOM kill, restarted under the same host name. Its list says what it held;
+        no need to wait for the key to expire or for a quiet spell."""
+        client = self._client()
+        restored = []
+        own = WORKER_KEY_PREFIX + self.worker
+        for key in client.scan_iter(match=glob_escape(f"{WORKER_KEY_PREFIX}{self.node}:") + "*", count=1000):
+            name = key.decode()
+            raw = client.get(key)
+            if name == own or raw is None:
+                continue
+            for tag in json.loads(raw)["held"]:
+                delivered = client.zscore(UNACKED_INDEX, tag)
+                job_id = self._restore(tag, delivered) if delivered is not None else None
+                if job_id:
+                    restored.append(job_id)
+            client.delete(key)
+        return restored
+
     def stop(self) -> None:
         self._stop.set()
+        self._received.set()
         if self._thread:
             self._thread.join(timeout=self.interval + 5)
         try:
@@ -125,15 +165,24 @@ class DeliveryWatch:
     # --- in the watch thread -----------------------------------------------------------------
 
     def _run(self) -> None:
-        while not self._stop.wait(self.interval):
+        last_sweep = time.monotonic()
+        while not self._stop.is_set():
+            # Written again soon after the worker takes a message (so its list is nearly
+            # current, at most WRITE_SPACING behind) and at least once an interval.
+            self._received.wait(self.interval)
+            self._received.clear()
             self._beat()
             # Written without a break for three intervals: after a Redis outage every live
             # worker (each retrying once an interval) has written again before this judges.
-            if self._up_since is not None and time.monotonic() - self._up_since >= self.lost_after / 2:
+            now = time.monotonic()
+            if now - last_sweep >= self.interval and self._up_since is not None \
+                    and now - self._up_since >= self.lost_after / 2:
+                last_sweep = now
                 try:
                     self.sweep()
                 except Exception:  # noqa: BLE001 - a failed sweep is retried at the next one
                     logger.exception("Sweep for orphaned deliveries failed")
+            self._stop.wait(WRITE_SPACING)
 
     def _beat(self) -> None:
         try:

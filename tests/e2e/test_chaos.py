@@ -166,12 +166,14 @@ def test_worker_sigkilled_mid_run_its_job_runs_again_within_90_s(stack):
     again = wait_until(started_again, timeout=RUNNING_AGAIN_WITHIN + 60, interval=0.3,
                        what="the 20-step job started again")
     took = parse_time(again["started_at"]) - killed_at
+    ready, put_back = worker_events_after(stack, killed_at)
     rest.join()
 
     states, counts = finish(stack, ledger, "1 worker SIGKILL mid-run, started again", started,
                             note=f"the 20-step job (step {before['progress']['current']} at the kill) "
-                                 f"ran again {took:.0f} s after the kill; {len(interrupted)} jobs "
-                                 "were running at the kill", fault=killed)
+                                 f"ran again {took:.0f} s after the kill (worker ready again after "
+                                 f"{ready:.0f} s, jobs put back after {put_back:.0f} s); "
+                                 f"{len(interrupted)} jobs were running at the kill", fault=killed)
     assert took <= RUNNING_AGAIN_WITHIN, f"running again only {took:.0f} s after the kill"
     assert again["started_at"] != before["started_at"]
     assert states[twenty]["result"]["steps"] == 20
@@ -293,6 +295,18 @@ def test_stop_worker_during_a_20_second_job(stack):
     assert counts[slow] == 1, f"the 20 s job started {counts[slow]} times"
     assert states[slow]["result"]["steps"] == 20
     stack.wait_healthy(timeout=240)
+
+
+def worker_events_after(stack: Stack, since: float) -> tuple[float, float]:
+    """Seconds from `since` (a kill) to the worker's next "ready." and its first put-back."""
+    lines = stack.compose("logs", "--no-color", "--timestamps", "worker").stdout.splitlines()
+
+    def first(needle: str) -> float:
+        times = [parse_time(line.split()[2]) for line in lines if needle in line and len(line.split()) > 2]
+        later = [at - since for at in times if at > since]
+        return min(later, default=float("nan"))
+
+    return first(" ready."), first("put back in the queue")
 
 
 def held_by(worker_log: str) -> set[str]:
