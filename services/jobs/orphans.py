@@ -26,7 +26,8 @@ judges them dead. The put-back is one Redis transaction
 that checks the message is still the same delivery, so two sweepers never put it back twice.
 The boot id makes a restarted container (same host name) a new worker: the old one's
 messages are not mistaken for the new one's - and, node names being unique among live workers,
-the new one puts back at start what its dead predecessor listed, without waiting.
+the new one puts back at start what its dead predecessor listed last (`jobs:worker-last:<node>`,
+kept a day), without waiting for its key to expire.
 
 The thread runs in the worker's main process, whatever the pool; under the gevent pool it is
 a greenlet, so a job that computes without yielding for longer than JOB_WORKER_LOST_AFTER
@@ -49,6 +50,10 @@ from jobs import store
 logger = logging.getLogger(__name__)
 
 WORKER_KEY_PREFIX = "jobs:worker:"
+# The last list of each node name, kept a day for the next run under that name (a restarted
+# container) to put back at once what a dead run held.
+LAST_LIST_PREFIX = "jobs:worker-last:"
+LAST_LIST_SECONDS = 24 * 3600
 UNACKED = "unacked"              # kombu's unacked_key and unacked_index_key (defaults)
 UNACKED_INDEX = "unacked_index"
 # Clock difference between two worker hosts this recovery tolerates (delivery times are
@@ -83,11 +88,6 @@ def orphaned(deliveries: dict[str, float], workers: list[WorkerRecord], now: flo
             and oldest_list >= delivered + CLOCK_MARGIN]
 
 
-def glob_escape(text: str) -> str:
-    """text matched literally by a Redis SCAN pattern (pure)."""
-    return "".join(f"\\{char}" if char in "*?[]\\" else char for char in text)
-
-
 def put_back(message: dict) -> dict:
     """The message as kombu restores it: marked redelivered (pure)."""
     message.setdefault("headers", {})["redelivered"] = True
@@ -118,36 +118,36 @@ class DeliveryWatch:
         self._received.set()
 
     def start(self) -> None:
-        # The first write before the consumer takes any message: a worker is listed from the start.
-        self._beat()
         try:
-            self.reclaim_predecessors()
+            self.reclaim_predecessor()
         except Exception:  # noqa: BLE001 - the sweeps get them a little later
             logger.exception("Could not put back the jobs of this worker's previous run")
+        # The first write before the consumer takes any message: a worker is listed from the start.
+        self._beat()
         self._thread = threading.Thread(target=self._run, name="delivery-watch", daemon=True)
         self._thread.start()
 
-    def reclaim_predecessors(self) -> list[str]:
-        """Put back at once what an earlier run of this very worker held when it died.
+    def reclaim_predecessor(self) -> list[str]:
+        """Put back at once what the previous run of this very worker held when it died.
 
-        Node names are unique among live workers (Celery requires it), so a key of the same
-        node under another boot id is a dead predecessor: typically this container before a
-        SIGKILL or an OOM kill, restarted under the same host name. Its list says what it held;
-        no need to wait for the key to expire or for a quiet spell."""
+        Node names are unique among live workers (Celery requires it), so the last list written
+        under this node name by another boot is a dead predecessor's: typically this container
+        before a SIGKILL or an OOM kill, restarted under the same host name. No need to wait for
+        its liveness key to expire or for a quiet spell. Runs before this run's first write,
+        which replaces that list."""
         client = self._client()
+        raw = client.get(LAST_LIST_PREFIX + self.node)
+        if raw is None:
+            return []
+        last = json.loads(raw)
+        if last["worker"] == self.worker:
+            return []
         restored = []
-        own = WORKER_KEY_PREFIX + self.worker
-        for key in client.scan_iter(match=glob_escape(f"{WORKER_KEY_PREFIX}{self.node}:") + "*", count=1000):
-            name = key.decode()
-            raw = client.get(key)
-            if name == own or raw is None:
-                continue
-            for tag in json.loads(raw)["held"]:
-                delivered = client.zscore(UNACKED_INDEX, tag)
-                job_id = self._restore(tag, delivered) if delivered is not None else None
-                if job_id:
-                    restored.append(job_id)
-            client.delete(key)
+        for tag in last["held"]:
+            delivered = client.zscore(UNACKED_INDEX, tag)
+            job_id = self._restore(tag, delivered) if delivered is not None else None
+            if job_id:
+                restored.append(job_id)
         return restored
 
     def stop(self) -> None:
@@ -206,9 +206,13 @@ class DeliveryWatch:
         return tags
 
     def _write_record(self) -> None:
-        record = {"at": time.time(), "held": self._held_tags()}
-        self._client().set(WORKER_KEY_PREFIX + self.worker, json.dumps(record),
-                           ex=max(1, int(self.lost_after)))
+        held = self._held_tags()
+        with self._client().pipeline(transaction=False) as pipe:  # one round trip
+            pipe.set(WORKER_KEY_PREFIX + self.worker, json.dumps({"at": time.time(), "held": held}),
+                     ex=max(1, int(self.lost_after)))
+            pipe.set(LAST_LIST_PREFIX + self.node, json.dumps({"worker": self.worker, "held": held}),
+                     ex=LAST_LIST_SECONDS)
+            pipe.execute()
 
     def sweep(self) -> list[str]:
         """Put back every orphaned delivery; returns their job ids."""

@@ -1,7 +1,7 @@
 """unit: no services. Which unacknowledged deliveries count as held by no live worker
 (jobs.orphans.orphaned), and how a put-back message is marked."""
 
-from jobs.orphans import CLOCK_MARGIN, WorkerRecord, glob_escape, orphaned, put_back
+from jobs.orphans import CLOCK_MARGIN, WorkerRecord, orphaned, put_back
 
 LOST_AFTER = 30.0
 NOW = 10_000.0
@@ -49,7 +49,3 @@ def test_put_back_marks_the_message_redelivered_as_kombu_does():
     assert marked["properties"]["delivery_info"]["exchange"] == "jobs"
     assert put_back({})["headers"]["redelivered"] is True
 
-
-def test_glob_escape_makes_node_names_literal_in_scan_patterns():
-    assert glob_escape("celery@web-1") == "celery@web-1"
-    assert glob_escape("a*b?[c]\\d") == "a\\*b\\?\\[c\\]\\\\d"
