@@ -294,6 +294,20 @@ if CELERY_WORKER_POOL not in ("prefork", "threads"):
 # Flower's live view needs task events.
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
+# A worker that dies without a clean stop (SIGKILL, OOM killer, power loss) is noticed this
+# many seconds after its last liveness write; live workers then put its jobs back in the queue
+# (jobs/orphans.py, Redis broker). The visibility timeout above stays the last resort.
+JOB_WORKER_LOST_AFTER = env.int("JOB_WORKER_LOST_AFTER", default=30)
+if not 10 <= JOB_WORKER_LOST_AFTER < CELERY_VISIBILITY_TIMEOUT:
+    raise ImproperlyConfigured("JOB_WORKER_LOST_AFTER must be at least 10 seconds and shorter than "
+                               "CELERY_VISIBILITY_TIMEOUT.")
+# A job whose worker died under it this many times in a row (one that runs out of memory kills
+# its worker on every delivery) ends FAILURE instead of being delivered again.
+JOB_MAX_DELIVERIES = env.int("JOB_MAX_DELIVERIES", default=3)
+if JOB_MAX_DELIVERIES < 1:
+    raise ImproperlyConfigured("JOB_MAX_DELIVERIES must be at least 1.")
+# Periodic housekeeping tasks, not job kinds (the kinds are found in jobs/tasks.py).
+CELERY_IMPORTS = ["jobs.housekeeping"]
 CELERY_BEAT_SCHEDULER = "config.beat:DatabaseScheduler"
 # Save each entry's last run right after it fires, so a restarted beat never fires it twice.
 CELERY_BEAT_SYNC_EVERY = 1

@@ -27,7 +27,7 @@ from celery import states
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import store
+from jobs import service, store
 from jobs.models import Job
 
 logger = logging.getLogger(__name__)
@@ -122,8 +122,6 @@ def recover_lost_jobs(**kwargs) -> list[str]:
 
 
 def _recover(**kwargs) -> list[str]:
-    from jobs import service
-
     recovered = []
     for job in find_lost(**kwargs):
         if job.kind not in service.KINDS:

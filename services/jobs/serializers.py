@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 from jobs.ids import JOB_NAME_PATTERN
-from jobs.tasks import KINDS
+from jobs.base import KINDS
 
 
 class JobSubmitSerializer(serializers.Serializer):
@@ -65,6 +65,9 @@ class JobSerializer(serializers.Serializer):
     submitted_at = serializers.DateTimeField()
     started_at = serializers.CharField(allow_null=True)
     finished_at = serializers.CharField(allow_null=True)
+    deliveries = serializers.IntegerField(
+        allow_null=True, help_text="How many times a worker started the job (2 or more when a "
+                                   "worker died under it and it ran again).")
     url = serializers.CharField(help_text="Where to poll this job.")
     page = serializers.CharField(help_text="A web page showing this job's progress.")
 

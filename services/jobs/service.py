@@ -13,7 +13,7 @@ from django.utils import timezone
 
 from jobs import ids, status, store
 from jobs.models import Job
-from jobs.tasks import KINDS
+from jobs.base import KINDS
 
 
 @dataclass(frozen=True)

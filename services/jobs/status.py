@@ -11,6 +11,9 @@ FINISHED_STATES = frozenset(states.READY_STATES)
 _TIME_LIMIT_ERRORS = {"SoftTimeLimitExceeded", "TimeLimitExceeded"}
 SAFE_MESSAGE_ERRORS = {"JobError"}
 GENERIC_FAILURE = "The job failed because of an internal error."
+WORKER_LOST = "WorkerLostError"
+WORKER_LOST_MESSAGE = ("The worker running this job stopped (killed, or out of memory); "
+                       "the job is queued to run again.")
 
 
 def safe_error(result) -> str:
@@ -48,6 +51,7 @@ def describe(meta: dict | None) -> dict:
         "worker": None,
         "started_at": None,
         "finished_at": None,
+        "deliveries": None,
     }
     if meta is None:
         body["error"] = "The job's state and result expired and were deleted."
@@ -56,6 +60,8 @@ def describe(meta: dict | None) -> dict:
     if isinstance(info, dict) and state in (states.STARTED, PROGRESS, states.SUCCESS):
         body["worker"] = info.get("hostname")
         body["started_at"] = info.get("started_at")
+        # How many times a worker started it: 2 or more after a worker died under it.
+        body["deliveries"] = info.get("deliveries")
     if state == PROGRESS and isinstance(info, dict):
         current, total = info.get("current", 0), info.get("total", 0)
         body["progress"] = {
@@ -70,6 +76,8 @@ def describe(meta: dict | None) -> dict:
         body["error"] = safe_error(info)
     elif state == states.REVOKED:
         body["error"] = "The job was cancelled."
+    elif state == states.RETRY and isinstance(info, dict) and info.get("exc_type") == WORKER_LOST:
+        body["error"] = WORKER_LOST_MESSAGE
     elif state == states.RETRY:
         body["error"] = "A temporary error occurred; the job will be retried."
     if state in FINISHED_STATES:

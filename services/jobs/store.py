@@ -8,7 +8,24 @@ this module all read the same keys.
 from celery import current_app, states
 from django.utils import timezone
 
+from jobs.status import WORKER_LOST
+
 REVOKED_FLAG_PREFIX = "jobs:revoked:"
+DELIVERIES_PREFIX = "jobs:deliveries:"
+# SET the key to ARGV[1] (expiring in ARGV[2] s) unless it holds a finished state: a job that
+# finished and then lost its worker before the acknowledgement keeps its result.
+SET_UNLESS_FINISHED = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, meta = pcall(cjson.decode, current)
+  if ok and type(meta) == 'table' and (meta.status == 'SUCCESS' or meta.status == 'FAILURE'
+      or meta.status == 'REVOKED') then
+    return 0
+  end
+end
+redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+return 1
+"""
 
 
 def _backend():
@@ -36,14 +53,8 @@ def read_many(job_ids: list[str]) -> list[dict | None]:
     return [backend.decode(raw) if raw else None for raw in raws]
 
 
-def write_meta(job_id: str, state: str, result: dict) -> None:
-    """Store a state the way Celery does, with the result expiry; one SET, no retry loop.
-
-    Used by web for PENDING at submission (so an id that was submitted is never confused
-    with one that was not) and for REVOKED at cancellation.
-    """
-    backend = _backend()
-    meta = {
+def _meta(job_id: str, state: str, result: dict) -> dict:
+    return {
         "status": state,
         "result": result,
         "traceback": None,
@@ -51,7 +62,39 @@ def write_meta(job_id: str, state: str, result: dict) -> None:
         "date_done": timezone.now().isoformat() if state in states.READY_STATES else None,
         "task_id": job_id,
     }
-    backend.client.set(backend.get_key_for_task(job_id), backend.encode(meta), ex=backend.expires)
+
+
+def write_meta(job_id: str, state: str, result: dict) -> None:
+    """Store a state the way Celery does, with the result expiry; one SET, no retry loop.
+
+    Used by web for PENDING at submission (so an id that was submitted is never confused
+    with one that was not) and for REVOKED at cancellation.
+    """
+    backend = _backend()
+    backend.client.set(backend.get_key_for_task(job_id), backend.encode(_meta(job_id, state, result)),
+                       ex=backend.expires)
+
+
+def mark_worker_lost(job_id: str) -> bool:
+    """RETRY with a worker-lost marker: the job's worker died and its message is back in the
+    queue. Never replaces a finished state. Returns whether it was written."""
+    backend = _backend()
+    result = {"exc_type": WORKER_LOST, "exc_message": ["worker lost"]}
+    written = backend.client.eval(SET_UNLESS_FINISHED, 1, backend.get_key_for_task(job_id),
+                                  backend.encode(_meta(job_id, states.RETRY, result)), backend.expires)
+    return bool(written)
+
+
+def count_delivery(job_id: str, attempt: int) -> tuple[int, int]:
+    """Count one more start of the job: (starts in all, starts of this attempt). One round trip."""
+    backend = _backend()
+    key = DELIVERIES_PREFIX + job_id
+    with backend.client.pipeline(transaction=True) as pipe:
+        pipe.hincrby(key, "total", 1)
+        pipe.hincrby(key, f"attempt:{attempt}", 1)
+        pipe.expire(key, backend.expires)
+        total, this_attempt, _ = pipe.execute()
+    return total, this_attempt
 
 
 def flag_revoked(job_id: str) -> None:

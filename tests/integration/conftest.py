@@ -6,44 +6,19 @@ share the same broker and result backend. Nothing is eager, nothing is faked.
 """
 
 import os
-import subprocess
-import sys
-from pathlib import Path
 
 import pytest
-from celery import current_app
 
-from tests.support.stack import ARTIFACTS
-from tests.support.wait import wait_until
+from tests.integration.workers import running_worker
 
-SERVICES_DIR = Path(__file__).resolve().parents[2] / "services"
-WORKER_NAME = "it-worker@%h"
+WORKER_NAME = "it-worker"
 
 
 @pytest.fixture(scope="session")
 def celery_worker_process():
-    ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "integration-worker.log"
-    log = log_path.open("w")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "celery", "--app=config", "worker", "--queues=jobs",
-         "--concurrency=2", "--loglevel=INFO", f"--hostname={WORKER_NAME}"],
-        cwd=SERVICES_DIR, env={**os.environ, "JOB_RATE_LIMITS": os.environ.get("JOB_RATE_LIMITS", "")},
-        stdout=log, stderr=subprocess.STDOUT,
-    )
-
-    def answers_ping():
-        assert process.poll() is None, f"worker exited early, see {log_path}"
-        return current_app.control.ping(timeout=1.0)
-
-    wait_until(answers_ping, timeout=60, interval=0.5, what="the integration worker to answer ping")
-    yield process
-    process.terminate()
-    try:
-        process.wait(timeout=60)
-    except subprocess.TimeoutExpired:
-        process.kill()
-    log.close()
+    with running_worker(WORKER_NAME, "jobs", concurrency=2,
+                        env={"JOB_RATE_LIMITS": os.environ.get("JOB_RATE_LIMITS", "")}) as worker:
+        yield worker.process
 
 
 @pytest.fixture

@@ -16,7 +16,7 @@ from rest_framework.test import APIClient
 from tests.support.stack import ARTIFACTS
 from tests.support.wait import wait_until
 
-WORKER_LOG = ARTIFACTS / "integration-worker.log"
+WORKER_LOG = ARTIFACTS / "integration-it-worker.log"
 # The session worker of tests/integration/conftest.py (--hostname=it-worker@%h).
 WORKER_NODE = f"it-worker@{socket.gethostname()}"
 JOBS_URL = "/api/jobs/"

@@ -7,11 +7,7 @@ takes these jobs. The jobs are sent to that queue with the task's apply_async, s
 always routes to "jobs"; the limit being tested lives in the worker, not in the API.
 """
 
-import os
-import socket
 import statistics
-import subprocess
-import sys
 import uuid
 from datetime import datetime
 
@@ -19,43 +15,20 @@ import pytest
 from celery import current_app
 
 from jobs import store
-from jobs.tasks import KINDS
-from tests.integration.conftest import SERVICES_DIR
-from tests.support.stack import ARTIFACTS
+from jobs.base import KINDS
+from tests.integration.workers import running_worker
 from tests.support.wait import wait_until
 
 QUEUE = "it-ratelimit"
-NODE = f"it-ratelimit@{socket.gethostname()}"
 RATE = 2  # jobs per second
 LIMITS = f"noop={RATE}/s"
 
 
 @pytest.fixture(scope="module")
 def rate_limited_worker():
-    ARTIFACTS.mkdir(exist_ok=True)
-    log_path = ARTIFACTS / "integration-ratelimit-worker.log"
-    with log_path.open("w") as log:
-        process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "--app=config", "worker", f"--queues={QUEUE}",
-             "--concurrency=2", "--loglevel=INFO", f"--hostname={NODE}", "--without-mingle",
-             "--without-gossip"],
-            cwd=SERVICES_DIR, env={**os.environ, "JOB_RATE_LIMITS": LIMITS},
-            stdout=log, stderr=subprocess.STDOUT,
-        )
-
-        def answers_ping():
-            assert process.poll() is None, f"rate-limited worker exited early, see {log_path}"
-            return current_app.control.ping(destination=[NODE], timeout=1.0)
-
-        try:
-            wait_until(answers_ping, timeout=60, interval=0.5, what=f"{NODE} to answer ping")
-            yield NODE
-        finally:
-            process.terminate()
-            try:
-                process.wait(timeout=60)
-            except subprocess.TimeoutExpired:
-                process.kill()
+    with running_worker("it-ratelimit", QUEUE, env={"JOB_RATE_LIMITS": LIMITS},
+                        extra=("--without-mingle", "--without-gossip")) as worker:
+        yield worker.node
 
 
 def registered(node: str) -> list[str]:

@@ -3,7 +3,8 @@
 import pytest
 
 from jobs.serializers import JobSubmitSerializer
-from jobs.tasks import KINDS, SumNumberParams
+from jobs.base import KINDS
+from jobs.tasks import SumNumberParams
 
 
 def validate(data):
@@ -13,7 +14,7 @@ def validate(data):
 
 
 def test_every_kind_is_offered():
-    assert set(KINDS) == {"sum_number", "model_inference", "fail", "flaky", "noop"}
+    assert set(KINDS) == {"sum_number", "model_inference", "fail", "flaky", "noop", "allocate"}
 
 
 @pytest.mark.parametrize("kind", ["nope", "", "purge_old_job_records", "SUM_NUMBER", None])

@@ -27,13 +27,13 @@ def running(**extra):
     return {"hostname": "worker-7", "started_at": STARTED_AT, **extra}
 
 
-KEYS = {"state", "progress", "result", "error", "worker", "started_at", "finished_at"}
+KEYS = {"state", "progress", "result", "error", "worker", "started_at", "finished_at", "deliveries"}
 
 
 def test_pending():
     body = status.describe(meta("PENDING", {"hostname": None, "started_at": None}))
     assert body == {"state": "PENDING", "progress": None, "result": None, "error": None,
-                    "worker": None, "started_at": None, "finished_at": None}
+                    "worker": None, "started_at": None, "finished_at": None, "deliveries": None}
 
 
 def test_started_shows_worker_and_start_time():
@@ -50,6 +50,20 @@ def test_progress_with_percent_and_message():
     assert body["progress"] == {"current": 3, "total": 4, "percent": 75.0, "message": "step 3 of 4"}
     assert body["worker"] == "worker-7"
     assert body["finished_at"] is None
+
+
+def test_deliveries_shown_while_running_and_after_success():
+    assert status.describe(meta("PROGRESS", running(current=1, total=2, deliveries=2)))["deliveries"] == 2
+    done = meta("SUCCESS", running(deliveries=2, output={"x": 1}), date_done=DATE_DONE)
+    assert status.describe(done)["deliveries"] == 2
+    assert status.describe(meta("STARTED", running()))["deliveries"] is None  # a job started before
+
+
+def test_worker_lost_is_a_retry_that_says_so():
+    body = status.describe(meta("RETRY", {"exc_type": "WorkerLostError", "exc_message": ["worker lost"]}))
+    assert body["state"] == "RETRY"
+    assert body["error"] == status.WORKER_LOST_MESSAGE
+    assert body["progress"] is None and body["worker"] is None and body["finished_at"] is None
 
 
 def test_progress_percent_is_rounded_and_none_without_total():

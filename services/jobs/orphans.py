@@ -1,0 +1,274 @@
+"""Jobs held by a dead worker go back to the queue within about a minute (Redis broker).
+
+On the Redis broker a worker takes a message by moving it into the `unacked` hash, and removes
+it from there when the job is done (acks_late). A worker that dies without a clean shutdown
+(SIGKILL, the kernel's OOM killer, a host losing power) leaves its messages there, and kombu
+hands them out again only after the visibility timeout (2 h here, which must outlast the
+longest job). This module makes dead workers' messages visible again within
+JOB_WORKER_LOST_AFTER seconds (30 by default) plus one sweep, the way a RabbitMQ broker does
+when a consumer's connection drops:
+
+- every worker process keeps the delivery tags it holds (received and not yet acknowledged:
+  running, prefetched, waiting for an ETA or a rate limit), and a thread of its own writes
+  them every JOB_WORKER_LOST_AFTER/6 seconds to a key `jobs:worker:<node>:<boot id>` that
+  expires after JOB_WORKER_LOST_AFTER: a worker is alive while its key exists;
+- the same thread, in every worker, sweeps the `unacked` hash: a message held by no live
+  worker is put back at the head of its queue, once, under the same task id, and the job's
+  state becomes RETRY with a worker-lost marker until a worker starts it again.
+
+A message counts as held by no live worker only when it was delivered at least
+JOB_WORKER_LOST_AFTER ago, and every live worker has written its list since the delivery (a
+worker that took it would list it) without listing it. A sweeper acts only after its own
+writes have succeeded for JOB_WORKER_LOST_AFTER without a break, so a Redis outage that made
+every key expire cannot make live workers look dead. The put-back is one Redis transaction
+that checks the message is still the same delivery, so two sweepers never put it back twice.
+The boot id makes a restarted container (same host name) a new worker: the old one's
+messages are not mistaken for the new one's.
+
+The thread runs in the worker's main process, whatever the pool; under the gevent pool it is
+a greenlet, so a job that computes without yielding for longer than JOB_WORKER_LOST_AFTER
+would make its worker look dead (gevent is for I/O-bound jobs). Not used on RabbitMQ, which
+redelivers a dead consumer's messages itself.
+"""
+
+import json
+import logging
+import threading
+import time
+import uuid
+from dataclasses import dataclass
+
+from celery import current_app, signals
+from django.conf import settings
+
+from jobs import store
+
+logger = logging.getLogger(__name__)
+
+WORKER_KEY_PREFIX = "jobs:worker:"
+UNACKED = "unacked"              # kombu's unacked_key and unacked_index_key (defaults)
+UNACKED_INDEX = "unacked_index"
+# Clock difference between two worker hosts this recovery tolerates (delivery times are
+# written by the receiving worker's clock, list times by each lister's).
+CLOCK_MARGIN = 2.0
+
+
+@dataclass(frozen=True)
+class WorkerRecord:
+    """What one live worker last wrote: when, and the delivery tags it held then."""
+
+    worker: str
+    at: float
+    held: frozenset[str]
+
+
+def orphaned(deliveries: dict[str, float], workers: list[WorkerRecord], now: float,
+             lost_after: float) -> list[str]:
+    """The delivery tags (tag -> delivery time) that no live worker holds (pure logic).
+
+    A tag is orphaned when it was delivered at least lost_after ago, no live worker lists it,
+    and every live worker wrote its list after the delivery: any of them that had taken it
+    would list it. One live worker with an older list leaves the tag undecided this time."""
+    held = frozenset().union(*(record.held for record in workers))
+    oldest_list = min((record.at for record in workers), default=float("inf"))
+    return [tag for tag, delivered in deliveries.items()
+            if tag not in held
+            and now - delivered >= lost_after
+            and oldest_list >= delivered + CLOCK_MARGIN]
+
+
+def put_back(message: dict) -> dict:
+    """The message as kombu restores it: marked redelivered (pure)."""
+    message.setdefault("headers", {})["redelivered"] = True
+    message.setdefault("properties", {}).setdefault("delivery_info", {})["redelivered"] = True
+    return message
+
+
+class DeliveryWatch:
+    """One per worker process: the tags it holds, its liveness key and the sweeps."""
+
+    def __init__(self, node: str, lost_after: float):
+        self.node = node
+        self.worker = f"{node}:{uuid.uuid4().hex[:12]}"
+        self.lost_after = lost_after
+        self.interval = lost_after / 6
+        self.held: dict[str, object] = {}     # delivery tag -> celery Request (main thread adds)
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._connection = None
+        self._channel = None
+        self._up_since: float | None = None   # start of the current run of successful writes
+
+    # --- in the worker's main thread ---------------------------------------------------------
+
+    def received(self, request) -> None:
+        self.held[request.message.delivery_tag] = request
+
+    def start(self) -> None:
+        # The first write before the consumer takes any message: a worker is listed from the start.
+        self._beat()
+        self._thread = threading.Thread(target=self._run, name="delivery-watch", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=self.interval + 5)
+        try:
+            # A clean shutdown hands its messages back itself (kombu restores them on close).
+            self._client().delete(WORKER_KEY_PREFIX + self.worker)
+        except Exception:  # noqa: BLE001 - best effort: the key expires anyway
+            pass
+        self._disconnect()
+
+    # --- in the watch thread -----------------------------------------------------------------
+
+    def _run(self) -> None:
+        beats = 0
+        while not self._stop.wait(self.interval):
+            beats += 1
+            self._beat()
+            if beats % 2 == 0 and self._up_since is not None \
+                    and time.monotonic() - self._up_since >= self.lost_after:
+                try:
+                    self.sweep()
+                except Exception:  # noqa: BLE001 - a failed sweep is retried at the next one
+                    logger.exception("Sweep for orphaned deliveries failed")
+
+    def _beat(self) -> None:
+        try:
+            self._write_record()
+        except Exception as exc:  # noqa: BLE001 - Redis away: keep trying, never die
+            if self._up_since is not None:
+                logger.warning("Worker liveness key not written (%s); retrying", type(exc).__name__)
+            self._up_since = None
+            self._disconnect()
+            return
+        if self._up_since is None:
+            self._up_since = time.monotonic()
+
+    def _held_tags(self) -> list[str]:
+        tags = []
+        for tag, request in list(self.held.items()):
+            if request.acknowledged:          # acked, rejected or requeued: no longer ours
+                self.held.pop(tag, None)
+            else:
+                tags.append(tag)
+        return tags
+
+    def _write_record(self) -> None:
+        record = {"at": time.time(), "held": self._held_tags()}
+        self._client().set(WORKER_KEY_PREFIX + self.worker, json.dumps(record),
+                           ex=max(1, int(self.lost_after)))
+
+    def sweep(self) -> list[str]:
+        """Put back every orphaned delivery; returns their job ids."""
+        client = self._client()
+        deliveries = {tag.decode(): delivered
+                      for tag, delivered in client.zrange(UNACKED_INDEX, 0, -1, withscores=True)}
+        if not deliveries:
+            return []
+        # Read after the deliveries: a worker listing a tag delivered later is harmless.
+        workers = self._live_workers(client)
+        restored = []
+        for tag in orphaned(deliveries, workers, time.time(), self.lost_after):
+            job_id = self._restore(tag, deliveries[tag])
+            if job_id:
+                restored.append(job_id)
+        return restored
+
+    def _live_workers(self, client) -> list[WorkerRecord]:
+        keys = list(client.scan_iter(match=WORKER_KEY_PREFIX + "*", count=1000))
+        records = []
+        for key, raw in zip(keys, client.mget(keys) if keys else [], strict=True):
+            if raw is None:                   # expired between SCAN and MGET: dead
+                continue
+            value = json.loads(raw)
+            name = key.decode() if isinstance(key, bytes) else key
+            records.append(WorkerRecord(name.removeprefix(WORKER_KEY_PREFIX), float(value["at"]),
+                                        frozenset(value["held"])))
+        return records
+
+    def _restore(self, tag, delivered: float) -> str | None:
+        """Move the message back to the head of its queue if it is still that delivery."""
+        client, channel = self._client(), self._channel
+        raw = client.hget(UNACKED, tag)
+        if raw is None:
+            return None
+        message, exchange, routing_key = json.loads(raw)
+        job_id = message.get("headers", {}).get("id")
+        queues = channel._lookup(exchange, routing_key) or [routing_key]
+        priority = channel._get_message_priority(message, reverse=False)
+        # Say so before the message is visible again: a worker that takes it at once then
+        # writes STARTED after this, not before.
+        if job_id:
+            store.mark_worker_lost(job_id)
+        payload = json.dumps(put_back(message))
+        moved = False
+
+        def transaction(pipe):
+            nonlocal moved
+            moved = False
+            still_there = pipe.hget(UNACKED, tag) is not None
+            same_delivery = pipe.zscore(UNACKED_INDEX, tag) == delivered
+            pipe.multi()
+            if still_there and same_delivery:
+                pipe.zrem(UNACKED_INDEX, tag)
+                pipe.hdel(UNACKED, tag)
+                for queue in queues:
+                    # The head of the queue (consumers pop from the right), as kombu restores.
+                    pipe.rpush(channel._q_for_pri(queue, priority), payload)
+                moved = True
+
+        client.transaction(transaction, UNACKED, UNACKED_INDEX)
+        if moved:
+            logger.warning("Job %s: the worker holding it is gone; put back in the queue to run again",
+                           job_id)
+            return job_id
+        return None
+
+    # --- broker connection -------------------------------------------------------------------
+
+    def _client(self):
+        if self._channel is None:
+            self._connection = current_app.connection_for_write()
+            self._channel = self._connection.default_channel
+        return self._channel.client
+
+    def _disconnect(self) -> None:
+        connection, self._connection, self._channel = self._connection, None, None
+        if connection is not None:
+            try:
+                connection.release()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
+
+
+WATCH: DeliveryWatch | None = None
+
+
+def enabled() -> bool:
+    return settings.CELERY_BROKER_URL.startswith(("redis://", "rediss://"))
+
+
+@signals.worker_ready.connect
+def _start_watch(sender, **kwargs) -> None:
+    global WATCH
+    if not enabled() or WATCH is not None:
+        return
+    WATCH = DeliveryWatch(sender.hostname, settings.JOB_WORKER_LOST_AFTER)
+    WATCH.start()
+
+
+@signals.task_received.connect
+def _track_delivery(sender, request, **kwargs) -> None:
+    if WATCH is not None:
+        WATCH.received(request)
+
+
+@signals.worker_shutdown.connect
+def _stop_watch(sender, **kwargs) -> None:
+    global WATCH
+    if WATCH is not None:
+        WATCH.stop()
+        WATCH = None

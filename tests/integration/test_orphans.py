@@ -1,0 +1,136 @@
+"""integration: a dead worker's jobs are put back in the queue by live workers (jobs.orphans),
+on the real Redis 5.0 broker with real worker processes killed with SIGKILL.
+
+The workers here run with JOB_WORKER_LOST_AFTER=10 (the minimum; 30 by default) so the
+mechanism is checked in seconds; the compose defaults are exercised by the e2e chaos suite.
+Each test uses queues of its own, so the session worker (queue "jobs") never takes these jobs.
+"""
+
+import json
+import os
+import signal
+import time
+import uuid
+
+import pytest
+from celery import current_app
+
+from jobs import store
+from jobs.base import KINDS, too_many_deliveries_message
+from jobs.orphans import UNACKED, WORKER_KEY_PREFIX
+from tests.integration.helpers import redis_client
+from tests.integration.workers import running_worker, start_worker
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.slow
+
+LOST_AFTER = 10
+FAST = {"JOB_WORKER_LOST_AFTER": str(LOST_AFTER)}
+
+
+def send(kind: str, queue: str, **params) -> str:
+    job_id = str(uuid.uuid4())
+    store.write_meta(job_id, "PENDING", {"hostname": None, "started_at": None})
+    KINDS[kind].task.apply_async(kwargs=params, task_id=job_id, queue=queue)
+    return job_id
+
+
+def state(job_id: str) -> dict:
+    return store.read_meta(job_id) or {}
+
+
+def unacked_ids() -> set[str]:
+    return {json.loads(raw)[0]["headers"]["id"] for raw in redis_client(0).hvals(UNACKED)}
+
+
+def queued(queue: str) -> list[dict]:
+    return [json.loads(raw) for raw in redis_client(0).lrange(queue, 0, -1)]
+
+
+def live_workers() -> set[str]:
+    return {key.decode().removeprefix(WORKER_KEY_PREFIX).rsplit(":", 1)[0]
+            for key in redis_client(0).scan_iter(match=WORKER_KEY_PREFIX + "*")}
+
+
+def test_a_killed_workers_running_and_prefetched_jobs_are_put_back_once():
+    queue, other = f"it-orphans-{uuid.uuid4().hex[:6]}", f"it-sweeper-{uuid.uuid4().hex[:6]}"
+    # One pool process, two messages held: one running, one prefetched behind it.
+    victim = start_worker("it-victim", queue, concurrency=1,
+                          env={**FAST, "CELERY_WORKER_PREFETCH_MULTIPLIER": "2"})
+    try:
+        running = send("model_inference", queue, text="orphan", steps=40, step_seconds=0.5)
+        prefetched = send("noop", queue)
+        wait_until(lambda: state(running).get("status") == "PROGRESS", timeout=30, what="the job running")
+        wait_until(lambda: {running, prefetched} <= unacked_ids(), timeout=30,
+                   what="both messages held by the victim")
+        assert victim.node in live_workers()
+    finally:
+        victim.kill()
+    killed = time.monotonic()
+    assert {running, prefetched} <= unacked_ids()          # nothing handed them back
+    assert state(running)["status"] == "PROGRESS"           # the last word of the dead worker
+
+    # A live worker on another queue notices and puts both back in `queue`, where nobody
+    # consumes them yet: what was done can be read before anything runs them again.
+    with running_worker("it-sweeper", other, env=FAST) as sweeper:
+        wait_until(lambda: {running, prefetched} <= {m["headers"]["id"] for m in queued(queue)},
+                   timeout=4 * LOST_AFTER, interval=0.2, what="both jobs put back in their queue")
+        took = time.monotonic() - killed
+        assert took < 4 * LOST_AFTER, took
+        assert not {running, prefetched} & unacked_ids()
+        messages = {m["headers"]["id"]: m for m in queued(queue)}
+        assert len(queued(queue)) == 2                      # once each
+        assert all(m["headers"]["redelivered"] for m in messages.values())
+        meta = state(running)
+        assert meta["status"] == "RETRY" and meta["result"]["exc_type"] == "WorkerLostError", meta
+        assert "put back in the queue" in sweeper.log()
+
+        # A worker on the queue runs them again, under the same ids.
+        with running_worker("it-rescuer", queue, env=FAST):
+            wait_until(lambda: state(running).get("status") == "SUCCESS", timeout=60, what="the job to finish")
+            wait_until(lambda: state(prefetched).get("status") == "SUCCESS", timeout=30, what="the other")
+    assert state(running)["result"]["deliveries"] == 2      # it was started twice
+    assert state(prefetched)["result"]["deliveries"] == 1   # it never started on the victim
+
+
+def test_jobs_of_a_live_worker_are_never_put_back():
+    queue, other = f"it-alive-{uuid.uuid4().hex[:6]}", f"it-sweeper2-{uuid.uuid4().hex[:6]}"
+    with running_worker("it-busy", queue, concurrency=1,
+                        env={**FAST, "CELERY_WORKER_PREFETCH_MULTIPLIER": "2"}) as busy, \
+            running_worker("it-sweeper2", other, env=FAST) as sweeper:
+        # Running (and prefetched) for three times JOB_WORKER_LOST_AFTER while the other
+        # worker sweeps every few seconds.
+        long = send("model_inference", queue, text="alive", steps=30, step_seconds=1.0)
+        behind = send("noop", queue)
+        wait_until(lambda: state(behind).get("status") == "SUCCESS", timeout=90, interval=1,
+                   what="both jobs to finish")
+        assert state(long)["status"] == "SUCCESS"
+        assert state(long)["result"]["deliveries"] == 1
+        assert state(behind)["result"]["deliveries"] == 1
+        assert "put back in the queue" not in sweeper.log() + busy.log()
+        assert busy.log().count(f"Job {long} started") == 1
+
+
+def test_a_job_whose_pool_process_keeps_dying_ends_failure():
+    """The OOM killer takes the pool process of a job that needs too much memory, each time it
+    runs: Celery requeues it (task_reject_on_worker_lost); after JOB_MAX_DELIVERIES starts it
+    ends FAILURE with a message saying why, instead of looping. Here the pool process is
+    killed with SIGKILL while the job runs, as the kernel would."""
+    queue = f"it-dying-{uuid.uuid4().hex[:6]}"
+    with running_worker("it-dying", queue, concurrency=1, env={"JOB_MAX_DELIVERIES": "2"}) as worker:
+        job = send("model_inference", queue, text="dies", steps=30, step_seconds=0.5)
+        for delivery in (1, 2):
+            def running_in():
+                meta = state(job)
+                if meta.get("status") != "PROGRESS" or meta["result"].get("deliveries") != delivery:
+                    return None
+                active = current_app.control.inspect(destination=[worker.node], timeout=2).active() or {}
+                pids = [task["worker_pid"] for task in active.get(worker.node, []) if task["id"] == job]
+                return pids[0] if pids else None
+
+            os.kill(wait_until(running_in, timeout=60, what=f"delivery {delivery} running"), signal.SIGKILL)
+        final = wait_until(lambda: state(job) if state(job).get("status") == "FAILURE" else None,
+                           timeout=60, what="the job to end FAILURE")
+        assert final["result"]["exc_type"] == "JobError"
+        assert final["result"]["exc_message"] == [too_many_deliveries_message(2)]
+        assert worker.log().count(f"Job {job} started") == 3
