@@ -33,7 +33,8 @@ from tests.support.stack import ARTIFACTS, ROOT, Stack
 from tests.support.swarm import MANAGER, NODES, Bed
 from tests.support.wait import wait_until
 
-pytestmark = pytest.mark.slow
+# The first test also sets the bed up and deploys (a few minutes on a busy 2-core machine).
+pytestmark = [pytest.mark.slow, pytest.mark.timeout(1800)]
 
 PREFIX = os.environ.get("SWARM_BED_PREFIX", "djcs-swarm")
 STACK = "djcs"
@@ -129,8 +130,9 @@ def new_ledger(bed: Bed, base_url: str, scenario: str) -> Ledger:
 
 
 def worker_node(worker: str | None) -> str | None:
-    """celery@worker-node2-1 -> node2 (docker-compose.swarm.yml names workers after their node)."""
-    match = re.fullmatch(r"celery@worker-(.+)-\d+", worker or "")
+    """worker-node2-1 (the worker's host name) -> node2: docker-compose.swarm.yml names workers
+    after their node."""
+    match = re.fullmatch(r"(?:celery@)?worker-(.+)-\d+", worker or "")
     return match.group(1) if match else None
 
 
