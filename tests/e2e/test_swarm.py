@@ -52,6 +52,10 @@ JOBS = 200
 # minute on the defaults), never through a shortened visibility timeout.
 FINISH_TIMEOUT = 360
 BEAT_INTERVAL = 5
+# Send times come from beat's log lines, written after beat reserved the entry (a database read
+# in between): on a loaded 2-core host that lag was seen to vary by up to 1.1 s between two
+# sends, so two sends count as a double only when they are closer than this.
+BEAT_GAP_TOLERANCE = 1.5
 
 
 def deploy(bed: Bed, image: str, timeout: float = 900) -> tuple[str, float]:
@@ -104,7 +108,7 @@ def save_logs(bed: Bed) -> None:
     with open(ARTIFACTS / f"{PREFIX}-swarm.log", "w") as out:
         for service in ("migrate", "web", "worker", "beat", "flower", "redis", "postgres", "proxy"):
             try:
-                out.write(f"===== {STACK}_{service}\n{bed.service_logs(f'{STACK}_{service}')}\n")
+                out.write(f"===== {STACK}_{service}\n{bed.service_logs(f'{STACK}_{service}', tail=3000)}\n")
             except Exception as exc:  # noqa: BLE001 - a gone bed has no logs; keep the others
                 out.write(f"===== {STACK}_{service}: {exc!r}\n")
 
@@ -209,6 +213,8 @@ class Load:
         else:
             problem = None if response.status_code in expected else \
                 f"{what}: {response.status_code} {response.text[:200]}"
+        if problem:
+            problem = f"{time.strftime('%H:%M:%S')} {problem}"
         with self._lock:
             if problem:
                 self.failed.append(problem)
@@ -262,6 +268,8 @@ def test_rolling_update_under_load_fails_no_request_and_migrates_once(bed, base_
                 f"{load.ok} requests answered, {len(load.failed)} failed; migrate ran {len(new_runs)}x "
                 f"(iterations {dict(iterations)}); {len(ledger.ids)} jobs submitted during it, "
                 f"{len(lost)} not SUCCESS")
+    if load.failed:
+        (ARTIFACTS / "swarm-rolling-failures.txt").write_text("\n".join(load.failed) + "\n")
     assert not load.failed, load.failed[:10]
     assert load.ok >= 50, f"only {load.ok} requests: the load did not run during the deploy"
     assert service_image(bed, "web") == service_image(bed, "worker") == target
@@ -334,7 +342,7 @@ def test_beat_single_replica_across_redeploys_fires_once_per_interval(bed, base_
     assert len(beat_tasks) >= 3, f"beat was not replaced by the redeploys: {beat_tasks}"
     assert max(seen) <= 1, f"two beats ran at once: {Counter(seen)}"
     assert len(sends) >= 6, sends
-    assert min(gaps) >= BEAT_INTERVAL - 0.5, f"two sends {min(gaps):.2f} s apart: {gaps}"
+    assert min(gaps) >= BEAT_INTERVAL - BEAT_GAP_TOLERANCE, f"two sends {min(gaps):.2f} s apart: {gaps}"
     assert len(sends) <= window // BEAT_INTERVAL + 1
 
 

@@ -196,6 +196,7 @@ class Bed:
         node, container = self.task_container(service)
         return self.docker(node, "exec", container, *command, check=check)
 
-    def service_logs(self, service: str) -> str:
-        result = self.docker(MANAGER, "service", "logs", "--raw", "--timestamps", service, check=False)
+    def service_logs(self, service: str, tail: int | None = None) -> str:
+        args = ["--tail", str(tail)] if tail else []
+        result = self.docker(MANAGER, "service", "logs", "--raw", "--timestamps", *args, service, check=False)
         return result.stdout + result.stderr
