@@ -359,6 +359,9 @@ def test_worker_node_daemon_killed_mid_run_loses_no_job(bed, base_url):
     assert candidates, f"no worker outside the manager: {workers}"
     started = time.monotonic()
     ledger = new_ledger(bed, base_url, "nodekill")
+    # A request on its way to the dead node's web task may get the proxy's 502 or 504: the
+    # client sends it again under the same name, so it cannot create a second job.
+    ledger.retry_statuses = (502, 503, 504)
     jobs = job_mix(JOBS, long=12, steps=8)
     ledger.submit_all(jobs[:12])
     rest = ledger.submit_in_background(jobs[12:], threads=4)
@@ -379,7 +382,9 @@ def test_worker_node_daemon_killed_mid_run_loses_no_job(bed, base_url):
         record_line(f"swarm 4 {victim}'s dockerd SIGKILLed mid-run: submitted {len(ledger.ids)} / "
                     f"SUCCESS {len(ledger.ids) - len(lost)} / lost {len(lost)}  ({done - started:.0f} s; "
                     f"{len(on_victim)} long jobs were running on {victim}; all finished "
-                    f"{done - killed:.0f} s after the kill; finished on {dict(finished_on)})")
+                    f"{done - killed:.0f} s after the kill; finished on {dict(finished_on)}; "
+                    f"submissions answered 502/503/504 then sent again: "
+                    f"{dict(Counter(status for status, _ in ledger.refusals))})")
         if lost:
             details = "\n".join(f"  {j} {ledger.names[j]}: {states.get(j, {}).get('state')} "
                                 f"worker {states.get(j, {}).get('worker')}" for j in lost[:20])
