@@ -10,20 +10,24 @@ when a consumer's connection drops:
 
 - every worker process keeps the delivery tags it holds (received and not yet acknowledged:
   running, prefetched, waiting for an ETA or a rate limit), and a thread of its own writes
-  them every JOB_WORKER_LOST_AFTER/6 seconds to a key `jobs:worker:<node>:<boot id>` that
-  expires after JOB_WORKER_LOST_AFTER: a worker is alive while its key exists;
-- the same thread, in every worker, sweeps the `unacked` hash: a message held by no live
+  them, within half a second of taking a message and at least every JOB_WORKER_LOST_AFTER/6
+  seconds, to a key `jobs:worker:<node>:<boot id>` that expires after JOB_WORKER_LOST_AFTER:
+  a worker is alive while its key exists;
+- the same thread, in every worker, sweeps the `unacked` hash once an interval: a message held by no live
   worker is put back at the head of its queue, once, under the same task id, and the job's
   state becomes RETRY with a worker-lost marker until a worker starts it again.
 
 A message counts as held by no live worker only when it was delivered at least
 JOB_WORKER_LOST_AFTER ago, and every live worker has written its list since the delivery (a
 worker that took it would list it) without listing it. A sweeper acts only after its own
-writes have succeeded for JOB_WORKER_LOST_AFTER without a break, so a Redis outage that made
-every key expire cannot make live workers look dead. The put-back is one Redis transaction
+writes have succeeded for JOB_WORKER_LOST_AFTER/2 (three intervals) without a break, so after
+a Redis outage that made every key expire, the live workers have written again before anyone
+judges them dead. The put-back is one Redis transaction
 that checks the message is still the same delivery, so two sweepers never put it back twice.
 The boot id makes a restarted container (same host name) a new worker: the old one's
-messages are not mistaken for the new one's.
+messages are not mistaken for the new one's - and, node names being unique among live workers,
+the new one puts back at start what its dead predecessor listed last (`jobs:worker-last:<node>`,
+kept a day), without waiting for its key to expire.
 
 The thread runs in the worker's main process, whatever the pool; under the gevent pool it is
 a greenlet, so a job that computes without yielding for longer than JOB_WORKER_LOST_AFTER
@@ -46,11 +50,18 @@ from jobs import store
 logger = logging.getLogger(__name__)
 
 WORKER_KEY_PREFIX = "jobs:worker:"
+# The last list of each node name, kept a day for the next run under that name (a restarted
+# container) to put back at once what a dead run held.
+LAST_LIST_PREFIX = "jobs:worker-last:"
+LAST_LIST_SECONDS = 24 * 3600
 UNACKED = "unacked"              # kombu's unacked_key and unacked_index_key (defaults)
 UNACKED_INDEX = "unacked_index"
 # Clock difference between two worker hosts this recovery tolerates (delivery times are
 # written by the receiving worker's clock, list times by each lister's).
 CLOCK_MARGIN = 2.0
+# Least time between two writes of a worker's list: a worker taking hundreds of messages a
+# second writes a few times a second, not once per message.
+WRITE_SPACING = 0.5
 
 
 @dataclass(frozen=True)
@@ -94,6 +105,7 @@ class DeliveryWatch:
         self.interval = lost_after / 6
         self.held: dict[str, object] = {}     # delivery tag -> celery Request (main thread adds)
         self._stop = threading.Event()
+        self._received = threading.Event()
         self._thread: threading.Thread | None = None
         self._connection = None
         self._channel = None
@@ -103,15 +115,44 @@ class DeliveryWatch:
 
     def received(self, request) -> None:
         self.held[request.message.delivery_tag] = request
+        self._received.set()
 
     def start(self) -> None:
+        try:
+            self.reclaim_predecessor()
+        except Exception:  # noqa: BLE001 - the sweeps get them a little later
+            logger.exception("Could not put back the jobs of this worker's previous run")
         # The first write before the consumer takes any message: a worker is listed from the start.
         self._beat()
         self._thread = threading.Thread(target=self._run, name="delivery-watch", daemon=True)
         self._thread.start()
 
+    def reclaim_predecessor(self) -> list[str]:
+        """Put back at once what the previous run of this very worker held when it died.
+
+        Node names are unique among live workers (Celery requires it), so the last list written
+        under this node name by another boot is a dead predecessor's: typically this container
+        before a SIGKILL or an OOM kill, restarted under the same host name. No need to wait for
+        its liveness key to expire or for a quiet spell. Runs before this run's first write,
+        which replaces that list."""
+        client = self._client()
+        raw = client.get(LAST_LIST_PREFIX + self.node)
+        if raw is None:
+            return []
+        last = json.loads(raw)
+        if last["worker"] == self.worker:
+            return []
+        restored = []
+        for tag in last["held"]:
+            delivered = client.zscore(UNACKED_INDEX, tag)
+            job_id = self._restore(tag, delivered) if delivered is not None else None
+            if job_id:
+                restored.append(job_id)
+        return restored
+
     def stop(self) -> None:
         self._stop.set()
+        self._received.set()
         if self._thread:
             self._thread.join(timeout=self.interval + 5)
         try:
@@ -124,16 +165,24 @@ class DeliveryWatch:
     # --- in the watch thread -----------------------------------------------------------------
 
     def _run(self) -> None:
-        beats = 0
-        while not self._stop.wait(self.interval):
-            beats += 1
+        last_sweep = time.monotonic()
+        while not self._stop.is_set():
+            # Written again soon after the worker takes a message (so its list is nearly
+            # current, at most WRITE_SPACING behind) and at least once an interval.
+            self._received.wait(self.interval)
+            self._received.clear()
             self._beat()
-            if beats % 2 == 0 and self._up_since is not None \
-                    and time.monotonic() - self._up_since >= self.lost_after:
+            # Written without a break for three intervals: after a Redis outage every live
+            # worker (each retrying once an interval) has written again before this judges.
+            now = time.monotonic()
+            if now - last_sweep >= self.interval and self._up_since is not None \
+                    and now - self._up_since >= self.lost_after / 2:
+                last_sweep = now
                 try:
                     self.sweep()
                 except Exception:  # noqa: BLE001 - a failed sweep is retried at the next one
                     logger.exception("Sweep for orphaned deliveries failed")
+            self._stop.wait(WRITE_SPACING)
 
     def _beat(self) -> None:
         try:
@@ -157,9 +206,13 @@ class DeliveryWatch:
         return tags
 
     def _write_record(self) -> None:
-        record = {"at": time.time(), "held": self._held_tags()}
-        self._client().set(WORKER_KEY_PREFIX + self.worker, json.dumps(record),
-                           ex=max(1, int(self.lost_after)))
+        held = self._held_tags()
+        with self._client().pipeline(transaction=False) as pipe:  # one round trip
+            pipe.set(WORKER_KEY_PREFIX + self.worker, json.dumps({"at": time.time(), "held": held}),
+                     ex=max(1, int(self.lost_after)))
+            pipe.set(LAST_LIST_PREFIX + self.node, json.dumps({"worker": self.worker, "held": held}),
+                     ex=LAST_LIST_SECONDS)
+            pipe.execute()
 
     def sweep(self) -> list[str]:
         """Put back every orphaned delivery; returns their job ids."""

@@ -1,8 +1,7 @@
 """The compose stack every e2e test runs against: built and started once per session.
 
-It runs with the shipped defaults (no .env), except for host ports (so it can run beside a
-developer's stack) and a short broker visibility timeout, so that jobs of a SIGKILLed worker
-come back within a minute instead of the production default of two hours.
+It runs with the shipped defaults (no .env, every timeout as docker-compose.yml has it), except
+for host ports, so it can run beside a developer's stack.
 The app image gets a tag of its own (APP_IMAGE), so the stack keeps running the image this
 session built even when someone rebuilds the default tag for a developer stack meanwhile.
 """
@@ -18,9 +17,6 @@ E2E_ENV = {
     "APP_IMAGE": os.environ.get("E2E_APP_IMAGE", f"{PROJECT}-app:latest"),
     "WEB_PORT": os.environ.get("E2E_WEB_PORT", "18000"),
     "FLOWER_PORT": os.environ.get("E2E_FLOWER_PORT", "15555"),
-    "CELERY_VISIBILITY_TIMEOUT": "60",
-    "CELERY_TASK_TIME_LIMIT": "50",
-    "CELERY_TASK_SOFT_TIME_LIMIT": "45",
 }
 
 

@@ -134,3 +134,28 @@ def test_a_job_whose_pool_process_keeps_dying_ends_failure():
         assert final["result"]["exc_type"] == "JobError"
         assert final["result"]["exc_message"] == [too_many_deliveries_message(2)]
         assert worker.log().count(f"Job {job} started") == 3
+
+
+def test_a_lone_worker_killed_and_started_again_runs_its_job_again():
+    """The compose case: one worker, SIGKILLed mid-job and started again under the same name:
+    the new run puts back what the dead one listed as soon as it starts."""
+    queue = f"it-lone-{uuid.uuid4().hex[:6]}"
+    job = None
+    victim = start_worker("it-lone", queue, concurrency=2, env=FAST)
+    try:
+        job = send("model_inference", queue, text="lone", steps=20, step_seconds=0.5)
+        wait_until(lambda: state(job).get("status") == "PROGRESS", timeout=30, what="the job running")
+    finally:
+        victim.kill()
+    killed = time.monotonic()
+    with running_worker("it-lone", queue, concurrency=2, env=FAST) as again:
+        wait_until(lambda: state(job)["result"].get("deliveries") == 2, timeout=6 * LOST_AFTER,
+                   interval=0.2, what="the job running again")
+        took = time.monotonic() - killed
+        wait_until(lambda: state(job).get("status") == "SUCCESS", timeout=60, what="the job to finish")
+        log = again.log()
+        assert f"Job {job} started" in log
+        # Put back by the new run of the same worker as it started, before taking any job,
+        # without waiting for the dead run's key to expire.
+        assert log.index(f"Job {job}: the worker holding it is gone") < log.index(" ready.")
+    assert took < LOST_AFTER, took
