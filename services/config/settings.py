@@ -2,8 +2,11 @@
 
 Every variable is documented in .env.example. Development defaults make `docker compose up`
 work with no .env; APP_ENV=production refuses to start while any secret is empty or a dev
-default (see config.checks).
+default (see config.checks). Any variable NAME may instead come from a file named by NAME_FILE
+(Docker and Swarm secrets, docker-compose.swarm.yml); the file wins over NAME.
 """
+
+import os
 
 from pathlib import Path
 from urllib.parse import quote
@@ -14,18 +17,32 @@ from django.core.exceptions import ImproperlyConfigured
 from config.checks import enforce_production_rules
 
 BASE_DIR = Path(__file__).resolve().parent.parent
-env = environ.Env()
+# django-environ's FileAwareEnv: NAME_FILE, when set, is read (once) instead of NAME.
+env = environ.FileAwareEnv()
+
+
+def secret(name: str, **kwargs) -> str | None:
+    """A secret from NAME or NAME_FILE, without the trailing newline a file usually ends with
+    (`echo ... | docker secret create` writes one; the postgres image strips it too)."""
+    try:
+        value = env.str(name, **kwargs)
+    except OSError as exc:
+        raise ImproperlyConfigured(
+            f"{name}_FILE names {os.environ.get(name + '_FILE')!r}, which cannot be read: {exc.strerror}"
+        ) from None
+    return value.rstrip("\r\n") if value is not None else None
+
 
 APP_ENV = env.str("APP_ENV", default="development")
 PRODUCTION = APP_ENV == "production"
 
 # --- secrets: required; docker-compose.yml supplies marked dev values when .env has none --------
-SECRET_KEY = env.str("DJANGO_SECRET_KEY")
+SECRET_KEY = secret("DJANGO_SECRET_KEY")
 # Key of the HMAC that turns (user token, job name, run) into a job id. Kept apart from
 # SECRET_KEY so rotating Django's key does not orphan every job id held by clients.
-JOB_ID_SECRET = env.str("JOB_ID_SECRET")
-POSTGRES_PASSWORD = env.str("POSTGRES_PASSWORD")
-REDIS_PASSWORD = env.str("REDIS_PASSWORD")
+JOB_ID_SECRET = secret("JOB_ID_SECRET")
+POSTGRES_PASSWORD = secret("POSTGRES_PASSWORD")
+REDIS_PASSWORD = secret("REDIS_PASSWORD")
 
 DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[] if PRODUCTION else ["*"])
@@ -45,7 +62,7 @@ enforce_production_rules(
         "POSTGRES_PASSWORD": POSTGRES_PASSWORD,
         "REDIS_PASSWORD": REDIS_PASSWORD,
         # Given to the flower container only (None elsewhere: not checked there).
-        "FLOWER_PASSWORD": env.str("FLOWER_PASSWORD", default=None),
+        "FLOWER_PASSWORD": secret("FLOWER_PASSWORD", default=None),
     },
 )
 

@@ -31,3 +31,35 @@ def test_unknown_pool_is_refused_by_name():
     result = load_settings(CELERY_WORKER_POOL="gevent")
     assert result.returncode != 0
     assert "CELERY_WORKER_POOL must be prefork or threads, not 'gevent'" in result.stderr
+
+
+# --- secrets from files (NAME_FILE: Docker and Swarm secrets, docker-compose.swarm.yml) -----------
+
+def load_secrets(tmp_path, **env: str) -> subprocess.CompletedProcess:
+    """Import the settings with the given variables; print the secrets they ended up with."""
+    code = ("import config.settings as s; "
+            "print(repr(s.SECRET_KEY), repr(s.JOB_ID_SECRET), repr(s.POSTGRES_PASSWORD), repr(s.REDIS_PASSWORD))")
+    base = {k: v for k, v in os.environ.items() if not k.endswith("_FILE")}
+    return subprocess.run([sys.executable, "-c", code], cwd=ROOT / "services", capture_output=True,
+                          text=True, timeout=60, env={**base, "APP_ENV": "development", **env})
+
+
+def test_a_secret_file_is_read_instead_of_the_variable_without_its_trailing_newline(tmp_path):
+    key = tmp_path / "django_secret_key"
+    key.write_text("from-a-file-0123456789abcdef\n")  # as `echo ... | docker secret create` writes
+    password = tmp_path / "redis_password"
+    password.write_text("redis-from-file")
+    result = load_secrets(tmp_path, DJANGO_SECRET_KEY="from-the-variable", DJANGO_SECRET_KEY_FILE=str(key),
+                          REDIS_PASSWORD_FILE=str(password))
+    assert result.returncode == 0, result.stderr
+    secret_key, job_id_secret, _, redis_password = result.stdout.split()
+    assert secret_key == "'from-a-file-0123456789abcdef'"
+    assert redis_password == "'redis-from-file'"
+    assert job_id_secret == repr(os.environ["JOB_ID_SECRET"])  # no file: the variable
+
+
+def test_an_unreadable_secret_file_is_refused_by_name(tmp_path):
+    result = load_secrets(tmp_path, POSTGRES_PASSWORD_FILE=str(tmp_path / "missing"))
+    assert result.returncode != 0
+    assert "ImproperlyConfigured: POSTGRES_PASSWORD_FILE names" in result.stderr
+    assert "cannot be read: No such file or directory" in result.stderr
