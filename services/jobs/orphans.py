@@ -104,6 +104,7 @@ class DeliveryWatch:
         self.lost_after = lost_after
         self.interval = lost_after / 6
         self.held: dict[str, object] = {}     # delivery tag -> celery Request (main thread adds)
+        self._delivered: dict[str, float | None] = {}  # delivery tag -> its unacked_index score
         self._stop = threading.Event()
         self._received = threading.Event()
         self._thread: threading.Thread | None = None
@@ -143,11 +144,13 @@ class DeliveryWatch:
         if last["worker"] == self.worker:
             return []
         restored = []
-        for tag in last["held"]:
-            delivered = client.zscore(UNACKED_INDEX, tag)
-            job_id = self._restore(tag, delivered) if delivered is not None else None
-            if job_id:
-                restored.append(job_id)
+        # Only deliveries it still held: a message it handed back (a clean stop) may have been
+        # taken again since, by a live worker, under the same tag but another delivery time.
+        for tag, delivered in last["held"].items():
+            if client.zscore(UNACKED_INDEX, tag) == delivered:
+                job_id = self._restore(tag, delivered)
+                if job_id:
+                    restored.append(job_id)
         return restored
 
     def stop(self) -> None:
@@ -201,16 +204,26 @@ class DeliveryWatch:
         for tag, request in list(self.held.items()):
             if request.acknowledged:          # acked, rejected or requeued: no longer ours
                 self.held.pop(tag, None)
+                self._delivered.pop(tag, None)
             else:
                 tags.append(tag)
         return tags
 
     def _write_record(self) -> None:
+        client = self._client()
         held = self._held_tags()
-        with self._client().pipeline(transaction=False) as pipe:  # one round trip
+        new = [tag for tag in held if tag not in self._delivered]
+        if new:
+            # When each was delivered (kombu's unacked_index), read once per delivery.
+            with client.pipeline(transaction=False) as pipe:
+                for tag in new:
+                    pipe.zscore(UNACKED_INDEX, tag)
+                self._delivered.update(zip(new, pipe.execute(), strict=True))
+        with client.pipeline(transaction=False) as pipe:  # one round trip
             pipe.set(WORKER_KEY_PREFIX + self.worker, json.dumps({"at": time.time(), "held": held}),
                      ex=max(1, int(self.lost_after)))
-            pipe.set(LAST_LIST_PREFIX + self.node, json.dumps({"worker": self.worker, "held": held}),
+            last = {tag: self._delivered[tag] for tag in held if self._delivered.get(tag) is not None}
+            pipe.set(LAST_LIST_PREFIX + self.node, json.dumps({"worker": self.worker, "held": last}),
                      ex=LAST_LIST_SECONDS)
             pipe.execute()
 

@@ -159,3 +159,28 @@ def test_a_lone_worker_killed_and_started_again_runs_its_job_again():
         # without waiting for the dead run's key to expire.
         assert log.index(f"Job {job}: the worker holding it is gone") < log.index(" ready.")
     assert took < LOST_AFTER, took
+
+
+def test_a_restarted_worker_leaves_alone_what_it_handed_back_and_another_took():
+    """A clean stop hands back the prefetched message (kombu restores it); another worker takes
+    it, under the same delivery tag. The first worker started again must not put it back: its
+    last list names that tag, but not that delivery."""
+    queue = f"it-handback-{uuid.uuid4().hex[:6]}"
+    first = start_worker("it-handback", queue, concurrency=1,
+                         env={**FAST, "CELERY_WORKER_PREFETCH_MULTIPLIER": "2"})
+    try:
+        running = send("model_inference", queue, text="first", steps=4, step_seconds=0.5)
+        behind = send("model_inference", queue, text="behind", steps=20, step_seconds=0.5)
+        wait_until(lambda: state(running).get("status") == "PROGRESS", timeout=30, what="the first job running")
+        wait_until(lambda: behind in unacked_ids(), timeout=30, what="the second one prefetched")
+    finally:
+        first.stop()                                        # warm: finishes the first, hands back the second
+    assert state(running)["status"] == "SUCCESS"
+    assert behind in {m["headers"]["id"] for m in queued(queue)}
+    with running_worker("it-taker", queue, concurrency=1, env=FAST) as taker:
+        wait_until(lambda: state(behind).get("status") == "PROGRESS", timeout=30, what="taken by another worker")
+        with running_worker("it-handback", queue, concurrency=1, env=FAST) as again:
+            wait_until(lambda: state(behind).get("status") == "SUCCESS", timeout=60, what="the second job done")
+            assert "put back in the queue" not in again.log()
+    assert state(behind)["result"]["deliveries"] == 1
+    assert taker.log().count(f"Job {behind} started") == 1
