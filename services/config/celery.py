@@ -9,3 +9,7 @@ os.environ.setdefault("DJANGO_SETTINGS_MODULE", "config.settings")
 app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
+
+from config.liveness import LivenessFile  # noqa: E402 - needs the app above
+
+app.steps["consumer"].add(LivenessFile)

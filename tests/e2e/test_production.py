@@ -8,6 +8,7 @@ what must hold in it. Talking to web, the tests act as the reverse proxy of docs
 plain HTTP to 127.0.0.1, `X-Forwarded-Proto: https` and a Host from DJANGO_ALLOWED_HOSTS.
 """
 
+import json
 import os
 import re
 import stat
@@ -18,6 +19,7 @@ import pytest
 import requests
 
 from tests.e2e.helpers import contains_secret
+from tests.support.docker import docker
 from tests.support.production import (
     APP_ROLES, DEV_WARNING, LINT_ACCEPTED, LINTED_FILES, SECRET_NAMES, accepting_entry,
     compose_lint, finding_key, gen_prod_env, load_accepted, proxy_session, read_env_file,
@@ -134,7 +136,10 @@ def test_compose_lint_leaves_no_unexplained_high_finding():
 
 def test_default_django_secret_key_stops_migrate_naming_it(prod):
     weak = prod.without("DJANGO_SECRET_KEY")  # docker-compose.yml's insecure-dev default applies
-    up = weak.compose("up", "-d", "--wait", "--wait-timeout", str(UP_TIMEOUT), "migrate",
+    # Up web, as a deploy does: compose starts web only once migrate has completed successfully.
+    # (`up --wait migrate` alone would not do: migrate has no healthcheck, so --wait counts it
+    # ready as soon as it runs, before it has had time to refuse.)
+    up = weak.compose("up", "-d", "--wait", "--wait-timeout", str(UP_TIMEOUT), "web",
                       check=False, timeout=UP_TIMEOUT + 60)
     assert up.returncode != 0, "up succeeded although migrate should have refused the dev secret"
     migrate = prod.inspect("migrate", all=True)
@@ -142,8 +147,10 @@ def test_default_django_secret_key_stops_migrate_naming_it(prod):
     logs = prod.logs("migrate")
     assert REFUSAL in logs, logs[-3000:]
     assert refused_variables(logs) == ["DJANGO_SECRET_KEY"], logs[-3000:]
-    # Nothing that needs migrate ran.
-    assert not prod.container_ids("web", all=True)
+    # Nothing that needs migrate ran: web was at most created, never started.
+    for container in prod.container_ids("web", all=True):
+        state = json.loads(docker("inspect", container).stdout)[0]["State"]
+        assert state["Status"] == "created" and state["StartedAt"].startswith("0001-"), state
 
 
 @pytest.mark.parametrize("name", ["JOB_ID_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD"])

@@ -5,6 +5,7 @@ A job counts as submitted only once the API accepted it (202, or 200 for the sam
 again after an answer was lost); it is lost if it is not SUCCESS when the scenario ends.
 """
 
+import os
 import re
 import subprocess
 import threading
@@ -14,6 +15,7 @@ from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from datetime import datetime
+from pathlib import Path
 
 import requests
 
@@ -22,7 +24,8 @@ from tests.support.wait import wait_until
 
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED", "EXPIRED")
 RUNNING = ("STARTED", "PROGRESS")
-REPORT_PATH = ARTIFACTS / "chaos-report.txt"
+# CHAOS_REPORT: another file, for a pytest run beside this one (scripts/test runs two lanes).
+REPORT_PATH = Path(os.environ.get("CHAOS_REPORT", ARTIFACTS / "chaos-report.txt"))
 # One line per scenario, in the order they ran; printed by tests/conftest.py at the end.
 REPORT: list[str] = []
 
@@ -94,7 +97,10 @@ class Ledger:
                 detail = response.text[:300]
                 if status not in self.retry_statuses:
                     raise AssertionError(f"submit {kind} {name}: {status} {detail}")
-            except (requests.ConnectionError, requests.Timeout) as exc:
+            except (requests.ConnectionError, requests.Timeout,
+                    requests.exceptions.ChunkedEncodingError) as exc:
+                # ChunkedEncodingError: the answer was cut off mid-body (the server died while
+                # sending it); like a connection error, the client cannot know what happened.
                 status, detail = type(exc).__name__, str(exc)[:300]
             with self._lock:
                 self.refusals.append((status, detail))

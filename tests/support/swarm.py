@@ -163,6 +163,8 @@ class Bed:
 
     def restart_node(self, node: str) -> None:
         docker("start", self.container(node))
+        # The engine may give the restarted container another address on the bed's network.
+        self.addresses[node] = self._address(node)
         wait_until(lambda: self.docker(node, "info", check=False, timeout=10).returncode == 0,
                    timeout=120, interval=0.5, what=f"dockerd in {self.container(node)} again")
         wait_until(lambda: node in self.ready_nodes(), timeout=120, interval=1,
