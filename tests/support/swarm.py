@@ -199,6 +199,20 @@ class Bed:
         return self.docker(node, "exec", container, *command, check=check)
 
     def service_logs(self, service: str, tail: int | None = None) -> str:
+        """The service's logs as the manager gathers them; when that hangs (it waits on the
+        tasks of a node whose daemon was killed), each node's own containers of the service."""
         args = ["--tail", str(tail)] if tail else []
-        result = self.docker(MANAGER, "service", "logs", "--raw", "--timestamps", *args, service, check=False)
-        return result.stdout + result.stderr
+        try:
+            result = self.docker(MANAGER, "service", "logs", "--raw", "--timestamps", *args, service,
+                                 check=False, timeout=30)
+            return result.stdout + result.stderr
+        except subprocess.TimeoutExpired:
+            pass
+        parts = []
+        for node in NODES:
+            ids = self.docker(node, "ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={service}",
+                              check=False, timeout=30).stdout.split()
+            for container in ids:
+                result = self.docker(node, "logs", "--timestamps", *args, container, check=False, timeout=30)
+                parts.append(f"--- {node} {container}\n{result.stdout}{result.stderr}")
+        return "\n".join(parts)
