@@ -287,10 +287,15 @@ CELERY_BROKER_CONNECTION_TIMEOUT = REDIS_SOCKET_TIMEOUT
 # Running jobs keep running through a broker reconnect; their ack lands in Redis afterwards.
 CELERY_WORKER_CANCEL_LONG_RUNNING_TASKS_ON_CONNECTION_LOSS = False
 CELERY_WORKER_CONCURRENCY = env.int("CELERY_WORKER_CONCURRENCY", default=2)
-# prefork (processes: CPU-bound jobs, a crash takes one job) or threads (I/O-bound jobs).
+# prefork (processes: CPU-bound jobs, a crash takes one job), threads or gevent (I/O-bound
+# jobs; gevent for hundreds at once), solo (one job at a time in the worker process itself).
+# What each does on cancel and under the OOM killer: .env.example and docs/reliability.md.
+# compose/start/start-worker passes it as --pool too: gevent must patch before anything loads.
+WORKER_POOLS = ("prefork", "threads", "gevent", "solo")
 CELERY_WORKER_POOL = env.str("CELERY_WORKER_POOL", default="prefork")
-if CELERY_WORKER_POOL not in ("prefork", "threads"):
-    raise ImproperlyConfigured(f"CELERY_WORKER_POOL must be prefork or threads, not {CELERY_WORKER_POOL!r}.")
+if CELERY_WORKER_POOL not in WORKER_POOLS:
+    raise ImproperlyConfigured(
+        f"CELERY_WORKER_POOL must be one of {', '.join(WORKER_POOLS)}, not {CELERY_WORKER_POOL!r}.")
 # Flower's live view needs task events.
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True

@@ -80,13 +80,26 @@ def publish(job: Job) -> None:
     KINDS[job.kind].task.apply_async(kwargs=job.params, task_id=job.id)
 
 
+# Pools whose running job Celery can stop from outside: prefork (SIGTERM to the job's process)
+# and gevent (the job's greenlet killed at its next wait). threads and solo cannot; there the
+# job stops at its next progress report, when it sees the flag (JobTask._stop_if_cancelled).
+TERMINATING_POOLS = ("prefork", "gevent")
+
+
+def stop_delivery(job_id: str) -> None:
+    """Flag the job cancelled (durable: every later start or progress report sees it) and ask
+    the workers to drop it, terminating it where the configured pool can."""
+    store.flag_revoked(job_id)
+    terminate = settings.CELERY_WORKER_POOL in TERMINATING_POOLS
+    current_app.control.revoke(job_id, terminate=terminate, **({"signal": "SIGTERM"} if terminate else {}))
+
+
 def cancel(job: Job) -> dict | None:
     """Cancel: a queued job never runs, a running one is terminated. Returns the new meta."""
     meta = store.read_meta(job.id)
     if status.is_finished(meta):
         return meta
-    store.flag_revoked(job.id)
-    current_app.control.revoke(job.id, terminate=True, signal="SIGTERM")
+    stop_delivery(job.id)
     if meta["status"] in (states.PENDING, states.RETRY):
         # Nobody runs it now: say so at once rather than when a worker dequeues it.
         store.write_meta(job.id, states.REVOKED, {"exc_type": "TaskRevokedError",

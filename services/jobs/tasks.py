@@ -104,6 +104,22 @@ def noop(self) -> dict:
     return {}
 
 
+class WaitIoParams(serializers.Serializer):
+    seconds = serializers.FloatField(min_value=0, max_value=600, default=2.0)
+    steps = serializers.IntegerField(min_value=1, max_value=600, default=1)
+
+
+@job_kind(WaitIoParams)
+def wait_io(self, seconds: float = 2.0, steps: int = 1) -> dict:
+    """I/O-bound: waits `seconds` in `steps` (as a job waiting on a remote call would), using no
+    CPU; progress after each step. A gevent or threads worker runs many at once, where prefork
+    runs one per process (CELERY_WORKER_POOL, docs/benchmarks.md)."""
+    for step in range(1, steps + 1):
+        time.sleep(seconds / steps)  # gevent's patched sleep hands the CPU to other jobs
+        self.progress(step, steps, f"waited {step} of {steps}")
+    return {"seconds": seconds, "steps": steps}
+
+
 class AllocateParams(serializers.Serializer):
     megabytes = serializers.IntegerField(min_value=1, max_value=4096)
     seconds = serializers.FloatField(min_value=0, max_value=60, default=1.0)

@@ -142,6 +142,36 @@ def test_job_runs_in_the_worker_container(stack, api):
     assert api.job(body["id"]).json()["result"] == body["result"]
 
 
+def test_gevent_worker_from_the_image_runs_io_bound_jobs(stack, api):
+    """A second worker container on the gevent pool (CELERY_WORKER_POOL, as a user sets it):
+    the image has gevent, start-worker passes the pool so Celery patches before loading, its
+    liveness check passes, and it runs jobs from the shared queue."""
+    name = f"{stack.project}-gevent-worker"
+    stack.compose("run", "-d", "--no-deps", "--name", name, "-e", "CELERY_WORKER_POOL=gevent",
+                  "-e", "CELERY_WORKER_CONCURRENCY=20", "worker")
+    try:
+        wait_until(lambda: "concurrency: 20 (gevent)" in docker_logs(name), timeout=120,
+                   interval=1, what="the gevent worker's banner")
+        wait_until(lambda: subprocess.run(["docker", "exec", name, "healthcheck-worker"],
+                                          capture_output=True, timeout=30).returncode == 0,
+                   timeout=60, interval=1, what="the gevent worker's liveness check")
+        gevent_host = subprocess.run(["docker", "exec", name, "hostname"], capture_output=True,
+                                     text=True, check=True, timeout=30).stdout.strip()
+        ids = [api.submit("wait_io", {"seconds": 2}).json()["id"] for _ in range(20)]
+        bodies = [api.wait_for_state(job_id, "SUCCESS", "FAILURE") for job_id in ids]
+        assert all(body["state"] == "SUCCESS" for body in bodies), bodies
+        ran_on = {body["worker"] for body in bodies}
+        assert gevent_host in ran_on, (gevent_host, ran_on)
+    finally:
+        subprocess.run(["docker", "stop", name], capture_output=True, timeout=180)
+        subprocess.run(["docker", "rm", "-f", name], capture_output=True, timeout=60)
+
+
+def docker_logs(container: str) -> str:
+    result = subprocess.run(["docker", "logs", container], capture_output=True, text=True, timeout=60)
+    return result.stdout + result.stderr
+
+
 def test_down_and_up_keeps_results_and_rows(stack, api):
     text = "persist me"
     submitted = api.submit("model_inference", {"text": text, "steps": 1, "step_seconds": 0.1})

@@ -5,6 +5,7 @@ Everything here talks to the real services started by tests/conftest.py; nothing
 
 import re
 import socket
+import uuid
 from dataclasses import dataclass
 
 import redis
@@ -12,6 +13,9 @@ from celery import current_app
 from django.conf import settings
 from knox.models import AuthToken
 from rest_framework.test import APIClient
+
+from jobs import store
+from jobs.base import KINDS
 
 from tests.support.stack import ARTIFACTS
 from tests.support.wait import wait_until
@@ -144,3 +148,16 @@ def worker_idle(node: str = WORKER_NODE) -> bool:
 
 def wait_worker_idle(timeout: float = 30) -> None:
     wait_until(worker_idle, timeout=timeout, interval=0.2, what=f"{WORKER_NODE} to be idle")
+
+
+def send(kind: str, queue: str, **params) -> str:
+    """Publish a job of this kind straight to a queue of the test's own (the session worker
+    consumes only "jobs"), with its PENDING record as a submission writes it."""
+    job_id = str(uuid.uuid4())
+    store.write_meta(job_id, "PENDING", {"hostname": None, "started_at": None})
+    KINDS[kind].task.apply_async(kwargs=params, task_id=job_id, queue=queue)
+    return job_id
+
+
+def state(job_id: str) -> dict:
+    return store.read_meta(job_id) or {}

@@ -15,10 +15,9 @@ import uuid
 import pytest
 from celery import current_app
 
-from jobs import store
-from jobs.base import KINDS, too_many_deliveries_message
+from jobs.base import too_many_deliveries_message
 from jobs.orphans import UNACKED, WORKER_KEY_PREFIX
-from tests.integration.helpers import redis_client
+from tests.integration.helpers import redis_client, send, state
 from tests.integration.workers import running_worker, start_worker
 from tests.support.wait import wait_until
 
@@ -26,17 +25,6 @@ pytestmark = pytest.mark.slow
 
 LOST_AFTER = 10
 FAST = {"JOB_WORKER_LOST_AFTER": str(LOST_AFTER)}
-
-
-def send(kind: str, queue: str, **params) -> str:
-    job_id = str(uuid.uuid4())
-    store.write_meta(job_id, "PENDING", {"hostname": None, "started_at": None})
-    KINDS[kind].task.apply_async(kwargs=params, task_id=job_id, queue=queue)
-    return job_id
-
-
-def state(job_id: str) -> dict:
-    return store.read_meta(job_id) or {}
 
 
 def unacked_ids() -> set[str]:

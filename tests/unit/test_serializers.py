@@ -14,7 +14,7 @@ def validate(data):
 
 
 def test_every_kind_is_offered():
-    assert set(KINDS) == {"sum_number", "model_inference", "fail", "flaky", "noop", "allocate"}
+    assert set(KINDS) == {"sum_number", "model_inference", "fail", "flaky", "noop", "allocate", "wait_io"}
 
 
 @pytest.mark.parametrize("kind", ["nope", "", "purge_old_job_records", "SUM_NUMBER", None])

@@ -27,10 +27,17 @@ def test_defaults_are_prefork_and_one_message_per_process():
     assert result.stdout.split() == ["prefork", "1"]
 
 
+def test_every_offered_pool_is_accepted():
+    for pool in ("prefork", "threads", "gevent", "solo"):
+        result = load_settings(CELERY_WORKER_POOL=pool)
+        assert result.returncode == 0, result.stderr
+        assert result.stdout.split()[0] == pool
+
+
 def test_unknown_pool_is_refused_by_name():
-    result = load_settings(CELERY_WORKER_POOL="gevent")
+    result = load_settings(CELERY_WORKER_POOL="eventlet")
     assert result.returncode != 0
-    assert "CELERY_WORKER_POOL must be prefork or threads, not 'gevent'" in result.stderr
+    assert "CELERY_WORKER_POOL must be one of prefork, threads, gevent, solo, not 'eventlet'" in result.stderr
 
 
 # --- secrets from files (NAME_FILE: Docker and Swarm secrets, docker-compose.swarm.yml) -----------
