@@ -2,6 +2,7 @@
 
 import sys
 
+from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from kombu.exceptions import OperationalError as BrokerError
@@ -15,12 +16,15 @@ UNAVAILABLE = {
     "database": (OperationalError, InterfaceError),
     "redis": (RedisConnectionError, RedisTimeoutError, BrokerError),
 }
-SERVICE_LABELS = {"database": "The database (PostgreSQL)", "redis": "Redis"}
+SERVICE_LABELS = {"database": "The database (PostgreSQL)", "redis": "Redis",
+                  "rabbitmq": "The message broker (RabbitMQ)"}
 RETRY_AFTER_SECONDS = 5
 
 
 def unavailable_service(exc: BaseException | None) -> str | None:
     """Name of the backing service whose failure raised exc, if it is one of them."""
+    if isinstance(exc, BrokerError) and settings.BROKER == "rabbitmq":
+        return "rabbitmq"  # on the Redis broker the same error means Redis is away
     for service, types in UNAVAILABLE.items():
         if isinstance(exc, types):
             return service

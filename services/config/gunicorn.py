@@ -17,6 +17,9 @@ max_requests = int(os.environ.get("GUNICORN_MAX_REQUESTS", "20000"))
 max_requests_jitter = max_requests // 10
 # Heartbeat files in RAM: the root filesystem is read-only and /tmp may be slow.
 worker_tmp_dir = "/dev/shm"
+# gunicornc's control socket (worker status, graceful reload) on the /tmp tmpfs: its default,
+# under the home directory, is on the read-only root filesystem and failed at every start.
+control_socket = "/tmp/gunicorn.ctl"
 # Load the app once in the master: settings are checked once, workers fork ready.
 preload_app = True
 # Whose X-Forwarded-Proto gunicorn itself believes. Django reads that header on its own

@@ -1,6 +1,8 @@
-"""/healthz: is this web container able to serve? Checks PostgreSQL and Redis, fast."""
+"""/healthz: is this web container able to serve? Checks PostgreSQL, Redis and (BROKER=rabbitmq)
+RabbitMQ, fast."""
 
 from celery import current_app
+from django.conf import settings
 from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
@@ -18,7 +20,17 @@ def _check_redis() -> None:
     current_app.backend.client.ping()
 
 
+def _check_rabbitmq() -> None:
+    # A fresh connection: a pooled one that RabbitMQ dropped in a restart still looks connected
+    # until it is used. Opening the channel means RabbitMQ answered the AMQP handshake.
+    with current_app.connection_for_write() as connection:
+        connection.ensure_connection(max_retries=1, timeout=3)
+        connection.default_channel  # noqa: B018
+
+
 CHECKS = {"database": _check_database, "redis": _check_redis}
+if settings.BROKER == "rabbitmq":
+    CHECKS["rabbitmq"] = _check_rabbitmq
 
 
 @never_cache

@@ -43,6 +43,15 @@ SECRET_KEY = secret("DJANGO_SECRET_KEY")
 JOB_ID_SECRET = secret("JOB_ID_SECRET")
 POSTGRES_PASSWORD = secret("POSTGRES_PASSWORD")
 REDIS_PASSWORD = secret("REDIS_PASSWORD")
+# The message broker: Redis (the default) or RabbitMQ (docker-compose.rabbitmq.yml). Job state
+# and results stay in Redis either way.
+BROKERS = ("redis", "rabbitmq")
+BROKER = env.str("BROKER", default="redis")
+if BROKER not in BROKERS:
+    raise ImproperlyConfigured(f"BROKER must be one of {', '.join(BROKERS)}, not {BROKER!r}.")
+RABBITMQ_PASSWORD = secret("RABBITMQ_PASSWORD", default=None) if BROKER == "rabbitmq" else None
+if BROKER == "rabbitmq" and not RABBITMQ_PASSWORD:
+    raise ImproperlyConfigured("BROKER=rabbitmq needs RABBITMQ_PASSWORD (or RABBITMQ_PASSWORD_FILE).")
 
 DEBUG = env.bool("DJANGO_DEBUG", default=not PRODUCTION)
 ALLOWED_HOSTS = env.list("DJANGO_ALLOWED_HOSTS", default=[] if PRODUCTION else ["*"])
@@ -61,6 +70,8 @@ enforce_production_rules(
         "JOB_ID_SECRET": JOB_ID_SECRET,
         "POSTGRES_PASSWORD": POSTGRES_PASSWORD,
         "REDIS_PASSWORD": REDIS_PASSWORD,
+        # Only with BROKER=rabbitmq (None otherwise: not checked).
+        "RABBITMQ_PASSWORD": RABBITMQ_PASSWORD,
         # Given to the flower container only (None elsewhere: not checked there).
         "FLOWER_PASSWORD": secret("FLOWER_PASSWORD", default=None),
     },
@@ -221,6 +232,13 @@ JOB_RATE_LIMITS = env.dict("JOB_RATE_LIMITS", default={})
 
 # --- Celery (read by config.celery with namespace="CELERY") --------------------------------------
 CELERY_BROKER_URL = redis_url(0)
+RABBITMQ_HOST = env.str("RABBITMQ_HOST", default="rabbitmq")
+RABBITMQ_PORT = env.int("RABBITMQ_PORT", default=5672)
+RABBITMQ_USER = env.str("RABBITMQ_USER", default="app")
+RABBITMQ_VHOST = env.str("RABBITMQ_VHOST", default="jobs")
+if BROKER == "rabbitmq":
+    CELERY_BROKER_URL = (f"amqp://{quote(RABBITMQ_USER, safe='')}:{quote(RABBITMQ_PASSWORD, safe='')}"
+                         f"@{RABBITMQ_HOST}:{RABBITMQ_PORT}/{quote(RABBITMQ_VHOST, safe='')}")
 # Celery's Redis backend, minus two pub/sub round trips per task sent (config/result_backend.py).
 CELERY_RESULT_BACKEND = "config.result_backend:JobResultBackend+" + redis_url(1)
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -262,6 +280,18 @@ _redis_transport = {
     "health_check_interval": 25,
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = _redis_transport
+if BROKER == "rabbitmq":
+    # Publisher confirms: a publish returns (and the API answers 202) only once RabbitMQ has
+    # the message. Quorum queues: replicated, durable, and they count deliveries; Celery then
+    # uses per-consumer prefetch and RabbitMQ's native delayed delivery for retry countdowns.
+    # A dead worker's unacknowledged messages return to the queue when its connection closes
+    # (heartbeats notice a vanished one), so jobs/orphans.py is for Redis only.
+    CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+    CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
+    # Native delayed delivery (retry countdowns) routes through topic exchanges only.
+    CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
+    CELERY_WORKER_DETECT_QUORUM_QUEUES = True
+    CELERY_BROKER_HEARTBEAT = 30
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = _redis_transport
 # The result backend's own client reads these (not the transport options above).
 CELERY_REDIS_SOCKET_TIMEOUT = REDIS_SOCKET_TIMEOUT

@@ -23,5 +23,9 @@ def purge_old_job_records() -> int:
 
 @shared_task(name="jobs.recover_lost_jobs")
 def recover_lost_jobs() -> int:
-    """Publish again the jobs whose message a Redis crash lost (jobs/recovery.py)."""
+    """Publish again the jobs whose message a Redis crash lost (jobs/recovery.py). Only on the
+    Redis broker: RabbitMQ confirms each publish only once its quorum queue holds the message
+    durably, and its queues cannot be read without taking the messages."""
+    if settings.BROKER != "redis":
+        return 0
     return len(recovery.recover_lost_jobs())

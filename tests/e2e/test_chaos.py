@@ -36,13 +36,13 @@ from tests.support.chaos import (
     RUNNING,
     Ledger,
     OutageWatch,
-    broker_diagnostics,
     docker,
     executions,
+    finish,
     job_mix,
     long_job,
+    new_ledger,
     parse_time,
-    record,
     record_line,
     short_job,
     worker_logs,
@@ -55,10 +55,6 @@ pytestmark = pytest.mark.slow
 JOBS = 200
 LONG = 8          # long jobs per scenario (model_inference, LONG_STEPS x 1 s)
 LONG_STEPS = 6
-# Until every job finished: a killed worker's jobs come back within JOB_WORKER_LOST_AFTER (30 s)
-# plus a sweep and the restarted worker's own 30 s, on a 2-core machine that may run other
-# stacks too.
-FINISH_TIMEOUT = 420
 # What the issue promises on the defaults: a killed worker's running job runs again within this.
 RUNNING_AGAIN_WITHIN = 90
 # The compose timeouts no chaos scenario may shorten.
@@ -68,41 +64,6 @@ PROMPT = 10       # seconds: web must answer within this even while a backing se
 # A backing service stays down at least this long: long jobs report progress meanwhile, and
 # workers and beat notice the lost connections.
 OUTAGE = 10
-
-
-def new_ledger(stack: Stack, scenario: str) -> Ledger:
-    token = stack.create_token(f"chaos-{scenario}-{uuid.uuid4().hex[:8]}")
-    return Ledger(scenario=scenario, base_url=stack.url(""), token=token)
-
-
-def finish(stack: Stack, ledger: Ledger, label: str, started: float, note: str = "",
-           fault: float | None = None, minimum: int = JOBS, timeout: float = FINISH_TIMEOUT):
-    """Wait for every job, count executions, record the report line, assert nothing was lost.
-
-    fault: when the fault ended (monotonic); the note then says how long after it all finished.
-    Returns (final states, executions per job id)."""
-    states = ledger.wait_finished(timeout)
-    if fault is not None:
-        note = f"{note}; all finished {time.monotonic() - fault:.0f} s after the fault"
-    logs = worker_logs(stack)
-    counts = executions(logs)
-    lost = ledger.lost(states)
-    twice = [job_id for job_id in ledger.ids if counts[job_id] >= 2]
-    finished = sum(1 for job_id in ledger.ids if states.get(job_id, {}).get("state") == "SUCCESS")
-    line = record(label, submitted=len(ledger.ids), finished=finished, lost=len(lost),
-                  twice=len(twice), seconds=time.monotonic() - started, note=note)
-    print(f"\n[chaos] {line}")
-    if lost:
-        (ARTIFACTS / f"chaos-{ledger.scenario}-worker.log").write_text(logs)
-        details = "\n".join(
-            f"  {job_id} {ledger.names[job_id]} {ledger.ids[job_id]}: "
-            f"{states.get(job_id, {}).get('state', 'not listed')} "
-            f"{states.get(job_id, {}).get('error') or ''} started {counts[job_id]}x"
-            for job_id in lost[:20])
-        raise AssertionError(f"{len(lost)} accepted jobs not SUCCESS:\n{details}\n"
-                             f"{broker_diagnostics(stack, lost[:20])}")
-    assert finished == len(ledger.ids) >= minimum
-    return states, counts
 
 
 def early_in_run(job: dict) -> bool:

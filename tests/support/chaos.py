@@ -10,6 +10,7 @@ import re
 import subprocess
 import threading
 import time
+import uuid
 from collections import Counter
 from collections.abc import Iterable
 from concurrent.futures import ThreadPoolExecutor
@@ -212,6 +213,49 @@ def broker_diagnostics(stack: Stack, job_ids: Iterable[str]) -> str:
         where = [name for name, blob in (("waiting", waiting), ("unacked", unacked)) if job_id in blob]
         lines.append(f"  {job_id}: {', '.join(where) or 'not in the broker'}")
     return "\n".join(lines)
+
+
+# --- a scenario's ledger and its end ----------------------------------------------------------
+
+def new_ledger(stack: Stack, scenario: str) -> Ledger:
+    token = stack.create_token(f"chaos-{scenario}-{uuid.uuid4().hex[:8]}")
+    return Ledger(scenario=scenario, base_url=stack.url(""), token=token)
+
+
+# Until every job finished: a killed worker's jobs come back within JOB_WORKER_LOST_AFTER (30 s)
+# plus a sweep and the restarted worker's own 30 s, on a 2-core machine that may run other
+# stacks too.
+FINISH_TIMEOUT = 420
+
+
+def finish(stack: Stack, ledger: Ledger, label: str, started: float, note: str = "",
+           fault: float | None = None, minimum: int = 200, timeout: float = FINISH_TIMEOUT):
+    """Wait for every job, count executions, record the report line, assert nothing was lost.
+
+    fault: when the fault ended (monotonic); the note then says how long after it all finished.
+    Returns (final states, executions per job id)."""
+    states = ledger.wait_finished(timeout)
+    if fault is not None:
+        note = f"{note}; all finished {time.monotonic() - fault:.0f} s after the fault"
+    logs = worker_logs(stack)
+    counts = executions(logs)
+    lost = ledger.lost(states)
+    twice = [job_id for job_id in ledger.ids if counts[job_id] >= 2]
+    finished = sum(1 for job_id in ledger.ids if states.get(job_id, {}).get("state") == "SUCCESS")
+    line = record(label, submitted=len(ledger.ids), finished=finished, lost=len(lost),
+                  twice=len(twice), seconds=time.monotonic() - started, note=note)
+    print(f"\n[chaos] {line}")
+    if lost:
+        (ARTIFACTS / f"chaos-{ledger.scenario}-worker.log").write_text(logs)
+        details = "\n".join(
+            f"  {job_id} {ledger.names[job_id]} {ledger.ids[job_id]}: "
+            f"{states.get(job_id, {}).get('state', 'not listed')} "
+            f"{states.get(job_id, {}).get('error') or ''} started {counts[job_id]}x"
+            for job_id in lost[:20])
+        raise AssertionError(f"{len(lost)} accepted jobs not SUCCESS:\n{details}\n"
+                             f"{broker_diagnostics(stack, lost[:20])}")
+    assert finished == len(ledger.ids) >= minimum
+    return states, counts
 
 
 # --- web during an outage ------------------------------------------------------------------------
