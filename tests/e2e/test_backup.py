@@ -14,7 +14,6 @@ import re
 import stat
 import subprocess
 import uuid
-from pathlib import Path
 
 import pytest
 import requests
