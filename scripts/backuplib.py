@@ -1,0 +1,263 @@
+# The shared code of scripts/backup and scripts/restore: archive naming, retention, the archive's
+# manifest and checksums, and the docker compose calls that dump and load each service's state.
+"""Backup archives of a running compose stack.
+
+An archive is one gzip-compressed tar file named `<project>-<UTC time>.backup.tar.gz` holding
+  manifest.json   what was saved, when, from which project, and the SHA-256 and size of each file
+  postgres.dump   pg_dump of the app database, custom format (one consistent snapshot)
+  redis.rdb       Redis's snapshot, copied after a BGSAVE started by the backup has finished
+  flower.tar      the contents of Flower's state volume (/data/flower), saved by a Flower stop
+The names carry no secret: the project name and the time only.
+"""
+
+from __future__ import annotations
+
+import datetime as dt
+import hashlib
+import io
+import json
+import os
+import re
+import shlex
+import subprocess
+import tarfile
+import time
+import zlib
+from dataclasses import dataclass, field
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parents[1]
+FORMAT = 1
+SUFFIX = ".backup.tar.gz"
+TIME_FORMAT = "%Y%m%dT%H%M%SZ"
+MEMBERS = ("postgres.dump", "redis.rdb", "flower.tar")
+APP_SERVICES = ("web", "worker", "beat", "flower")
+NAME_RE = re.compile(r"^(?P<project>[a-z0-9][a-z0-9_-]*)-(?P<time>\d{8}T\d{6}Z)(?:-(?P<seq>\d+))?"
+                     + re.escape(SUFFIX) + "$")
+
+
+class BackupError(Exception):
+    """A failure with a message for the operator (printed without a stack trace)."""
+
+
+# --- names and retention (pure) -------------------------------------------------------------------
+
+def archive_name(project: str, when: dt.datetime, seq: int = 0) -> str:
+    """`<project>-<UTC time>.backup.tar.gz`; seq > 0 tells apart two archives of the same second."""
+    stamp = when.astimezone(dt.timezone.utc).strftime(TIME_FORMAT)
+    return f"{project}-{stamp}{f'-{seq}' if seq else ''}{SUFFIX}"
+
+
+def parse_archive_name(name: str) -> tuple[str, dt.datetime, int] | None:
+    """(project, UTC time, seq) of an archive name this tool writes; None for any other name."""
+    match = NAME_RE.match(name)
+    if not match:
+        return None
+    when = dt.datetime.strptime(match["time"], TIME_FORMAT).replace(tzinfo=dt.timezone.utc)
+    return match["project"], when, int(match["seq"] or 0)
+
+
+def expired(names: list[str], project: str, keep: int) -> list[str]:
+    """The archives of this project to delete so that the newest `keep` remain, oldest first.
+    Names of other projects and files this tool did not name are never selected."""
+    if keep < 1:
+        raise ValueError("keep must be at least 1")
+    ours = []
+    for name in names:
+        parsed = parse_archive_name(name)
+        if parsed and parsed[0] == project:
+            ours.append((parsed[1], parsed[2], name))
+    ours.sort()
+    return [name for _, _, name in ours[:-keep]] if len(ours) > keep else []
+
+
+def next_archive_path(directory: Path, project: str, when: dt.datetime) -> Path:
+    seq = 0
+    while (path := directory / archive_name(project, when, seq)).exists():
+        seq += 1
+    return path
+
+
+# --- manifest and archive -------------------------------------------------------------------------
+
+def sha256_file(path: Path) -> str:
+    digest = hashlib.sha256()
+    with path.open("rb") as handle:
+        for chunk in iter(lambda: handle.read(1 << 20), b""):
+            digest.update(chunk)
+    return digest.hexdigest()
+
+
+def write_archive(path: Path, files: dict[str, Path], info: dict) -> dict:
+    """Write the archive (mode 600) atomically: a partial file is renamed only once complete."""
+    manifest = {
+        "format": FORMAT,
+        **info,
+        "files": {name: {"sha256": sha256_file(src), "bytes": src.stat().st_size}
+                  for name, src in files.items()},
+    }
+    partial = path.with_name(f".{path.name}.partial")
+    fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
+    try:
+        with os.fdopen(fd, "wb") as raw, tarfile.open(fileobj=raw, mode="w:gz") as tar:
+            data = json.dumps(manifest, indent=2, sort_keys=True).encode()
+            entry = tarfile.TarInfo("manifest.json")
+            entry.size, entry.mtime, entry.mode = len(data), int(time.time()), 0o600
+            tar.addfile(entry, io.BytesIO(data))
+            for name, src in files.items():
+                tar.add(src, arcname=name, recursive=False)
+            raw.flush()
+            os.fsync(raw.fileno())
+        os.replace(partial, path)
+    except BaseException:
+        partial.unlink(missing_ok=True)
+        raise
+    return manifest
+
+
+def read_archive(path: Path, into: Path) -> dict:
+    """Check the archive whole (gzip CRC, tar structure, manifest, every file's size and SHA-256)
+    and extract it into `into`; BackupError naming what is wrong otherwise."""
+    if not path.is_file():
+        raise BackupError(f"no archive at {path}")
+    found: dict[str, Path] = {}
+    manifest = None
+    try:
+        with tarfile.open(path, mode="r:gz") as tar:
+            for member in tar:
+                if member.name == "manifest.json" and member.isfile():
+                    manifest = json.loads(tar.extractfile(member).read())
+                elif member.name in MEMBERS and member.isfile():
+                    target = into / member.name
+                    with tar.extractfile(member) as src, target.open("wb") as dst:
+                        for chunk in iter(lambda: src.read(1 << 20), b""):
+                            dst.write(chunk)
+                    found[member.name] = target
+                else:
+                    raise BackupError(f"{path} is not a backup archive: unexpected entry {member.name!r}")
+    except (tarfile.TarError, EOFError, zlib.error, OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
+        raise BackupError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); "
+                          "nothing was restored") from None
+    if manifest is None:
+        raise BackupError(f"{path} has no manifest.json: not a backup archive or truncated; nothing was restored")
+    if manifest.get("format") != FORMAT:
+        raise BackupError(f"{path} has archive format {manifest.get('format')!r}; this tool reads {FORMAT}")
+    for name, expected in manifest.get("files", {}).items():
+        if name not in found:
+            raise BackupError(f"{path} is truncated or corrupt: {name} is missing; nothing was restored")
+        size = found[name].stat().st_size
+        if size != expected["bytes"] or sha256_file(found[name]) != expected["sha256"]:
+            raise BackupError(f"{path} is corrupt: {name} does not match its checksum in the manifest "
+                              f"({size} bytes, {expected['bytes']} expected); nothing was restored")
+    missing = [name for name in MEMBERS if name not in manifest.get("files", {})]
+    if missing:
+        raise BackupError(f"{path} lacks {', '.join(missing)}; nothing was restored")
+    return manifest
+
+
+# --- the stack, through docker compose --------------------------------------------------------------
+
+@dataclass
+class Compose:
+    """`docker compose` for one project, run from the repository root (so its .env applies)."""
+    global_args: list[str] = field(default_factory=list)
+
+    def command(self, *args: str) -> list[str]:
+        return ["docker", "compose", *self.global_args, *args]
+
+    def run(self, *args: str, input: bytes | None = None, check: bool = True, timeout: float = 600,
+            stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+        try:
+            result = subprocess.run(self.command(*args), cwd=ROOT, input=input, stdout=stdout,
+                                    stderr=subprocess.PIPE, timeout=timeout)
+        except FileNotFoundError:
+            raise BackupError("docker is not installed or not on PATH") from None
+        except subprocess.TimeoutExpired:
+            raise BackupError(f"`docker compose {shlex.join(args[:3])} ...` did not finish in {timeout:.0f} s") from None
+        if check and result.returncode != 0:
+            err = result.stderr.decode(errors="replace").strip()
+            raise BackupError(f"`docker compose {shlex.join(args[:4])} ...` failed (exit {result.returncode}): "
+                              f"{err[-1500:]}")
+        return result
+
+    def text(self, *args: str, **kwargs) -> str:
+        return self.run(*args, **kwargs).stdout.decode(errors="replace")
+
+    def project(self) -> str:
+        config = json.loads(self.text("config", "--format", "json", "--no-interpolate"))
+        return config["name"]
+
+    def running(self) -> dict[str, int]:
+        """Service name -> how many of its containers are running."""
+        out = self.text("ps", "--status", "running", "--format", "json")
+        counts: dict[str, int] = {}
+        for line in out.splitlines():
+            line = line.strip()
+            if not line:
+                continue
+            rows = json.loads(line)
+            for row in rows if isinstance(rows, list) else [rows]:
+                counts[row["Service"]] = counts.get(row["Service"], 0) + 1
+        return counts
+
+    def health(self) -> dict[str, list[str]]:
+        out = self.text("ps", "--format", "json")
+        health: dict[str, list[str]] = {}
+        for line in out.splitlines():
+            if line.strip():
+                rows = json.loads(line)
+                for row in rows if isinstance(rows, list) else [rows]:
+                    health.setdefault(row["Service"], []).append(row.get("Health") or row.get("State"))
+        return health
+
+    def exec(self, service: str, script: str, input: bytes | None = None, timeout: float = 600,
+             stdout=subprocess.PIPE, check: bool = True) -> subprocess.CompletedProcess:
+        """A shell script inside the service's running container (secrets stay in its environment)."""
+        return self.run("exec", "-T", service, "sh", "-c", script, input=input, timeout=timeout,
+                        stdout=stdout, check=check)
+
+    def redis(self, *args: str) -> str:
+        return self.text("exec", "-T", "redis", "redis-cli", "--no-auth-warning", *args).strip()
+
+
+PSQL_ENV = 'PGPASSWORD="$POSTGRES_PASSWORD" PGHOST=127.0.0.1 PGUSER="$POSTGRES_USER"'
+
+
+def require_running(compose: Compose, project: str, services=("postgres", "redis")) -> dict[str, int]:
+    try:
+        running = compose.running()
+    except BackupError as exc:
+        raise BackupError(f"cannot ask docker compose about project {project!r}: {exc}") from None
+    down = [name for name in services if not running.get(name)]
+    if down:
+        raise BackupError(f"the stack (compose project {project!r}) is not running: {', '.join(down)} "
+                          f"{'is' if len(down) == 1 else 'are'} not up. Start it with `docker compose up -d --wait` "
+                          "(and pass the same -p/-f options as for the stack).")
+    return running
+
+
+def redis_info(compose: Compose, section: str) -> dict[str, str]:
+    info = {}
+    for line in compose.redis("INFO", section).splitlines():
+        name, sep, value = line.strip().partition(":")
+        if sep:
+            info[name] = value
+    return info
+
+
+def wait_for(check, timeout: float, what: str, interval: float = 0.2):
+    deadline = time.monotonic() + timeout
+    while True:
+        value = check()
+        if value:
+            return value
+        if time.monotonic() > deadline:
+            raise BackupError(f"timed out after {timeout:.0f} s waiting for {what}")
+        time.sleep(interval)
+
+
+def wait_healthy(compose: Compose, services: list[str], timeout: float = 300) -> None:
+    def healthy():
+        health = compose.health()
+        return all(health.get(name) and all(h == "healthy" for h in health[name]) for name in services)
+    wait_for(healthy, timeout, f"{', '.join(services)} to be healthy", interval=1)

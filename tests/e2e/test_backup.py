@@ -1,0 +1,173 @@
+"""Backup and restore (issue 13, must-show 2) on a production-mode stack of its own.
+
+The stack runs the shipped docker-compose.yml with a .env written by scripts/gen-prod-env, on its
+own project name, ports and image tag. One user's jobs, a beat schedule and Flower's history are
+backed up with scripts/backup, the stack is removed with its volumes (`down -v`) and started
+again empty, then scripts/restore brings everything back: the old token still works, the job
+records and results are there, the schedule and Flower's history too, and Redis keeps the restored
+data across its own restart (it starts from its append-only file). A truncated archive and a
+restore over a stack holding data are refused, with a one-line reason and nothing changed.
+"""
+
+import os
+import re
+import stat
+import subprocess
+import uuid
+
+import pytest
+import requests
+
+from tests.support.production import gen_prod_env, proxy_session
+from tests.support.stack import ROOT, Api, Stack, running
+from tests.support.wait import wait_until
+
+pytestmark = pytest.mark.slow
+
+PROJECT = os.environ.get("BACKUP_E2E_PROJECT", "djcs-i13-backup")
+HOST = "jobs.backup-e2e.test"
+BASE_ENV = {
+    "APP_IMAGE": os.environ.get("BACKUP_E2E_APP_IMAGE", f"{PROJECT}-app:latest"),
+    "WEB_PORT": os.environ.get("BACKUP_E2E_WEB_PORT", "39100"),
+    "FLOWER_PORT": os.environ.get("BACKUP_E2E_FLOWER_PORT", "39155"),
+}
+SCHEDULE = "backup-e2e-nightly-report"
+UP_TIMEOUT = 300
+
+
+@pytest.fixture(scope="module")
+def prod(tmp_path_factory):
+    values, _ = gen_prod_env(tmp_path_factory.mktemp("backup") / "prod.env", HOST)
+    with running(Stack(project=PROJECT, env={**BASE_ENV, **values}), up_timeout=UP_TIMEOUT) as stack:
+        yield stack
+
+
+def script(stack: Stack, name: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """scripts/backup or scripts/restore as an operator runs them (the .env's variables set)."""
+    env = {**os.environ, **stack.env, "COMPOSE_DISABLE_ENV_FILE": "1"}
+    return subprocess.run([str(ROOT / "scripts" / name), "-p", stack.project, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
+
+
+def api_for(stack: Stack, token: str | None) -> Api:
+    api = Api(stack.url(""), token)
+    api.session.headers.update(proxy_session(HOST).headers)  # as the HTTPS proxy forwards
+    return api
+
+
+def flower_tasks(stack: Stack) -> dict:
+    auth = (stack.env["FLOWER_USER"], stack.env["FLOWER_PASSWORD"])
+    answer = requests.get(stack.flower_url("/api/tasks"), auth=auth, timeout=30)
+    answer.raise_for_status()
+    return answer.json()
+
+
+def schedules(stack: Stack) -> list[str]:
+    out = stack.manage("shell", "-c", "from django_celery_beat.models import PeriodicTask; "
+                       "print('|'.join(sorted(PeriodicTask.objects.values_list('name', flat=True))))").stdout
+    return out.strip().splitlines()[-1].split("|")
+
+
+def assert_clean_refusal(result: subprocess.CompletedProcess, *phrases: str) -> None:
+    output = result.stdout + result.stderr
+    assert result.returncode == 1, output
+    assert "Traceback" not in output, output
+    for phrase in phrases:
+        assert phrase in result.stderr, output
+
+
+def test_backup_down_v_restore_brings_everything_back(prod, tmp_path):
+    # --- a user, jobs with results (one failure), a beat schedule, Flower's history -------------
+    token = prod.create_token(f"backup-{uuid.uuid4().hex[:8]}")
+    api = api_for(prod, token)
+    submitted = {
+        "sum": api.submit("sum_number", {"x": 20, "y": 22}, name="sum"),
+        "inference": api.submit("model_inference", {"text": "backup", "steps": 3, "step_seconds": 0.2},
+                                name="inference"),
+        "fail": api.submit("fail", {"message": "failing before the backup"}, name="fail"),
+    }
+    assert all(r.status_code == 202 for r in submitted.values()), {k: r.text for k, r in submitted.items()}
+    ids = {name: r.json()["id"] for name, r in submitted.items()}
+    before = {name: api.wait_for_state(job_id, "SUCCESS", "FAILURE", timeout=120) for name, job_id in ids.items()}
+    assert before["sum"]["state"] == "SUCCESS" and before["sum"]["result"]["sum"], before["sum"]
+    assert before["inference"]["state"] == "SUCCESS", before["inference"]
+    assert before["fail"]["state"] == "FAILURE", before["fail"]
+    prod.manage("shell", "-c",
+                "from django_celery_beat.models import CrontabSchedule, PeriodicTask; "
+                "c, _ = CrontabSchedule.objects.get_or_create(minute='30', hour='3'); "
+                f"PeriodicTask.objects.create(name='{SCHEDULE}', task='jobs.sum_number', crontab=c, "
+                "kwargs='{\"x\": 1, \"y\": 2}')")
+    assert SCHEDULE in schedules(prod)
+    wait_until(lambda: set(ids.values()) <= set(flower_tasks(prod)), timeout=60, interval=1,
+               what="Flower to list the jobs")
+
+    # --- backups: three runs, --keep 2 leaves the newest two -----------------------------------
+    backups = tmp_path / "backups"
+    for _ in range(3):
+        made = script(prod, "backup", "--dir", str(backups), "--keep", "2")
+        assert made.returncode == 0, made.stdout + made.stderr
+    archives = sorted(backups.glob("*.backup.tar.gz"))
+    assert len(archives) == 2, [p.name for p in backups.iterdir()]
+    newest = archives[-1]
+    assert re.fullmatch(rf"{PROJECT}-\d{{8}}T\d{{6}}Z(-\d+)?\.backup\.tar\.gz", newest.name), newest.name
+    assert stat.S_IMODE(newest.stat().st_mode) == 0o600
+    assert not [p for p in backups.iterdir() if p.name.startswith(".") or p.is_dir()], "leftovers"
+    for value in (token, *(prod.env[n] for n in ("POSTGRES_PASSWORD", "REDIS_PASSWORD", "FLOWER_PASSWORD"))):
+        assert value not in made.stdout + made.stderr
+    prod.wait_healthy()  # Flower came back after its stop for the state copy
+
+    # --- the stack is gone with its volumes, and starts again empty ---------------------------
+    prod.down(volumes=True)
+    prod.up(timeout=UP_TIMEOUT)
+    assert api.request("GET", "/api/whoami/").status_code == 401, "the data survived down -v: nothing to restore"
+    marker = prod.create_token(f"fresh-{uuid.uuid4().hex[:8]}")
+
+    # --- a truncated archive is refused, nothing overwritten ----------------------------------
+    truncated = tmp_path / newest.name.replace(".backup", "-truncated.backup")
+    truncated.write_bytes(newest.read_bytes()[: newest.stat().st_size // 2])
+    refused = script(prod, "restore", str(truncated))
+    assert_clean_refusal(refused, "truncated or corrupt", "nothing was restored")
+    # A stack holding data (the marker user) is refused without --force.
+    refused = script(prod, "restore", str(newest))
+    assert_clean_refusal(refused, "already holds data", "--force", "Nothing was changed")
+    assert api_for(prod, marker).request("GET", "/api/whoami/").status_code == 200, "the fresh stack was changed"
+    assert api.request("GET", "/api/whoami/").status_code == 401
+    assert prod.healthy(), "a refused restore stopped services"
+
+    # --- the restore -------------------------------------------------------------------------
+    restored = script(prod, "restore", str(newest), "--force")
+    assert restored.returncode == 0, restored.stdout + restored.stderr
+    assert "Traceback" not in restored.stdout + restored.stderr
+    prod.wait_healthy()
+    assert api.request("GET", "/api/whoami/").status_code == 200, "the old token does not work after restore"
+    assert api_for(prod, marker).request("GET", "/api/whoami/").status_code == 401, "restore kept data it replaces"
+    listed = api.request("GET", "/api/jobs/").json()
+    assert {job["id"] for job in listed["results"]} == set(ids.values()), listed
+    for name, job_id in ids.items():
+        after = api.job(job_id).json()
+        for key in ("state", "result", "error", "finished_at", "kind", "params"):
+            assert after[key] == before[name][key], (name, key, after, before[name])
+    assert SCHEDULE in schedules(prod)
+    assert set(ids.values()) <= set(flower_tasks(prod)), "Flower's history was not restored"
+
+    # Redis keeps the restored data across its own restart: it is in the append-only file.
+    prod.compose("restart", "redis")
+    prod.wait_healthy("redis", "web")
+    assert api.job(ids["sum"]).json()["result"] == before["sum"]["result"]
+    # The restored stack runs new jobs, and dedup still sees the restored ones.
+    again = api.submit("sum_number", {"x": 20, "y": 22}, name="sum")
+    assert again.status_code == 200 and again.json()["id"] == ids["sum"], again.text
+    fresh = api.submit("sum_number", {"x": 1, "y": 1}, name=f"after-{uuid.uuid4().hex[:6]}")
+    assert fresh.status_code == 202, fresh.text
+    assert api.wait_for_state(fresh.json()["id"], "SUCCESS", "FAILURE", timeout=120)["state"] == "SUCCESS"
+
+
+def test_backup_and_restore_of_a_stack_that_is_not_running(prod, tmp_path):
+    absent = Stack(project=f"{PROJECT}-absent", env=dict(prod.env))
+    made = script(absent, "backup", "--dir", str(tmp_path))
+    assert_clean_refusal(made, "is not running", "docker compose up")
+    assert not list(tmp_path.glob("*.tar.gz"))
+    # The restore checks the archive first; here it gets a file that is no archive at all.
+    bogus = tmp_path / "not-an-archive.backup.tar.gz"
+    bogus.write_bytes(b"this is not a backup")
+    assert_clean_refusal(script(absent, "restore", str(bogus)), "truncated or corrupt")

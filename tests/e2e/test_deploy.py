@@ -1,0 +1,173 @@
+"""scripts/deploy under load (issue 13, must-show 3) on a production stack behind the proxy overlay.
+
+docker-compose.yml + docker-compose.proxy.yml (two web replicas behind Caddy, internal CA) from
+`scripts/gen-prod-env --host localhost`, on its own project name and ports. While client threads
+submit jobs and read /healthz through the proxy without pause, a changed image is deployed (no
+failed or 5xx request, every job submitted ends SUCCESS, every role runs the new image), then an
+image whose web fails its health check (rolled back, the previous image still serving, still no
+failed request).
+"""
+
+import json
+import os
+import subprocess
+import threading
+import time
+import uuid
+from collections import Counter
+
+import pytest
+import requests
+
+from tests.support.docker import docker
+from tests.support.production import gen_prod_env
+from tests.support.stack import ROOT, Api, Stack, running
+
+pytestmark = pytest.mark.slow
+
+PROJECT = os.environ.get("DEPLOY_E2E_PROJECT", "djcs-i13-deploy")
+HOST = "localhost"
+HTTPS_PORT = int(os.environ.get("DEPLOY_E2E_HTTPS_PORT", "39543"))
+APP_IMAGE = os.environ.get("DEPLOY_E2E_APP_IMAGE", f"{PROJECT}-app:latest")
+FILES = ("docker-compose.yml", "docker-compose.proxy.yml")
+BASE_ENV = {
+    "APP_IMAGE": APP_IMAGE,
+    "FLOWER_PORT": os.environ.get("DEPLOY_E2E_FLOWER_PORT", "39555"),
+    "PROXY_BIND": "127.0.0.1",
+    "PROXY_HTTP_PORT": os.environ.get("DEPLOY_E2E_HTTP_PORT", "39580"),
+    "PROXY_HTTPS_PORT": str(HTTPS_PORT),
+    "PROXY_TLS": "internal",
+}
+ROLES = ("web", "worker", "beat", "flower")
+
+
+@pytest.fixture(scope="module")
+def stack(tmp_path_factory):
+    values, _ = gen_prod_env(tmp_path_factory.mktemp("deploy") / "prod.env", HOST)
+    with running(Stack(project=PROJECT, files=FILES, env={**BASE_ENV, **values}), up_timeout=300) as stack:
+        yield stack
+
+
+@pytest.fixture(scope="module")
+def root_cert(stack, tmp_path_factory) -> str:
+    path = tmp_path_factory.mktemp("ca") / "root.crt"
+    stack.compose("cp", "proxy:/data/caddy/pki/authorities/local/root.crt", str(path))
+    return str(path)
+
+
+def client(token: str | None, root_cert: str) -> Api:
+    api = Api(f"https://{HOST}:{HTTPS_PORT}", token)
+    api.session.verify = root_cert
+    api.session.trust_env = False  # REQUESTS_CA_BUNDLE would win over session.verify
+    return api
+
+
+class Load:
+    """Client threads submitting jobs and reading /healthz through the proxy until stopped."""
+
+    def __init__(self, token: str, root_cert: str, threads: int = 3):
+        self.token, self.root_cert, self.threads = token, root_cert, threads
+        self.outcomes: Counter = Counter()
+        self.failures: list[str] = []
+        self.jobs: list[str] = []
+        self.stop = threading.Event()
+        self.lock = threading.Lock()
+        self.workers = [threading.Thread(target=self.run, args=(n,), daemon=True) for n in range(threads)]
+
+    def run(self, n: int) -> None:
+        api = client(self.token, self.root_cert)
+        i = 0
+        while not self.stop.is_set():
+            i += 1
+            try:
+                if i % 2:
+                    answer = api.submit("noop", name=f"load-{n}-{i}-{uuid.uuid4().hex[:6]}")
+                    ok = answer.status_code == 202
+                    if ok:
+                        with self.lock:
+                            self.jobs.append(answer.json()["id"])
+                else:
+                    answer = api.request("GET", "/healthz")
+                    ok = answer.status_code == 200
+                outcome = answer.status_code
+            except requests.RequestException as exc:
+                ok, outcome = False, type(exc).__name__
+            with self.lock:
+                self.outcomes[outcome] += 1
+                if not ok:
+                    self.failures.append(f"{time.strftime('%H:%M:%S')} {outcome}")
+            time.sleep(0.05)
+
+    def __enter__(self):
+        for thread in self.workers:
+            thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop.set()
+        for thread in self.workers:
+            thread.join(timeout=60)
+
+
+def build_image(tag: str, dockerfile: str) -> str:
+    docker("build", "--quiet", "-t", tag, "-", input=dockerfile, timeout=600)
+    return docker("image", "inspect", "--format", "{{.Id}}", tag).stdout.strip()
+
+
+def deploy(stack: Stack, *args: str) -> subprocess.CompletedProcess:
+    command = [str(ROOT / "scripts" / "deploy"), "-p", stack.project]
+    for name in FILES:
+        command += ["-f", name]
+    return subprocess.run([*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=1200,
+                          env={**os.environ, **stack.env, "COMPOSE_DISABLE_ENV_FILE": "1"})
+
+
+def images(stack: Stack) -> dict[str, set[str]]:
+    return {role: {stack_inspect(cid)["Image"] for cid in stack.container_ids(role)} for role in ROLES}
+
+
+def stack_inspect(cid: str) -> dict:
+    return json.loads(docker("inspect", cid).stdout)[0]
+
+
+def test_deploy_under_load_drops_nothing_and_a_failing_web_rolls_back(stack, root_cert):
+    token = stack.create_token(f"deploy-{uuid.uuid4().hex[:8]}")
+    assert len(stack.container_ids("web")) == 2
+    v1 = docker("image", "inspect", "--format", "{{.Id}}", APP_IMAGE).stdout.strip()
+    assert images(stack)["web"] == {v1}
+    v2 = build_image(APP_IMAGE, f"FROM {v1}\nLABEL deploy-e2e=v2-{uuid.uuid4().hex[:8]}\n")
+    assert v2 != v1
+
+    # --- a changed image, under load --------------------------------------------------------------
+    with Load(token, root_cert) as load:
+        time.sleep(5)
+        started = time.monotonic()
+        done = deploy(stack, "--no-build")
+        took = time.monotonic() - started
+        time.sleep(5)
+    print(f"\n[deploy] took {took:.0f} s; requests: {dict(load.outcomes)}")
+    assert done.returncode == 0, done.stdout + done.stderr
+    assert sum(load.outcomes.values()) > 50, load.outcomes
+    assert not load.failures, (load.failures[:20], done.stdout)
+    assert images(stack) == {role: {v2} for role in ROLES}, images(stack)
+    assert len(stack.container_ids("web")) == 2
+    api = client(token, root_cert)
+    for job_id in load.jobs:
+        assert api.wait_for_state(job_id, "SUCCESS", "FAILURE", timeout=180)["state"] == "SUCCESS", job_id
+
+    # --- an image whose web fails its health check: rolled back, v2 still serving ---------------
+    bad = build_image(APP_IMAGE, f"FROM {v2}\nUSER root\n"
+                      "RUN printf '#!/bin/sh\\nexit 1\\n' > /usr/local/bin/healthcheck-web\nUSER app\n")
+    web_before = set(stack.container_ids("web"))
+    with Load(token, root_cert) as load:
+        failed = deploy(stack, "--no-build", "--timeout", "60")
+        time.sleep(3)
+    print(f"[deploy] rollback requests: {dict(load.outcomes)}")
+    assert failed.returncode == 1, failed.stdout + failed.stderr
+    assert "rolled back" in failed.stderr and "Traceback" not in failed.stderr, failed.stderr
+    assert not load.failures, load.failures[:20]
+    assert set(stack.container_ids("web")) == web_before
+    assert images(stack) == {role: {v2} for role in ROLES}
+    assert docker("image", "inspect", "--format", "{{.Id}}", APP_IMAGE).stdout.strip() == v2
+    assert bad != v2
+    assert client(token, root_cert).request("GET", "/api/whoami/").status_code == 200
