@@ -24,7 +24,7 @@ from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
-PROJECT = os.environ.get("BACKUP_E2E_PROJECT", "djcs-i13-backup")
+PROJECT = os.environ.get("BACKUP_E2E_PROJECT", "djcs-backup")
 HOST = "jobs.backup-e2e.test"
 BASE_ENV = {
     "APP_IMAGE": os.environ.get("BACKUP_E2E_APP_IMAGE", f"{PROJECT}-app:latest"),

@@ -25,7 +25,7 @@ from tests.support.stack import ROOT, Api, Stack, running
 
 pytestmark = pytest.mark.slow
 
-PROJECT = os.environ.get("DEPLOY_E2E_PROJECT", "djcs-i13-deploy")
+PROJECT = os.environ.get("DEPLOY_E2E_PROJECT", "djcs-deploy")
 HOST = "localhost"
 HTTPS_PORT = int(os.environ.get("DEPLOY_E2E_HTTPS_PORT", "39543"))
 APP_IMAGE = os.environ.get("DEPLOY_E2E_APP_IMAGE", f"{PROJECT}-app:latest")

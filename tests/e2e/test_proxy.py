@@ -19,7 +19,7 @@ from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
 
-PROJECT = os.environ.get("PROXY_E2E_PROJECT", "djcs-i13-proxy")
+PROJECT = os.environ.get("PROXY_E2E_PROJECT", "djcs-proxy")
 HOST = "localhost"
 HTTP_PORT = int(os.environ.get("PROXY_E2E_HTTP_PORT", "39380"))
 HTTPS_PORT = int(os.environ.get("PROXY_E2E_HTTPS_PORT", "39343"))
