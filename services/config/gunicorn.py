@@ -6,7 +6,9 @@ bind = f"0.0.0.0:{os.environ.get('WEB_CONTAINER_PORT', '8000')}"
 # Threads let one process wait on Redis/PostgreSQL for several requests at once.
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-worker_class = "gthread" if threads > 1 else "sync"
+# gthread, but closing its listening socket as soon as a graceful stop begins (config/gunicorn_worker.py:
+# no request is reset while a web container stops during a deploy).
+worker_class = "config.gunicorn_worker.DrainingThreadWorker" if threads > 1 else "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
