@@ -26,7 +26,8 @@ SECRET_NAMES = ("DJANGO_SECRET_KEY", "JOB_ID_SECRET", "POSTGRES_PASSWORD", "REDI
 APP_ROLES = ("web", "worker", "beat", "flower")
 DEV_WARNING = "running with development secrets"
 LINT_ACCEPTED = ROOT / "compose" / "lint-accepted.yml"
-LINTED_FILES = ("docker-compose.yml", "docker-compose.debug.yml", "docker-compose.rabbitmq.yml")
+LINTED_FILES = ("docker-compose.yml", "docker-compose.debug.yml", "docker-compose.rabbitmq.yml",
+                "docker-compose.proxy.yml", "docker-compose.swarm.yml")
 
 
 class Redacted(dict):
