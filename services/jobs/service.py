@@ -3,15 +3,17 @@
 Kept apart from the HTTP layer so the `job` management command and tests use the same code.
 """
 
+import contextlib
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from celery import current_app, states
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 
-from jobs import ids, status, store
+from jobs import ids, publisher, status, store
 from jobs.models import Job
 from jobs.base import KINDS
 
@@ -47,7 +49,7 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
     name = name or f"job-{uuid.uuid4().hex}"
     run = 1
     if latest is not None:
-        meta = store.read_meta(latest.id)
+        meta = meta_of_live(latest)
         if not (rerun and status.is_finished(meta)):
             return Submission(latest, meta, created=False)
         run = latest.run + 1
@@ -55,16 +57,34 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
     job = Job(id=job_id_for(token, name, run), owner=owner_for(token), user=user,
               name=name, run=run, kind=kind, params=params)
     try:
-        with transaction.atomic():
-            job.save(force_insert=True)
-            # Published inside the transaction: if Redis refuses it, the record is rolled
-            # back and the client gets a 503 instead of a job that will never run.
-            publish(job)
+        # One INSERT, committed on its own (no BEGIN/COMMIT round trips): the record is durable
+        # before anything is queued, so a web process dying right after it leaves a job that
+        # jobs.recovery publishes again, never a message without a record.
+        job.save(force_insert=True)
     except IntegrityError:
         # A concurrent request created this very run first: that one is the job.
         existing = Job.objects.get(owner=job.owner, name=name, run=run)
-        return Submission(existing, store.read_meta(existing.id), created=False)
+        return Submission(existing, meta_of_live(existing), created=False)
+    try:
+        publish(job)
+    except BaseException:
+        # Redis (or RabbitMQ) refused: no record of a job that will never run; the client gets
+        # a 503 (config/errors.py). Best effort: if PostgreSQL is gone too, recovery publishes it.
+        Job.objects.filter(pk=job.pk).delete()
+        raise
     return Submission(job, {"status": states.PENDING, "result": pending_result()}, created=True)
+
+
+# A record this young with no state is being published by another request right now.
+JUST_SUBMITTED = timedelta(seconds=60)
+
+
+def meta_of_live(job: Job) -> dict | None:
+    """The job's meta; PENDING for a record just committed whose state is not written yet."""
+    meta = store.read_meta(job.id)
+    if meta is None and job.submitted_at > timezone.now() - JUST_SUBMITTED:
+        return {"status": states.PENDING, "result": pending_result()}
+    return meta
 
 
 def pending_result() -> dict:
@@ -72,12 +92,18 @@ def pending_result() -> dict:
 
 
 def publish(job: Job) -> None:
-    """Write the job's PENDING state, then send its message (also used by jobs.recovery).
+    """Write the job's PENDING state and record copy, then send its message, in one Redis
+    transaction on the Redis broker (jobs/publisher.py; also used by jobs.recovery).
 
     PENDING is written before the message exists, so the worker's states always overwrite it
     and a submitted id is never mistaken for an unknown one."""
-    store.write_meta(job.id, states.PENDING, pending_result())
-    KINDS[job.kind].task.apply_async(kwargs=job.params, task_id=job.id)
+    try:
+        publisher.publish(KINDS[job.kind].task, task_id=job.id, kwargs=job.params,
+                          state_writes=store.pending_writes(job, pending_result()))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            store.forget_submission(job.id)
+        raise
 
 
 # Pools whose running job Celery can stop from outside: prefork (SIGTERM to the job's process)

@@ -1,4 +1,5 @@
-"""The jobs API: submit, list, read, cancel. Each read costs one Redis key lookup."""
+"""The jobs API: submit, list, read, cancel. A status read costs one Redis round trip (and one
+indexed query only for a job whose record copy in Redis is absent)."""
 
 from django.http import Http404
 from django.shortcuts import render
@@ -106,8 +107,15 @@ class JobDetailView(GenericAPIView):
                    410: OpenApiResponse(JobSerializer, description="The result expired."), **ERRORS},
     )
     def get(self, request, job_id):
-        job = self.get_object()
-        meta = store.read_meta(job.id)
+        # One round trip to Redis: the state and the record copy written at submission; the
+        # record from PostgreSQL (one indexed query) only when the copy is absent.
+        if not ids.is_job_id(job_id):
+            raise Http404
+        meta, job = store.read_status(job_id)
+        if job is None:
+            job = self.get_object()
+        elif job.user_id != request.user.pk:
+            raise Http404
         return Response(job_body(request, job, meta),
                         status=http.HTTP_200_OK if meta else http.HTTP_410_GONE)
 
