@@ -1,9 +1,10 @@
-"""Revoke a user's API tokens (all, or one by its 8-character prefix): refused at once everywhere."""
+"""Revoke a user's API tokens (all, or one by its prefix): refused at once by every web process."""
 
 from django.contrib.auth import get_user_model
 from django.core.management.base import BaseCommand, CommandError
 from django.db import transaction
 from knox.models import AuthToken
+from knox.settings import CONSTANTS
 
 from jobs import token_cache
 
@@ -14,7 +15,8 @@ class Command(BaseCommand):
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--prefix", help="Only the token starting with these 8 characters.")
+        parser.add_argument("--prefix", help=f"Only the token starting with these {CONSTANTS.TOKEN_KEY_LENGTH} "
+                                             "characters (its token key, shown in the admin).")
         parser.add_argument("--deactivate", action="store_true",
                             help="Also deactivate the user (no new token works either).")
 
@@ -24,7 +26,11 @@ class Command(BaseCommand):
             raise CommandError(f"No user {username!r}.")
         tokens = AuthToken.objects.filter(user=user)
         if prefix:
-            tokens = tokens.filter(token_key=prefix[:8])
+            if len(prefix) < CONSTANTS.TOKEN_KEY_LENGTH:
+                raise CommandError(f"--prefix needs the token's first {CONSTANTS.TOKEN_KEY_LENGTH} characters.")
+            tokens = tokens.filter(token_key=prefix[:CONSTANTS.TOKEN_KEY_LENGTH])
+            if not tokens.exists():
+                raise CommandError(f"User {username!r} has no token starting with {prefix[:CONSTANTS.TOKEN_KEY_LENGTH]!r}.")
         with transaction.atomic():
             # The tombstones are written first: if Redis refuses them, nothing is deleted.
             digests = list(tokens.values_list("digest", flat=True))
