@@ -36,6 +36,7 @@ class PeerJobSerializer(serializers.ModelSerializer):
 class PeerView(APIView):
     authentication_classes = [TokenAuthentication]
     permission_classes = [IsAuthenticated]
+    schema = None  # not part of the stack's API schema
 
 
 class PeerJobListView(PeerView):
