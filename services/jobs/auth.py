@@ -31,6 +31,20 @@ class ApiToken:
     record: AuthToken | None = field(repr=False, default=None)
 
 
+def cache_key(raw: str) -> str:
+    return token_cache.key_for_digest(settings.SECRET_KEY, hash_token(raw))
+
+
+def raw_token_of(request) -> str | None:
+    """The token of an `Authorization: Token <token>` header if it is well formed, else None
+    (then the normal authentication path gives the precise answer)."""
+    parts = request.META.get("HTTP_AUTHORIZATION", "").split()
+    if len(parts) != 2 or parts[0].lower() != "token":
+        return None
+    raw = parts[1]
+    return raw if raw.isascii() and raw.isprintable() else None
+
+
 class TokenAuthentication(KnoxTokenAuthentication):
     def authenticate_credentials(self, token: bytes):
         try:
@@ -43,7 +57,7 @@ class TokenAuthentication(KnoxTokenAuthentication):
             raise exceptions.AuthenticationFailed("Invalid token.")
         key = None
         if token_cache.cache_seconds():
-            key = token_cache.key_for_digest(settings.SECRET_KEY, hash_token(raw))
+            key = cache_key(raw)
             try:
                 user = token_cache.lookup(key)
             except REDIS_DOWN as exc:  # PostgreSQL still answers: check the token there

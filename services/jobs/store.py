@@ -93,11 +93,13 @@ def pending_writes(job, result: dict) -> list[tuple[bytes | str, bytes, int]]:
             (RECORD_PREFIX + job.id, encode_record(job), backend.expires)]
 
 
-def read_status(job_id: str):
-    """(meta, record copy as an unsaved Job or None) in one round trip (MGET)."""
+def read_status(job_id: str, *also: str):
+    """(meta, record copy as an unsaved Job or None, raw values of the keys `also`) in one round
+    trip (MGET): a status read's token-cache entry comes with the job's state."""
     backend = _backend()
-    raw_meta, raw_record = backend.client.mget([backend.get_key_for_task(job_id), RECORD_PREFIX + job_id])
-    return (backend.decode(raw_meta) if raw_meta else None), decode_record(job_id, raw_record)
+    raw_meta, raw_record, *others = backend.client.mget(
+        [backend.get_key_for_task(job_id), RECORD_PREFIX + job_id, *also])
+    return (backend.decode(raw_meta) if raw_meta else None), decode_record(job_id, raw_record), others
 
 
 def forget_submission(job_id: str) -> None:

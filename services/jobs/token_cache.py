@@ -72,7 +72,12 @@ def _client():
 def lookup(key: str):
     """The cached user for a token key, as an unsaved user instance carrying pk and username
     (enough for the API, which needs the user's id and name), or None."""
-    found = decode_user(_client().get(key))
+    return user_of(_client().get(key))
+
+
+def user_of(raw: bytes | None):
+    """The user instance of a cache value already read (None: miss or tombstone)."""
+    found = decode_user(raw)
     if found is None:
         return None
     pk, username = found

@@ -79,6 +79,19 @@ def whoami(url: str, token: str) -> int:
                         timeout=10).status_code
 
 
+def submit(url: str, token: str) -> str:
+    response = requests.post(url + "/api/jobs/", json={"kind": "noop"},
+                             headers={"Authorization": f"Token {token}"}, timeout=10)
+    assert response.status_code == 202, response.text
+    return response.json()["id"]
+
+
+def status_read(url: str, token: str, job_id: str) -> int:
+    # A status read checks the token in the same Redis round trip as it reads the job.
+    return requests.get(f"{url}/api/jobs/{job_id}/", headers={"Authorization": f"Token {token}"},
+                        timeout=10).status_code
+
+
 def user_with_token(name: str):
     user = get_user_model().objects.create(username=name)
     _, token = AuthToken.objects.create(user=user)
@@ -105,10 +118,14 @@ def test_a_deleted_token_is_refused_by_every_process_at_once(web_processes):
     _, other = AuthToken.objects.create(user=user)
     assert accepted_everywhere(urls, token) and accepted_everywhere(urls, other)
     assert cached(token) == cache_on
+    job_id = submit(urls[0], token)
+    assert [status_read(url, token, job_id) for url in urls for _ in range(3)] == [200] * 3 * PROCESSES
 
     call_command("revoke_api_tokens", user.username, "--prefix", token[:15], stdout=open(os.devnull, "w"))
 
     assert [whoami(url, token) for url in urls] == [401] * PROCESSES
+    assert [status_read(url, token, job_id) for url in urls] == [401] * PROCESSES
+    assert [status_read(url, other, job_id) for url in urls] == [200] * PROCESSES  # the user's job
     assert accepted_everywhere(urls, other)  # only that token was revoked
 
 
@@ -140,9 +157,10 @@ def test_without_the_tombstone_a_cached_token_would_outlive_its_deletion(web_pro
     cache_on, urls = web_processes
     user, token = user_with_token("revoke-no-tombstone")
     assert accepted_everywhere(urls, token)
+    job_id = submit(urls[0], token)
     monkeypatch.setattr(token_cache, "revoke_digests", lambda digests: 0)
     AuthToken.objects.filter(user=user).delete()
-    answers = [whoami(url, token) for url in urls]
+    answers = [whoami(url, token) for url in urls] + [status_read(url, token, job_id) for url in urls]
     # With the cache on, the deleted token still works until its entry expires: the tombstone
     # is what the tests above rely on. With the cache off, PostgreSQL is asked every time.
-    assert answers == ([200] * PROCESSES if cache_on else [401] * PROCESSES)
+    assert answers == ([200] * 2 * PROCESSES if cache_on else [401] * 2 * PROCESSES)
