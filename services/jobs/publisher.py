@@ -28,6 +28,8 @@ from contextlib import contextmanager
 
 import redis
 from celery import current_app
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 from django.conf import settings
 from kombu import Connection
 from kombu.transport import redis as kombu_redis
@@ -114,10 +116,13 @@ def _broker_client() -> redis.Redis:
     client = _broker_clients.get(url)
     if client is None:
         with _clients_lock:
+            # Gives up within about a second, like task_publish_retry_policy: the client gets
+            # a 503 rather than a hung request while Redis is away.
             client = _broker_clients.get(url) or redis.Redis.from_url(
                 url, socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
                 socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT, socket_keepalive=True,
-                health_check_interval=25, protocol=2)
+                health_check_interval=25, protocol=2,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 2))
             _broker_clients[url] = client
     return client
 
