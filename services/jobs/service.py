@@ -4,6 +4,7 @@ Kept apart from the HTTP layer so the `job` management command and tests use the
 """
 
 import contextlib
+import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -17,6 +18,9 @@ from django.utils import timezone
 from jobs import ids, publisher, status, store
 from jobs.models import Job
 from jobs.base import KINDS
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -70,8 +74,12 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
         publish(job)
     except BaseException:
         # Redis (or RabbitMQ) refused: no record of a job that will never run; the client gets
-        # a 503 (config/errors.py). Best effort: if PostgreSQL is gone too, recovery publishes it.
-        Job.objects.filter(pk=job.pk).delete()
+        # a 503 naming that service (config/errors.py). Should PostgreSQL be gone too, the
+        # record stays and jobs.recovery publishes it once Redis is back.
+        try:
+            Job.objects.filter(pk=job.pk).delete()
+        except Exception:
+            logger.exception("Job %s: its publish failed and its record could not be deleted", job.id)
         raise
     return Submission(job, {"status": states.PENDING, "result": pending_result()}, created=True)
 
