@@ -3,6 +3,9 @@
 scripts/bench pipes this file into `docker compose exec -T web python - COMMAND [ARGS]`; it
 prints one JSON object on its last line. Commands:
   token                  a fresh API token of the user "bench" (its earlier tokens and jobs go)
+  peer-token             a fresh DRF authtoken of the user "bench" for the naive peer app
+                         (services/benchpeer; its earlier peer jobs go), or {"absent": true}
+                         when the stack runs without BENCH_PEER_APP=1
   raw N M SECONDS        wait (up to SECONDS) until the jobs queue is empty and no message is
                          unacknowledged; then the raw-Celery baselines: N no-op tasks through
                          apply_async, waiting for all N results with MGET; then M sequential
@@ -40,6 +43,20 @@ def token() -> dict:
     out = StringIO()
     call_command("create_api_user", BENCH_USER, "--existing-ok", stdout=out)
     return {"token": out.getvalue().strip().splitlines()[-1]}
+
+
+def peer_token() -> dict:
+    from django.contrib.auth import get_user_model
+
+    if not settings.BENCH_PEER_APP:
+        return {"absent": True}
+    from benchpeer.models import PeerJob
+    from rest_framework.authtoken.models import Token
+
+    user, _ = get_user_model().objects.get_or_create(username=BENCH_USER)
+    PeerJob.objects.filter(user=user).delete()
+    Token.objects.filter(user=user).delete()
+    return {"token": Token.objects.create(user=user).key}
 
 
 def _broker():
@@ -114,6 +131,8 @@ def main(argv: list[str]) -> None:
     command, args = argv[0], argv[1:]
     if command == "token":
         result = token()
+    elif command == "peer-token":
+        result = peer_token()
     elif command == "raw":
         result = raw(int(args[0]), int(args[1]), float(args[2]))
     else:

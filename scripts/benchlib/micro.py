@@ -6,8 +6,11 @@ stack: docker compose -p djcs-bench exec -T web python - < scripts/benchlib/micr
    MGET of 200 metas (job list), on the result backend's Redis.
 2. Celery's message serializers on a no-op job's message and result: json vs pickle.
 3. The token lookup: GET /api/whoami/ through Django's test client (the whole middleware and
-   DRF stack, no HTTP server) with the stack's authentication vs knox's own, which also loads
-   every token of the user on each request to delete expired ones; GET / (no token) beside it.
+   DRF stack, no HTTP server) with the stack's authentication, its token cache on (one Redis
+   GET) and off (knox's PostgreSQL lookup), vs knox's own, which also loads every token of the
+   user on each request to delete expired ones; GET / (no token) beside it.
+4. Where a verified token's user could be kept: a dict in the process vs one Redis GET vs the
+   PostgreSQL lookup, the lookup alone (no request around it).
 """
 
 import time
@@ -79,10 +82,28 @@ def whoami():
     assert client.get("/api/whoami/").status_code == 200
 
 
+from django.conf import settings  # noqa: E402
+from knox.crypto import hash_token  # noqa: E402
+
+from jobs import token_cache  # noqa: E402
+
+raw_token = out.getvalue().strip().splitlines()[-1]
 try:
-    print(f"GET / (no token)                         {per_second(lambda: client.get('/')):6.0f}/s")
-    print(f"GET /api/whoami/, the stack's token check {per_second(whoami):6.0f}/s")
+    print(f"GET / (no token)                                   {per_second(lambda: client.get('/')):6.0f}/s")
+    print(f"GET /api/whoami/, token cache on (Redis GET)        {per_second(whoami):6.0f}/s")
+    cache_seconds = settings.API_TOKEN_CACHE_SECONDS
+    settings.API_TOKEN_CACHE_SECONDS = 0
+    print(f"GET /api/whoami/, token cache off (PostgreSQL)      {per_second(whoami):6.0f}/s")
     TokenAuthentication._cleanup_token = KnoxAuthentication._cleanup_token
-    print(f"GET /api/whoami/, knox's own (+ cleanup)  {per_second(whoami):6.0f}/s")
+    print(f"GET /api/whoami/, knox's own (+ cleanup, no cache)  {per_second(whoami):6.0f}/s")
+    settings.API_TOKEN_CACHE_SECONDS = cache_seconds
+
+    key = token_cache.key_for_digest(settings.SECRET_KEY, hash_token(raw_token))
+    in_process = {key: (1, "bench-micro")}
+    redis_client = token_cache._client()
+    knox = KnoxAuthentication()
+    print(f"lookup alone: key (SHA-512 + HMAC) + dict      {per_second(lambda: in_process.get(token_cache.key_for_digest(settings.SECRET_KEY, hash_token(raw_token)))):8.0f}/s")
+    print(f"lookup alone: key + Redis GET                  {per_second(lambda: token_cache.lookup(key)):8.0f}/s")
+    print(f"lookup alone: knox's PostgreSQL query + digest {per_second(lambda: knox.authenticate_credentials(raw_token.encode())):8.0f}/s")
 finally:
     get_user_model().objects.filter(username="bench-micro").delete()

@@ -1,4 +1,5 @@
--- wrk script of scripts/bench: exactly BENCH_N job submissions (POST /api/jobs/, body BENCH_BODY,
+-- wrk script of scripts/bench: exactly BENCH_N job submissions (POST BENCH_SUBMIT_PATH, default
+-- /api/jobs/; body BENCH_BODY,
 -- token BENCH_TOKEN) shared among BENCH_THREADS threads. A thread creates BENCH_OUT.<n>.done once
 -- all its answers are in (BENCH_OUT.<n>.progress counts them meanwhile) and then sends nothing
 -- more; scripts/bench waits for every such file, stops wrk (SIGINT), and done() writes
@@ -18,7 +19,7 @@ function init(args)
       quota = quota + 1
    end
    sent, ok, failed, ids = 0, 0, 0, {}
-   post = wrk.format("POST", "/api/jobs/", {
+   post = wrk.format("POST", os.getenv("BENCH_SUBMIT_PATH") or "/api/jobs/", {
       ["Authorization"] = "Token " .. os.getenv("BENCH_TOKEN"),
       ["Content-Type"] = "application/json",
    }, os.getenv("BENCH_BODY"))

@@ -91,6 +91,15 @@ INSTALLED_APPS = [
     "jobs",
 ]
 
+# Bench-only (scripts/bench row 6): the naive peer API of services/benchpeer, at /bench-peer/api/.
+# Never in production: its tokens are stored raw and it skips every guarantee of the jobs API.
+BENCH_PEER_APP = env.bool("BENCH_PEER_APP", default=False)
+if BENCH_PEER_APP:
+    if PRODUCTION:
+        raise ImproperlyConfigured("BENCH_PEER_APP=1 loads a bench-only app and is refused with "
+                                   "APP_ENV=production; unset it.")
+    INSTALLED_APPS += ["rest_framework.authtoken", "benchpeer"]
+
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
@@ -213,6 +222,9 @@ REST_FRAMEWORK = {
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
 }
+# A verified token's user is cached in Redis this long (0: every request checks PostgreSQL).
+# Revoking a token or deactivating its user takes effect at once anyway (jobs/token_cache.py).
+API_TOKEN_CACHE_SECONDS = env.int("API_TOKEN_CACHE_SECONDS", default=30)
 REST_KNOX = {
     # Tokens are API keys handed out by `manage.py create_api_user`; they live until revoked.
     "TOKEN_TTL": None,

@@ -21,6 +21,8 @@ urlpatterns = [
     path("api/", include("jobs.urls_api")),
     path("", include("jobs.urls_pages")),
 ]
+if settings.BENCH_PEER_APP:  # bench-only peer baseline (scripts/bench row 6); never in production
+    urlpatterns.insert(-1, path("bench-peer/api/", include("benchpeer.urls")))
 
 handler400 = "config.errors.bad_request"
 handler403 = "config.errors.permission_denied"

@@ -11,3 +11,16 @@ class JobsConfig(AppConfig):
         # publishes them, workers run them. jobs.orphans connects the worker signals that
         # put back the jobs of dead workers (they never fire outside a worker).
         from jobs import orphans, tasks  # noqa: F401
+
+        # A deleted token or a deactivated user is refused at once by every web process,
+        # whatever the token cache holds (jobs/token_cache.py).
+        from django.contrib.auth import get_user_model
+        from django.db.models.signals import post_delete, post_save
+        from knox.models import AuthToken
+
+        from jobs import token_cache
+
+        post_delete.connect(token_cache.on_token_deleted, sender=AuthToken,
+                            dispatch_uid="jobs.token_cache.token_deleted")
+        post_save.connect(token_cache.on_user_saved, sender=get_user_model(),
+                          dispatch_uid="jobs.token_cache.user_saved")

@@ -62,10 +62,12 @@ class JobTask(Task):
     max_retries = 5
 
     def before_start(self, task_id, args, kwargs):
-        self._stop_if_cancelled()
-        self.request.started_at = timezone.now().isoformat()
         # Counted per attempt: a retry (TransientJobError) is a new attempt, not a redelivery.
-        total, this_attempt = store.count_delivery(task_id, self.request.retries)
+        # The cancellation flag is read in the same transaction (one round trip to Redis).
+        total, this_attempt, cancelled = store.start_delivery(task_id, self.request.retries)
+        if cancelled:
+            self._stop_cancelled()
+        self.request.started_at = timezone.now().isoformat()
         self.request.deliveries = total
         # One line per execution: a job delivered again after a worker died shows up twice.
         logger.info("Job %s started (%s, attempt %d, delivery %d)",
@@ -106,9 +108,12 @@ class JobTask(Task):
                            self.request.id, type(exc).__name__)
             return
         if cancelled:
-            logger.info("Job %s was cancelled; not running it further", self.request.id)
-            self.backend.mark_as_revoked(self.request.id, reason="cancelled", request=self.request)
-            raise Ignore()
+            self._stop_cancelled()
+
+    def _stop_cancelled(self) -> None:
+        logger.info("Job %s was cancelled; not running it further", self.request.id)
+        self.backend.mark_as_revoked(self.request.id, reason="cancelled", request=self.request)
+        raise Ignore()
 
 
 @dataclass(frozen=True)

@@ -62,7 +62,8 @@ def window(now: datetime, after: float, expires: float) -> tuple[datetime, datet
 
 def _candidates(oldest: datetime, newest: datetime) -> list[Job]:
     jobs = (Job.objects.filter(cancelled_at=None, submitted_at__gte=oldest, submitted_at__lt=newest)
-            .only("id", "kind", "params").order_by("submitted_at"))
+            .only("id", "kind", "params", "owner", "user", "name", "run", "submitted_at")
+            .order_by("submitted_at"))
     return [job for batch in itertools.batched(jobs.iterator(chunk_size=BATCH), BATCH)
             for job in _lost_states(list(batch))]
 

@@ -3,17 +3,24 @@
 Kept apart from the HTTP layer so the `job` management command and tests use the same code.
 """
 
+import contextlib
+import logging
+import time
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from celery import current_app, states
 from django.conf import settings
-from django.db import IntegrityError, transaction
+from django.db import IntegrityError
 from django.utils import timezone
 
-from jobs import ids, status, store
+from jobs import ids, publisher, status, store
 from jobs.models import Job
 from jobs.base import KINDS
+
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -47,7 +54,7 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
     name = name or f"job-{uuid.uuid4().hex}"
     run = 1
     if latest is not None:
-        meta = store.read_meta(latest.id)
+        meta = meta_of_live(latest)
         if not (rerun and status.is_finished(meta)):
             return Submission(latest, meta, created=False)
         run = latest.run + 1
@@ -55,16 +62,47 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
     job = Job(id=job_id_for(token, name, run), owner=owner_for(token), user=user,
               name=name, run=run, kind=kind, params=params)
     try:
-        with transaction.atomic():
-            job.save(force_insert=True)
-            # Published inside the transaction: if Redis refuses it, the record is rolled
-            # back and the client gets a 503 instead of a job that will never run.
-            publish(job)
+        # One INSERT, committed on its own (no BEGIN/COMMIT round trips): the record is durable
+        # before anything is queued, so a web process dying right after it leaves a job that
+        # jobs.recovery publishes again, never a message without a record.
+        job.save(force_insert=True)
     except IntegrityError:
         # A concurrent request created this very run first: that one is the job.
         existing = Job.objects.get(owner=job.owner, name=name, run=run)
-        return Submission(existing, store.read_meta(existing.id), created=False)
+        return Submission(existing, meta_of_live(existing), created=False)
+    try:
+        publish(job)
+    except BaseException:
+        # Redis (or RabbitMQ) refused: no record of a job that will never run; the client gets
+        # a 503 naming that service (config/errors.py). Should PostgreSQL be gone too, the
+        # record stays and jobs.recovery publishes it once Redis is back.
+        try:
+            Job.objects.filter(pk=job.pk).delete()
+        except Exception:
+            logger.exception("Job %s: its publish failed and its record could not be deleted", job.id)
+        raise
     return Submission(job, {"status": states.PENDING, "result": pending_result()}, created=True)
+
+
+# A record this young with neither state nor record copy in Redis is being published by the
+# request that created it (its one Redis transaction writes both): wait for it this long.
+JUST_SUBMITTED = timedelta(seconds=60)
+PUBLISH_WAIT = 2.0
+
+
+def meta_of_live(job: Job) -> dict | None:
+    """The job's meta, waiting out the moment between another request's INSERT and its Redis
+    transaction; None (expired) once neither appears."""
+    meta, copy, _ = store.read_status(job.id)
+    if meta is not None or copy is not None or job.submitted_at < timezone.now() - JUST_SUBMITTED:
+        return meta
+    deadline = time.monotonic() + PUBLISH_WAIT
+    while time.monotonic() < deadline:
+        time.sleep(0.02)
+        meta, copy, _ = store.read_status(job.id)
+        if meta is not None or copy is not None:
+            return meta
+    return None
 
 
 def pending_result() -> dict:
@@ -72,12 +110,18 @@ def pending_result() -> dict:
 
 
 def publish(job: Job) -> None:
-    """Write the job's PENDING state, then send its message (also used by jobs.recovery).
+    """Write the job's PENDING state and record copy, then send its message, in one Redis
+    transaction on the Redis broker (jobs/publisher.py; also used by jobs.recovery).
 
     PENDING is written before the message exists, so the worker's states always overwrite it
     and a submitted id is never mistaken for an unknown one."""
-    store.write_meta(job.id, states.PENDING, pending_result())
-    KINDS[job.kind].task.apply_async(kwargs=job.params, task_id=job.id)
+    try:
+        publisher.publish(KINDS[job.kind].task, task_id=job.id, kwargs=job.params,
+                          state_writes=store.pending_writes(job, pending_result()))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            store.forget_submission(job.id)
+        raise
 
 
 # Pools whose running job Celery can stop from outside: prefork (SIGTERM to the job's process)

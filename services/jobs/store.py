@@ -5,6 +5,9 @@ pub/sub subscription per call. The meta format is Celery's own, so Flower, Async
 this module all read the same keys.
 """
 
+import json
+from datetime import datetime
+
 from celery import current_app, states
 from django.utils import timezone
 
@@ -12,6 +15,9 @@ from jobs.status import WORKER_LOST
 
 REVOKED_FLAG_PREFIX = "jobs:revoked:"
 DELIVERIES_PREFIX = "jobs:deliveries:"
+# A copy of the job's PostgreSQL record, written with its PENDING state (same expiry), so a
+# status read needs no query: jobs/views.py falls back to PostgreSQL when it is absent.
+RECORD_PREFIX = "jobs:record:"
 # SET the key to ARGV[1] (expiring in ARGV[2] s) unless it holds a finished state: a job that
 # finished and then lost its worker before the acknowledgement keeps its result.
 SET_UNLESS_FINISHED = """
@@ -53,6 +59,55 @@ def read_many(job_ids: list[str]) -> list[dict | None]:
     return [backend.decode(raw) if raw else None for raw in raws]
 
 
+def meta_key(job_id: str) -> bytes:
+    return _backend().get_key_for_task(job_id)
+
+
+def encode_record(job) -> bytes:
+    """The record copy: what a status answer shows of the job, and whose it is."""
+    return json.dumps({"user": job.user_id, "owner": job.owner, "name": job.name, "run": job.run,
+                       "kind": job.kind, "params": job.params,
+                       "submitted_at": job.submitted_at.isoformat()}, separators=(",", ":")).encode()
+
+
+def decode_record(job_id: str, raw: bytes | None):
+    """An unsaved Job from a record copy, or None (absent or unreadable)."""
+    if raw is None:
+        return None
+    from jobs.models import Job
+
+    try:
+        data = json.loads(raw)
+        return Job(id=job_id, owner=data["owner"], user_id=data["user"], name=data["name"],
+                   run=data["run"], kind=data["kind"], params=data["params"],
+                   submitted_at=datetime.fromisoformat(data["submitted_at"]))
+    except (ValueError, KeyError, TypeError):
+        return None
+
+
+def pending_writes(job, result: dict) -> list[tuple[bytes | str, bytes, int]]:
+    """The Redis writes of a submission: PENDING state and record copy, with the result expiry."""
+    backend = _backend()
+    return [(backend.get_key_for_task(job.id), backend.encode(_meta(job.id, states.PENDING, result)),
+             backend.expires),
+            (RECORD_PREFIX + job.id, encode_record(job), backend.expires)]
+
+
+def read_status(job_id: str, *also: str):
+    """(meta, record copy as an unsaved Job or None, raw values of the keys `also`) in one round
+    trip (MGET): a status read's token-cache entry comes with the job's state."""
+    backend = _backend()
+    raw_meta, raw_record, *others = backend.client.mget(
+        [backend.get_key_for_task(job_id), RECORD_PREFIX + job_id, *also])
+    return (backend.decode(raw_meta) if raw_meta else None), decode_record(job_id, raw_record), others
+
+
+def forget_submission(job_id: str) -> None:
+    """Remove what a submission wrote to Redis (its publish failed)."""
+    backend = _backend()
+    backend.client.delete(backend.get_key_for_task(job_id), RECORD_PREFIX + job_id)
+
+
 def _meta(job_id: str, state: str, result: dict) -> dict:
     return {
         "status": state,
@@ -87,14 +142,22 @@ def mark_worker_lost(job_id: str) -> bool:
 
 def count_delivery(job_id: str, attempt: int) -> tuple[int, int]:
     """Count one more start of the job: (starts in all, starts of this attempt). One round trip."""
+    total, this_attempt, _ = start_delivery(job_id, attempt)
+    return total, this_attempt
+
+
+def start_delivery(job_id: str, attempt: int) -> tuple[int, int, bool]:
+    """A worker starts the job: count the delivery and read the cancellation flag in the same
+    transaction (one round trip): (starts in all, starts of this attempt, cancelled)."""
     backend = _backend()
     key = DELIVERIES_PREFIX + job_id
     with backend.client.pipeline(transaction=True) as pipe:
+        pipe.exists(REVOKED_FLAG_PREFIX + job_id)
         pipe.hincrby(key, "total", 1)
         pipe.hincrby(key, f"attempt:{attempt}", 1)
         pipe.expire(key, backend.expires)
-        total, this_attempt, _ = pipe.execute()
-    return total, this_attempt
+        cancelled, total, this_attempt, _ = pipe.execute()
+    return total, this_attempt, bool(cancelled)
 
 
 def flag_revoked(job_id: str) -> None:

@@ -1,7 +1,8 @@
 """The compose stack every e2e test runs against: built and started once per session.
 
 It runs with the shipped defaults (no .env, every timeout as docker-compose.yml has it), except
-for host ports, so it can run beside a developer's stack.
+for host ports, so it can run beside a developer's stack, and BENCH_PEER_APP=1 (the bench's
+peer app, for tests/e2e/test_bench.py).
 The app image gets a tag of its own (APP_IMAGE), so the stack keeps running the image this
 session built even when someone rebuilds the default tag for a developer stack meanwhile.
 """
@@ -17,6 +18,10 @@ E2E_ENV = {
     "APP_IMAGE": os.environ.get("E2E_APP_IMAGE", f"{PROJECT}-app:latest"),
     "WEB_PORT": os.environ.get("E2E_WEB_PORT", "18000"),
     "FLOWER_PORT": os.environ.get("E2E_FLOWER_PORT", "15555"),
+    # The bench-only naive peer app (services/benchpeer, /bench-peer/api/), so that
+    # tests/e2e/test_bench.py measures scripts/bench's row 6 too. It adds its own table and
+    # URLs and changes nothing of the job API the other tests drive.
+    "BENCH_PEER_APP": "1",
 }
 
 

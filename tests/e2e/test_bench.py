@@ -1,7 +1,9 @@
 """e2e: `scripts/bench --short` against the session's stack produces every row of its table.
 
-It checks that the benchmark still runs and measures all five things (so the script cannot
-rot), never how fast anything is: speed depends on the machine and whatever else it runs.
+It checks that the benchmark still runs and measures all six things (so the script cannot
+rot), never how fast anything is: speed depends on the machine and whatever else it runs. Row 6
+(the stack against the naive peer app) is measured because the e2e stack runs with
+BENCH_PEER_APP=1 (tests/e2e/conftest.py).
 """
 
 import json
@@ -37,14 +39,17 @@ def test_short_bench_produces_every_row(stack, tmp_path):
     assert result.returncode == 0, report
 
     rows = json.loads(out.read_text())["rows"]
-    assert {row["row"] for row in rows} == {1, 2, 3, 4, 5}, report
-    for number in range(1, 6):
+    assert {row["row"] for row in rows} == {1, 2, 3, 4, 5, 6}, report
+    for number in range(1, 7):
         measured = [row for row in rows if row["row"] == number]
         # Every row has a figure, and at least one of its lines a baseline and a ratio.
         assert all(isinstance(row["value"], (int, float)) and math.isfinite(row["value"])
                    for row in measured), report
         assert any(isinstance(row.get("ratio"), (int, float)) and math.isfinite(row["ratio"])
                    and row["ratio"] > 0 for row in measured), report
-    # ...and the printed table shows all five rows.
+    # Row 6 sets ours beside the peer's for submissions, status reads and end to end.
+    peer_rows = [row for row in rows if row["row"] == 6 and row.get("target")]
+    assert len(peer_rows) == 3 and all(row["baseline"] > 0 for row in peer_rows), report
+    # ...and the printed table shows all six rows.
     printed = {line.split()[0] for line in result.stdout.splitlines() if line[:1].isdigit()}
-    assert printed == {"1", "2", "3", "4", "5"}, report
+    assert printed == {"1", "2", "3", "4", "5", "6"}, report
