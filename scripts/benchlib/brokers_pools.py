@@ -7,8 +7,9 @@
   8. the four worker pools at the same concurrency on a CPU-bound kind (sum_number) and on the
      I/O-bound kind (wait_io): M jobs sent at once to a worker container of that pool, started
      from the same image and service definition (`docker compose run worker celery ... worker
-     --pool P --concurrency C`) on a queue of its own, timed until all M are SUCCESS; jobs/s,
-     ratio vs prefork. One more line per kind: gevent at a high concurrency (what gevent is for).
+     --pool P --concurrency C`) on a queue of its own, timed until all M are SUCCESS; jobs per
+     minute (the table prints whole numbers), ratio vs prefork. One more line: gevent at a high
+     concurrency on the I/O-bound jobs (what gevent is for).
 
 scripts/bench imports this module (scripts/benchlib is put on sys.path) and calls
 add_arguments, settle_args, run and build_rows; `bench` below is the scripts/bench module
@@ -19,6 +20,7 @@ minute to start): the table says so. `--short --rows 7` measures it small.
 
 import contextlib
 import json
+import os
 import re
 import subprocess
 import time
@@ -53,10 +55,12 @@ def add_arguments(parser) -> None:
                        "(default <project>-rabbit; brought up if not running, removed again after)")
     group.add_argument("--rabbit-port", type=int, help="row 7: its web port (default web's + 1)")
     group.add_argument("--broker-jobs", type=int, help="row 7: jobs on each broker (full 2000, short 100)")
-    group.add_argument("--broker-rounds", type=int, help="row 7: measurements on each broker (full 2, short 1)")
+    group.add_argument("--broker-rounds", type=int,
+                       help="row 7: measurements on each broker (full 2, short 1)")
     group.add_argument("--pool-jobs", type=int, help="row 8: jobs of each kind per pool "
                        "(full 16 CPU-bound, 24 I/O-bound; short 4 each)")
-    group.add_argument("--pool-concurrency", type=int, help="row 8: concurrency of every pool (full 4, short 2)")
+    group.add_argument("--pool-concurrency", type=int,
+                       help="row 8: concurrency of every pool (full 4, short 2)")
     group.add_argument("--pool-high", type=int, help="row 8: gevent's high concurrency (full 50, short 20)")
 
 
@@ -69,7 +73,8 @@ def settle_args(args, rows_given: bool) -> None:
     args.skipped = {}
     if args.short and not rows_given and 7 in args.wanted:
         args.wanted.discard(7)
-        args.skipped[7] = "skipped in --short: needs a second stack (the RabbitMQ overlay); --rows 7 measures it"
+        args.skipped[7] = ("skipped in --short: needs a second stack (the RabbitMQ overlay); "
+                           "--rows 7 measures it")
 
 
 # --- the RabbitMQ project -------------------------------------------------------------------------
@@ -198,16 +203,16 @@ def container_mb(bench, name: str) -> float | None:
 def pool_rows(bench, stack, args) -> dict:
     mode = 1 if args.short else 0
     c, high = args.pool_concurrency, args.pool_high
-    configs = [(pool, 1 if pool == "solo" else c) for pool in POOLS] + [("gevent", high)]
+    both = [CPU_JOB[mode], IO_JOB[mode]]
+    configs = [(pool, 1 if pool == "solo" else c, both) for pool in POOLS] + [("gevent", high, both[1:])]
     in_stack(bench, stack, "drain", "300")
-    results, queues = [], []
+    results, queues, load = [], [], [os.getloadavg()[0]]
     try:
-        for pool, concurrency in configs:
+        for pool, concurrency, kinds in configs:
             queue = f"bench-pool-{pool}-{concurrency}"
             queues.append(queue)
             bench.log(f"row 8: a {pool} worker, concurrency {concurrency}")
             with pool_worker(bench, stack, pool, concurrency, queue) as name:
-                kinds = [CPU_JOB[mode], IO_JOB[mode]] if concurrency != high else [IO_JOB[mode]]
                 for kind, params, n in kinds:
                     n = args.pool_jobs or n
                     bench.log(f"row 8: {n} {kind} jobs on {pool} x {concurrency}")
@@ -215,10 +220,11 @@ def pool_rows(bench, stack, args) -> dict:
                                    str(2 * concurrency), "600", timeout=700)
                     results.append({"pool": pool, "concurrency": concurrency, **run})
                 results[-1]["memory_mb"] = container_mb(bench, name)
+            load.append(os.getloadavg()[0])
     finally:
         if queues:
             in_stack(bench, stack, "cleanup", *queues)
-    return {"runs": results}
+    return {"runs": results, "load": load}
 
 
 # --- scripts/bench's entry points -------------------------------------------------------------
@@ -244,7 +250,8 @@ def build_rows(m: dict, args) -> list[dict]:
     if "brokers" in m:
         b = m["brokers"]
         rabbit, redis = b["rabbitmq"]["per_s"], b["redis"]["per_s"]
-        rows.append({"row": 7, "measure": f"no-op jobs end to end via the API on RabbitMQ (N={b['rabbitmq']['n']})",
+        rows.append({"row": 7,
+                     "measure": f"no-op jobs end to end via the API on RabbitMQ (N={b['rabbitmq']['n']})",
                      "value": rabbit, "unit": "jobs/s", "baseline_name": "the same on Redis",
                      "baseline": redis, "ratio": rabbit / redis})
     if "pools" in m:
@@ -257,9 +264,10 @@ def build_rows(m: dict, args) -> list[dict]:
                 first = r is of_kind[0]
                 measure = (f"{label} {kind} x{r['n']}: {r['pool']} -c{r['concurrency']}"
                            if first else f"  {r['pool']} -c{r['concurrency']}")
-                rows.append({"row": 8, "measure": measure, "value": r["per_s"], "unit": "jobs/s",
-                             "baseline_name": f"prefork -c{base['concurrency']}", "baseline": base["per_s"],
-                             "ratio": r["per_s"] / base["per_s"]})
+                # Per minute: a few jobs a second would print as "1 jobs/s" (whole numbers).
+                rows.append({"row": 8, "measure": measure, "value": r["per_s"] * 60, "unit": "jobs/min",
+                             "baseline_name": f"prefork -c{base['concurrency']}",
+                             "baseline": base["per_s"] * 60, "ratio": r["per_s"] / base["per_s"]})
     return rows
 
 
@@ -273,6 +281,9 @@ def notes(m: dict, args) -> dict:
                   for r in m["pools"]["runs"] if r.get("memory_mb")]
         if memory:
             extra["row 8 worker memory after its jobs"] = ", ".join(memory)
+        # The host's 1-minute load average before row 8 and after each pool: on a shared machine
+        # the CPU-bound ratios mean little when it is far above the CPU count.
+        extra["row 8 load average"] = " -> ".join(f"{x:.1f}" for x in m["pools"]["load"])
         jobs = {r["kind"]: _describe(r["params"]) for r in m["pools"]["runs"]}
         extra["row 8 jobs"] = "; ".join(f"{kind}({params})" for kind, params in jobs.items())
     return extra

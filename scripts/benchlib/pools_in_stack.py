@@ -59,12 +59,11 @@ def _send_and_wait(queue: str, kind: str, n: int, params: dict, timeout: float) 
     for job_id in ids:
         task.apply_async(kwargs=params, task_id=job_id, queue=queue)
     while pending:
-        values = client.mget(pending)
-        for key, value in zip(pending, values):
-            if value is not None and backend.decode(value)["status"] in ("FAILURE", "REVOKED"):
-                raise SystemExit(json.dumps({"error": f"a {kind} job ended {backend.decode(value)['status']}"}))
-        pending = [key for key, value in zip(pending, values)
-                   if value is None or backend.decode(value)["status"] != "SUCCESS"]
+        statuses = [backend.decode(value)["status"] if value else None for value in client.mget(pending)]
+        ended = [status for status in statuses if status in ("FAILURE", "REVOKED")]
+        if ended:
+            raise SystemExit(json.dumps({"error": f"a {kind} job ended {ended[0]}"}))
+        pending = [key for key, status in zip(pending, statuses) if status != "SUCCESS"]
         if pending:
             if time.perf_counter() - start > timeout:
                 raise SystemExit(json.dumps({"error": f"{len(pending)} of {n} {kind} jobs on {queue} "
