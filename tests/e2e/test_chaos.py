@@ -36,9 +36,11 @@ from tests.support.chaos import (
     RUNNING,
     Ledger,
     OutageWatch,
+    container_logs,
     docker,
     executions,
     finish,
+    held_by,
     job_mix,
     long_job,
     new_ledger,
@@ -268,19 +270,6 @@ def worker_events_after(stack: Stack, since: float) -> tuple[float, float]:
         return min(later, default=float("nan"))
 
     return first(" ready."), first("put back in the queue")
-
-
-def held_by(worker_log: str) -> set[str]:
-    """Ids of the jobs a worker received and never finished (succeeded, failed or retried)."""
-    def ids(event: str) -> set[str]:
-        return set(re.findall(rf"Task jobs\.\w+\[([0-9a-f-]{{36}})\] {event}", worker_log))
-
-    return ids("received") - ids("succeeded") - ids("raised") - ids("retry")
-
-
-def container_logs(container: str) -> str:
-    logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True, timeout=60)
-    return logs.stdout + logs.stderr
 
 
 # --- 5 ---------------------------------------------------------------------------------------

@@ -1,26 +1,32 @@
 """The stack on RabbitMQ (docker-compose.yml + docker-compose.rabbitmq.yml), end to end.
 
 A compose project of its own ("djcs-rabbit", own ports and image tag) on the overlay's
-defaults: jobs go through a quorum queue with publisher confirms, results stay in Redis. Then
-the chaos scenarios that apply to a broker, each with 200 jobs and lost = 0 asserted: a worker
-SIGKILLed mid-run, RabbitMQ restarted mid-run, a warm stop during a 20 s job. Their report
-lines join the chaos report ("rabbitmq ...").
+defaults: jobs go through a quorum queue with publisher confirms, results stay in Redis. The
+consumer timeout, at a shortened scale: a 20 s job cut off by a 10 s timeout on the jobs queue,
+then run once under the stack's own setting. Then the chaos scenarios that apply to a broker,
+each with 200 jobs and lost = 0 asserted: a worker SIGKILLed mid-run, RabbitMQ restarted
+mid-run, a warm stop during a 20 s job, two workers with one SIGKILLed. Their report lines
+join the chaos report ("rabbitmq ...").
 """
 
 import json
 import os
 import re
 import time
+from datetime import datetime, timedelta, timezone
 
 import pytest
 import requests
 
+from tests.e2e.helpers import hostnames
 from tests.support.chaos import (
     RUNNING,
     OutageWatch,
+    container_logs,
     docker,
     executions,
     finish,
+    held_by,
     job_mix,
     long_job,
     new_ledger,
@@ -134,6 +140,101 @@ def test_consumer_timeout_outlasts_the_longest_job(rabbit):
     assert int(match.group(1)) > TASK_TIME_LIMIT * 1000, out
 
 
+SHORT_TIMEOUT_POLICY = "e2e-short-consumer-timeout"
+SHORT_CONSUMER_TIMEOUT = 10  # seconds, on the jobs queue only, for the first half of the test below
+CUT_JOB_STEPS = 20           # a 20 s job (model_inference, 20 steps of 1 s): twice the short timeout
+TIMED_OUT = "has timed out waiting for a consumer acknowledgement"
+
+
+def since(moment: datetime) -> str:
+    """A `docker compose logs --since` value a second before this moment (UTC)."""
+    return (moment - timedelta(seconds=1)).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+def queue_counts(stack: Stack) -> tuple[int, int]:
+    """(ready, unacknowledged) messages of the jobs queue, from the broker itself (no lag)."""
+    out = rabbitmqctl(stack, "list_queues", "-p", VHOST, "name", "messages_ready", "messages_unacknowledged")
+    for line in out.splitlines():
+        fields = line.split()
+        if fields and fields[0] == "jobs":
+            return int(fields[1]), int(fields[2])
+    raise AssertionError(f"no jobs queue in: {out}")
+
+
+def starts(stack: Stack, job_id: str) -> int:
+    return executions(worker_logs(stack))[job_id]
+
+
+def test_a_job_longer_than_the_consumer_timeout_is_cut_off_and_within_it_runs_once(rabbit, api):
+    """The 30-minute scenario at a shortened scale. With a consumer timeout of 10 s on the jobs
+    queue (a policy on that queue only), a 20 s acks_late job is cut off: RabbitMQ closes the
+    worker's channel 10 s in ("timed out waiting for a consumer acknowledgement"), puts the
+    message back, and the job starts again, and again. With the policy gone the stack's own
+    consumer_timeout (2 h, compose/rabbitmq/20-jobs.conf) applies: the same job runs once and
+    ends SUCCESS.
+
+    RabbitMQ 4.0 checks consumer timeouts on each channel's tick, once a minute by default
+    (channel_tick_interval), which would let a 20 s job slip between two checks: the test sets
+    the tick to 1 s for channels opened meanwhile (a check of the mechanism, not of a promise;
+    restored at the end). A policy's timeout applies to consumers opened after it was set, so
+    the worker is restarted after each change."""
+    wait_all_healthy(rabbit)
+    tick = re.search(r"\{ok,(\d+)\}", rabbit.exec(
+        "rabbitmq", "rabbitmqctl", "eval", "application:get_env(rabbit, channel_tick_interval).").stdout)
+    assert tick, "channel_tick_interval not readable"
+    job = ("model_inference", {"text": "consumer timeout", "steps": CUT_JOB_STEPS, "step_seconds": 1.0})
+    try:
+        rabbit.exec("rabbitmq", "rabbitmqctl", "eval",
+                    "application:set_env(rabbit, channel_tick_interval, 1000).")
+        rabbitmqctl(rabbit, "set_policy", "-p", VHOST, "--apply-to", "queues", "--priority", "100",
+                    SHORT_TIMEOUT_POLICY, "^jobs$",
+                    json.dumps({"consumer-timeout": SHORT_CONSUMER_TIMEOUT * 1000}))
+        rabbit.compose("restart", "worker", timeout=300)
+        wait_all_healthy(rabbit)
+
+        # 1. Timeout 10 s, job 20 s: cut off and started again.
+        began = datetime.now(timezone.utc)
+        cut = api.submit(*job)
+        assert cut.status_code == 202, cut.text
+        cut_id = cut.json()["id"]
+        wait_until(lambda: starts(rabbit, cut_id) >= 2, timeout=120, interval=1,
+                   what=f"the {CUT_JOB_STEPS} s job started a second time")
+        broker_log = rabbit.compose("logs", "--no-color", "--since", since(began), "rabbitmq").stdout
+        assert TIMED_OUT in broker_log, broker_log[-3000:]
+        assert f"Timeout used: {SHORT_CONSUMER_TIMEOUT * 1000} ms" in broker_log, broker_log[-3000:]
+        cut_runs = starts(rabbit, cut_id)
+
+        # Back to the stack's own setting; the cut job's last delivery ends (it runs to the end,
+        # or JOB_MAX_DELIVERIES ends it) and nothing is left in the queue.
+        rabbitmqctl(rabbit, "clear_policy", "-p", VHOST, SHORT_TIMEOUT_POLICY)
+        rabbit.compose("restart", "worker", timeout=300)
+        wait_all_healthy(rabbit)
+        wait_until(lambda: queue_counts(rabbit) == (0, 0), timeout=180, interval=1,
+                   what="the jobs queue empty and nothing unacknowledged")
+
+        # 2. No policy: the compose setting (2 h) holds; the same job runs once, SUCCESS.
+        began = datetime.now(timezone.utc)
+        whole = api.submit(*job)
+        assert whole.status_code == 202, whole.text
+        whole_id = whole.json()["id"]
+        body = api.wait_for_state(whole_id, "SUCCESS", "FAILURE", timeout=180)
+        assert body["state"] == "SUCCESS" and body["result"]["steps"] == CUT_JOB_STEPS, body
+        wait_until(lambda: queue_counts(rabbit) == (0, 0), timeout=60, interval=1,
+                   what="the job acknowledged")
+        assert starts(rabbit, whole_id) == 1, f"the {CUT_JOB_STEPS} s job started {starts(rabbit, whole_id)}x"
+        broker_log = rabbit.compose("logs", "--no-color", "--since", since(began), "rabbitmq").stdout
+        assert TIMED_OUT not in broker_log, broker_log[-3000:]
+        worker_log = rabbit.compose("logs", "--no-color", "--since", since(began), "worker").stdout
+        assert "Couldn't ack" not in worker_log, worker_log[-3000:]
+        print(f"\n[consumer timeout] {SHORT_CONSUMER_TIMEOUT} s timeout: the {CUT_JOB_STEPS} s job started "
+              f"{cut_runs}x; without the policy (2 h): started once, SUCCESS")
+    finally:
+        if SHORT_TIMEOUT_POLICY in rabbitmqctl(rabbit, "list_policies", "-p", VHOST):
+            rabbitmqctl(rabbit, "clear_policy", "-p", VHOST, SHORT_TIMEOUT_POLICY)
+        rabbit.exec("rabbitmq", "rabbitmqctl", "eval",
+                    f"application:set_env(rabbit, channel_tick_interval, {tick.group(1)}).")
+
+
 def test_outage_answers_503_json_and_publisher_confirms_are_on(rabbit, api):
     """While RabbitMQ is stopped a submission is refused with 503 JSON naming the broker, within
     seconds (never a 500 or a hang), /healthz says so, and a read of a finished job still works
@@ -234,3 +335,57 @@ def test_chaos_warm_stop_during_a_20_second_job(rabbit):
     _, counts = finish(rabbit, ledger, "rabbitmq 4 worker stop during a 20 s job", started,
                        note=f"the 20 s job ran {executions(worker_logs(rabbit))[slow]}x")
     assert counts[slow] == 1
+
+
+VICTIM_STEPS = 20  # long enough that the survivor is still busy when the victim's jobs come back
+
+
+def test_chaos_two_workers_one_sigkilled(rabbit):
+    """--scale worker=2, the second one SIGKILLed while both run long jobs: RabbitMQ hands the
+    killed worker's unacknowledged jobs to the survivor as soon as the connection is gone; they
+    finish there, and no job of the live worker runs twice (only the dead worker's jobs are in
+    the "run twice" column)."""
+    wait_all_healthy(rabbit)
+    started = time.monotonic()
+    survivor_container = rabbit.container_ids("worker")[0]
+    rabbit.compose("up", "-d", "--no-recreate", "--no-deps", "--scale", "worker=2", "worker")
+    try:
+        names = hostnames(rabbit, "worker")
+        assert sorted(names) == [1, 2], names
+        survivor, victim = names[1], names[2]
+        victim_container = next(c["ID"] for c in rabbit.state()["worker"] if c["Name"].endswith("-2"))
+        wait_until(lambda: "ready." in container_logs(victim_container),
+                   timeout=180, interval=1, what="worker 2 ready")
+
+        ledger = new_ledger(rabbit, "rabbit-scale")
+        jobs = job_mix(JOBS, long=8, steps=VICTIM_STEPS)
+        ledger.submit_all(jobs[:8])
+        rest = ledger.submit_in_background(jobs[8:])
+        on_victim = wait_until(
+            lambda: [j for j in ledger.running("model_inference")
+                     if j["worker"] == victim and j["progress"] and j["progress"]["current"] <= 5],
+            timeout=180, interval=0.5, what=f"long jobs running on worker 2 ({victim})")
+        # Its restart policy would not bring it back after `docker kill` anyway; say so.
+        docker("update", "--restart=no", victim_container)
+        docker("kill", "-s", "KILL", victim_container)
+        killed = time.monotonic()
+        # What the victim held when it died: received and not finished, by its own log.
+        victim_ids = held_by(container_logs(victim_container))
+        assert {job["id"] for job in on_victim} <= victim_ids
+        rest.join()
+
+        # Counted before scaling down: a removed container's logs are gone.
+        states, counts = finish(
+            rabbit, ledger, "rabbitmq 5 two workers, one SIGKILLed", started,
+            note=f"{len(on_victim)} long jobs running on the killed worker, then finished on the other",
+            fault=killed)
+        for job in on_victim:
+            final = states[job["id"]]
+            assert final["worker"] == survivor, f"{job['id']} finished on {final['worker']}"
+            assert counts[job["id"]] == 2 and final["deliveries"] == 2, (counts[job["id"]], final)
+        twice = {job_id for job_id in ledger.ids if counts[job_id] >= 2}
+        assert twice <= victim_ids, f"run twice: {sorted(twice - victim_ids)} were not the killed worker's"
+    finally:
+        rabbit.compose("up", "-d", "--no-recreate", "--no-deps", "--scale", "worker=1", "worker")
+    assert rabbit.container_ids("worker") == [survivor_container]
+    wait_all_healthy(rabbit)

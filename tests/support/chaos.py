@@ -193,6 +193,20 @@ def run_twice(worker_logs: str, job_ids: Iterable[str]) -> list[str]:
     return [job_id for job_id in job_ids if counts[job_id] >= 2]
 
 
+def held_by(worker_log: str) -> set[str]:
+    """Ids of the jobs a worker received and never finished (succeeded, failed or retried)."""
+    def ids(event: str) -> set[str]:
+        return set(re.findall(rf"Task jobs\.\w+\[([0-9a-f-]{{36}})\] {event}", worker_log))
+
+    return ids("received") - ids("succeeded") - ids("raised") - ids("retry")
+
+
+def container_logs(container: str) -> str:
+    """One container's log (it may be dead: `docker logs` still has it until it is removed)."""
+    logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True, timeout=60)
+    return logs.stdout + logs.stderr
+
+
 def worker_logs(stack: Stack) -> str:
     """Logs of every worker container that still exists (a removed container's are gone)."""
     return stack.compose("logs", "--no-color", "worker").stdout
