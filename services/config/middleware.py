@@ -1,5 +1,7 @@
 """Request guards that must hold for every view, API or not."""
 
+import io
+
 from django.conf import settings
 from django.http import JsonResponse
 
@@ -38,10 +40,21 @@ class BodySizeLimitMiddleware:
             return JsonResponse(
                 {"error": "bad_request", "detail": "Invalid Content-Length header."}, status=400
             )
-        if limit is not None and length > limit:
-            return JsonResponse(
-                {"error": "payload_too_large",
-                 "detail": f"Request body is {length} bytes; the limit is {limit} bytes."},
-                status=413,
-            )
+        if not length and "chunked" in request.META.get("HTTP_TRANSFER_ENCODING", "").lower():
+            # Django reads no body without a Content-Length (the proxy streams a body of unknown
+            # size chunked): read it here, at most one byte past the limit.
+            body = request.META["wsgi.input"].read(-1 if limit is None else limit + 1)
+            if limit is not None and len(body) > limit:
+                return self.too_large(f"more than {limit} bytes", limit)
+            request.META["CONTENT_LENGTH"] = str(len(body))
+            request._stream = io.BytesIO(body)
+        elif limit is not None and length > limit:
+            return self.too_large(f"{length} bytes", limit)
         return self.get_response(request)
+
+    @staticmethod
+    def too_large(size: str, limit: int) -> JsonResponse:
+        return JsonResponse(
+            {"error": "payload_too_large", "detail": f"Request body is {size}; the limit is {limit} bytes."},
+            status=413,
+        )

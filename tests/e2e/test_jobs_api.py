@@ -375,6 +375,14 @@ def test_error_answers_are_json_with_the_right_status(stack, alice, bob, anonymo
     assert len(near) <= limit
     response = alice.request("POST", "/api/jobs/", data=near, headers={"Content-Type": "application/json"})
     assert response.status_code == 400 and "text" in response.json()["params"]
+    # A body sent chunked (no Content-Length, as a proxy streams one of unknown size) is read, up
+    # to the limit: a small one is a job, one over the limit 413.
+    small = alice.request("POST", "/api/jobs/", data=iter([b'{"kind": "noop", ', b'"params": {}}']),
+                          headers={"Content-Type": "application/json"})
+    assert small.status_code == 202 and small.json()["kind"] == "noop", small.text[:300]
+    chunked = alice.request("POST", "/api/jobs/", headers={"Content-Type": "application/json", "Connection": "close"},
+                            data=iter([b'{"kind": "noop", "name": "', b"y" * limit, b'"}']))
+    assert chunked.status_code == 413 and chunked.json()["error"] == "payload_too_large", chunked.text[:300]
 
 
 # --- 7. the progress page in a real browser ------------------------------------------------------

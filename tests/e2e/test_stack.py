@@ -80,9 +80,15 @@ def test_outage_answers_503_then_recovers_without_restarting_web(stack, api, ser
 
         calls = [
             ("GET", "/api/jobs/", None),
-            ("GET", f"/api/jobs/{finished['id']}/", None),
             ("POST", "/api/jobs/", {"kind": "noop", "params": {}}),
         ]
+        status = api.request("GET", f"/api/jobs/{finished['id']}/", timeout=PROMPT)
+        if part == "database" and status.status_code == 200:
+            # A status read needs no PostgreSQL while the token's user is in Redis (verified less
+            # than API_TOKEN_CACHE_SECONDS ago) and the record's copy too: the same answer as before.
+            assert {k: status.json()[k] for k in ("id", "state")} == {"id": finished["id"], "state": "SUCCESS"}
+        else:
+            calls.append(("GET", f"/api/jobs/{finished['id']}/", None))
         for method, path, payload in calls:
             response = api.request(method, path, json=payload, timeout=PROMPT)
             assert response.status_code == 503, \

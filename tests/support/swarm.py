@@ -165,8 +165,10 @@ class Bed:
         docker("start", self.container(node))
         # The engine may give the restarted container another address on the bed's network.
         self.addresses[node] = self._address(node)
+        # A restarted dockerd first recovers its containers and the swarm's state: on a loaded
+        # 2-CPU host that took over 120 s once (a bed's readiness, not a promise of the stack).
         wait_until(lambda: self.docker(node, "info", check=False, timeout=10).returncode == 0,
-                   timeout=120, interval=0.5, what=f"dockerd in {self.container(node)} again")
+                   timeout=300, interval=0.5, what=f"dockerd in {self.container(node)} again")
         wait_until(lambda: node in self.ready_nodes(), timeout=120, interval=1,
                    what=f"{node} Ready in the swarm again")
 
