@@ -30,23 +30,22 @@ from pathlib import Path
 import pytest
 import requests
 
-from tests.e2e.helpers import hostnames, redis_cli
+from tests.e2e.helpers import redis_cli
 from tests.support.chaos import (
     FINISHED,
     RUNNING,
     Ledger,
     OutageWatch,
-    container_logs,
     docker,
     executions,
     finish,
-    held_by,
     job_mix,
     long_job,
     new_ledger,
     parse_time,
     record_line,
     short_job,
+    two_workers_one_killed,
     worker_logs,
 )
 from tests.support.stack import ARTIFACTS, Stack
@@ -282,58 +281,18 @@ def test_two_workers_one_killed(stack):
     jobs show RETRY (worker lost) while they wait, then finish on the survivor; no job of the
     live worker runs twice (only the dead worker's jobs are in the "run twice" column)."""
     stack.wait_healthy()
-    started = time.monotonic()
-    survivor_container = stack.container_ids("worker")[0]
-    stack.compose("up", "-d", "--no-recreate", "--no-deps", "--scale", "worker=2", "worker")
-    try:
-        names = hostnames(stack, "worker")
-        assert sorted(names) == [1, 2], names
-        survivor, victim = names[1], names[2]
-        victim_container = next(c["ID"] for c in stack.state()["worker"] if c["Name"].endswith("-2"))
-        wait_until(lambda: "ready." in container_logs(victim_container),
-                   timeout=180, interval=1, what="worker 2 ready")
 
-        ledger = new_ledger(stack, "scale")
-        jobs = job_mix(JOBS, long=LONG, steps=VICTIM_STEPS)
-        ledger.submit_all(jobs[:LONG])
-        rest = ledger.submit_in_background(jobs[LONG:])
-        on_victim = wait_until(
-            lambda: [j for j in ledger.running("model_inference")
-                     if j["worker"] == victim and j["progress"] and j["progress"]["current"] <= 5],
-            timeout=180, interval=0.5, what=f"long jobs running on worker 2 ({victim})")
-        # Its restart policy would not bring it back after `docker kill` anyway; say so.
-        docker("update", "--restart=no", victim_container)
-        docker("kill", "-s", "KILL", victim_container)
-        killed = time.monotonic()
-        # What the victim held when it died: received and not finished, by its own log.
-        victim_ids = held_by(container_logs(victim_container))
-        assert {job["id"] for job in on_victim} <= victim_ids
-
+    def shown_retry(ledger: Ledger, victim_ids: set[str], killed: float) -> str:
         # The API tells the truth while they wait for the busy survivor: not PROGRESS any more,
         # but RETRY saying the worker was lost.
-        lost_states = wait_until(
-            lambda: [j for j in ledger.states().values()
-                     if j["id"] in victim_ids and j["state"] == "RETRY"
-                     and j["error"] and "worker running this job stopped" in j["error"]],
-            timeout=RUNNING_AGAIN_WITHIN, interval=0.5, what="the killed worker's jobs shown as RETRY")
-        shown_lost = time.monotonic() - killed
-        rest.join()
+        wait_until(lambda: [j for j in ledger.states().values()
+                            if j["id"] in victim_ids and j["state"] == "RETRY"
+                            and j["error"] and "worker running this job stopped" in j["error"]],
+                   timeout=RUNNING_AGAIN_WITHIN, interval=0.5, what="the killed worker's jobs shown as RETRY")
+        return f" shown RETRY {time.monotonic() - killed:.0f} s after the kill"
 
-        # Counted before scaling down: a removed container's logs are gone.
-        states, counts = finish(
-            stack, ledger, "5 two workers, one SIGKILLed", started,
-            note=f"{len(on_victim)} long jobs running on the killed worker shown RETRY "
-                 f"{shown_lost:.0f} s after the kill, then finished on the other", fault=killed)
-        for job in on_victim:
-            final = states[job["id"]]
-            assert final["worker"] == survivor, f"{job['id']} finished on {final['worker']}"
-            assert counts[job["id"]] == 2 and final["deliveries"] == 2, (counts[job["id"]], final)
-        twice = {job_id for job_id in ledger.ids if counts[job_id] >= 2}
-        assert twice <= victim_ids, f"run twice: {sorted(twice - victim_ids)} were not the killed worker's"
-        assert lost_states
-    finally:
-        stack.compose("up", "-d", "--no-recreate", "--no-deps", "--scale", "worker=1", "worker")
-    assert stack.container_ids("worker") == [survivor_container]
+    two_workers_one_killed(stack, scenario="scale", label="5 two workers, one SIGKILLed", jobs=JOBS,
+                           long=LONG, steps=VICTIM_STEPS, while_waiting=shown_retry)
     stack.wait_healthy(timeout=240)
 
 

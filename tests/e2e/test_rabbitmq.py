@@ -18,19 +18,17 @@ from datetime import datetime, timedelta, timezone
 import pytest
 import requests
 
-from tests.e2e.helpers import hostnames
 from tests.support.chaos import (
     RUNNING,
     OutageWatch,
-    container_logs,
     docker,
     executions,
     finish,
-    held_by,
     job_mix,
     long_job,
     new_ledger,
     short_job,
+    two_workers_one_killed,
     worker_logs,
 )
 from tests.support.stack import Api, Stack, running
@@ -346,46 +344,6 @@ def test_chaos_two_workers_one_sigkilled(rabbit):
     finish there, and no job of the live worker runs twice (only the dead worker's jobs are in
     the "run twice" column)."""
     wait_all_healthy(rabbit)
-    started = time.monotonic()
-    survivor_container = rabbit.container_ids("worker")[0]
-    rabbit.compose("up", "-d", "--no-recreate", "--no-deps", "--scale", "worker=2", "worker")
-    try:
-        names = hostnames(rabbit, "worker")
-        assert sorted(names) == [1, 2], names
-        survivor, victim = names[1], names[2]
-        victim_container = next(c["ID"] for c in rabbit.state()["worker"] if c["Name"].endswith("-2"))
-        wait_until(lambda: "ready." in container_logs(victim_container),
-                   timeout=180, interval=1, what="worker 2 ready")
-
-        ledger = new_ledger(rabbit, "rabbit-scale")
-        jobs = job_mix(JOBS, long=8, steps=VICTIM_STEPS)
-        ledger.submit_all(jobs[:8])
-        rest = ledger.submit_in_background(jobs[8:])
-        on_victim = wait_until(
-            lambda: [j for j in ledger.running("model_inference")
-                     if j["worker"] == victim and j["progress"] and j["progress"]["current"] <= 5],
-            timeout=180, interval=0.5, what=f"long jobs running on worker 2 ({victim})")
-        # Its restart policy would not bring it back after `docker kill` anyway; say so.
-        docker("update", "--restart=no", victim_container)
-        docker("kill", "-s", "KILL", victim_container)
-        killed = time.monotonic()
-        # What the victim held when it died: received and not finished, by its own log.
-        victim_ids = held_by(container_logs(victim_container))
-        assert {job["id"] for job in on_victim} <= victim_ids
-        rest.join()
-
-        # Counted before scaling down: a removed container's logs are gone.
-        states, counts = finish(
-            rabbit, ledger, "rabbitmq 5 two workers, one SIGKILLed", started,
-            note=f"{len(on_victim)} long jobs running on the killed worker, then finished on the other",
-            fault=killed)
-        for job in on_victim:
-            final = states[job["id"]]
-            assert final["worker"] == survivor, f"{job['id']} finished on {final['worker']}"
-            assert counts[job["id"]] == 2 and final["deliveries"] == 2, (counts[job["id"]], final)
-        twice = {job_id for job_id in ledger.ids if counts[job_id] >= 2}
-        assert twice <= victim_ids, f"run twice: {sorted(twice - victim_ids)} were not the killed worker's"
-    finally:
-        rabbit.compose("up", "-d", "--no-recreate", "--no-deps", "--scale", "worker=1", "worker")
-    assert rabbit.container_ids("worker") == [survivor_container]
+    two_workers_one_killed(rabbit, scenario="rabbit-scale", label="rabbitmq 5 two workers, one SIGKILLed",
+                           jobs=JOBS, long=8, steps=VICTIM_STEPS)
     wait_all_healthy(rabbit)

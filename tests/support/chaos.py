@@ -368,3 +368,55 @@ def record_line(line: str) -> str:
     ARTIFACTS.mkdir(exist_ok=True)
     REPORT_PATH.write_text("".join(f"{entry}\n" for entry in REPORT))
     return line
+
+
+def two_workers_one_killed(stack: Stack, *, scenario: str, label: str, jobs: int, long: int, steps: int,
+                           while_waiting=None) -> None:
+    """Chaos on either broker: --scale worker=2, the second worker SIGKILLed while both run long
+    jobs. Its jobs finish on the survivor, each started twice, and no job of the live worker runs
+    twice. `while_waiting(ledger, victim_ids, killed)` runs before the rest is awaited and returns a
+    phrase for the report line. Scales back to the one worker it started with."""
+    from tests.e2e.helpers import hostnames  # the e2e helpers ask the containers themselves
+
+    started = time.monotonic()
+    survivor_container = stack.container_ids("worker")[0]
+    stack.compose("up", "-d", "--no-recreate", "--no-deps", "--scale", "worker=2", "worker")
+    try:
+        names = hostnames(stack, "worker")
+        assert sorted(names) == [1, 2], names
+        survivor, victim = names[1], names[2]
+        victim_container = next(c["ID"] for c in stack.state()["worker"] if c["Name"].endswith("-2"))
+        wait_until(lambda: "ready." in container_logs(victim_container),
+                   timeout=180, interval=1, what="worker 2 ready")
+
+        ledger = new_ledger(stack, scenario)
+        mix = job_mix(jobs, long=long, steps=steps)
+        ledger.submit_all(mix[:long])
+        rest = ledger.submit_in_background(mix[long:])
+        on_victim = wait_until(
+            lambda: [j for j in ledger.running("model_inference")
+                     if j["worker"] == victim and j["progress"] and j["progress"]["current"] <= 5],
+            timeout=180, interval=0.5, what=f"long jobs running on worker 2 ({victim})")
+        # Its restart policy would not bring it back after `docker kill` anyway; say so.
+        docker("update", "--restart=no", victim_container)
+        docker("kill", "-s", "KILL", victim_container)
+        killed = time.monotonic()
+        # What the victim held when it died: received and not finished, by its own log.
+        victim_ids = held_by(container_logs(victim_container))
+        assert {job["id"] for job in on_victim} <= victim_ids
+        shown = while_waiting(ledger, victim_ids, killed) if while_waiting else ""
+        rest.join()
+
+        # Counted before scaling down: a removed container's logs are gone.
+        states, counts = finish(
+            stack, ledger, label, started, fault=killed,
+            note=f"{len(on_victim)} long jobs running on the killed worker{shown}, then finished on the other")
+        for job in on_victim:
+            final = states[job["id"]]
+            assert final["worker"] == survivor, f"{job['id']} finished on {final['worker']}"
+            assert counts[job["id"]] == 2 and final["deliveries"] == 2, (counts[job["id"]], final)
+        twice = {job_id for job_id in ledger.ids if counts[job_id] >= 2}
+        assert twice <= victim_ids, f"run twice: {sorted(twice - victim_ids)} were not the killed worker's"
+    finally:
+        stack.compose("up", "-d", "--no-recreate", "--no-deps", "--scale", "worker=1", "worker")
+    assert stack.container_ids("worker") == [survivor_container]
