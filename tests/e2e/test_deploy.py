@@ -122,6 +122,11 @@ def deploy(stack: Stack, *args: str) -> subprocess.CompletedProcess:
                           env={**os.environ, **stack.env, "COMPOSE_DISABLE_ENV_FILE": "1"})
 
 
+def proxy_errors(stack: Stack) -> str:
+    """Caddy's error lines (the upstream's error behind a 502), for a failure's message."""
+    return "\n".join(line for line in stack.logs("proxy").splitlines() if '"level":"error"' in line)[-4000:]
+
+
 def images(stack: Stack) -> dict[str, set[str]]:
     return {role: {stack_inspect(cid)["Image"] for cid in stack.container_ids(role)} for role in ROLES}
 
@@ -148,7 +153,7 @@ def test_deploy_under_load_drops_nothing_and_a_failing_web_rolls_back(stack, roo
     print(f"\n[deploy] took {took:.0f} s; requests: {dict(load.outcomes)}")
     assert done.returncode == 0, done.stdout + done.stderr
     assert sum(load.outcomes.values()) > 50, load.outcomes
-    assert not load.failures, (load.failures[:20], done.stdout)
+    assert not load.failures, (load.failures[:20], done.stdout, proxy_errors(stack))
     assert images(stack) == {role: {v2} for role in ROLES}, images(stack)
     assert len(stack.container_ids("web")) == 2
     api = client(token, root_cert)
@@ -165,7 +170,7 @@ def test_deploy_under_load_drops_nothing_and_a_failing_web_rolls_back(stack, roo
     print(f"[deploy] rollback requests: {dict(load.outcomes)}")
     assert failed.returncode == 1, failed.stdout + failed.stderr
     assert "rolled back" in failed.stderr and "Traceback" not in failed.stderr, failed.stderr
-    assert not load.failures, load.failures[:20]
+    assert not load.failures, (load.failures[:20], failed.stdout, proxy_errors(stack))
     assert set(stack.container_ids("web")) == web_before
     assert images(stack) == {role: {v2} for role in ROLES}
     assert docker("image", "inspect", "--format", "{{.Id}}", APP_IMAGE).stdout.strip() == v2

@@ -27,7 +27,7 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 
 from tests.support.docker import DockerError, docker
-from tests.support.wait import wait_until
+from tests.support.wait import WaitTimeout, wait_until
 
 PREFIX = os.environ.get("SWARM_BED_PREFIX", "djcs-swarm")
 DIND_IMAGE = os.environ.get("DIND_IMAGE", "docker:dind")
@@ -167,8 +167,12 @@ class Bed:
         self.addresses[node] = self._address(node)
         # A restarted dockerd first recovers its containers and the swarm's state: on a loaded
         # 2-CPU host that took over 120 s once (a bed's readiness, not a promise of the stack).
-        wait_until(lambda: self.docker(node, "info", check=False, timeout=10).returncode == 0,
-                   timeout=300, interval=0.5, what=f"dockerd in {self.container(node)} again")
+        try:
+            wait_until(lambda: self.docker(node, "info", check=False, timeout=10).returncode == 0,
+                       timeout=300, interval=0.5, what=f"dockerd in {self.container(node)} again")
+        except WaitTimeout as exc:
+            tail = docker("logs", "--tail", "40", self.container(node), check=False)
+            raise WaitTimeout(f"{exc}\n{self.container(node)}'s log:\n{tail.stdout}{tail.stderr}") from None
         wait_until(lambda: node in self.ready_nodes(), timeout=120, interval=1,
                    what=f"{node} Ready in the swarm again")
 

@@ -16,7 +16,10 @@ fi
 
 if [ "$1" = dockerd ]; then
 	# A node that was killed leaves its pid files behind; dockerd would refuse to start again.
-	find /run /var/run -iname 'docker*.pid' -delete || :
+	# Also containerd's: after a hard stop (the bed SIGKILLs dockerd) a stale containerd.pid may
+	# name a live process of the new container (PIDs start again from 1), and dockerd then waits
+	# for a containerd that is not there, with its API unanswered.
+	find /run /var/run \( -iname 'docker*.pid' -o -iname 'containerd*.pid' \) -delete || :
 
 	# What --privileged would give, for engines that cannot grant it (a host whose bounding set
 	# lacks a capability makes `--privileged` fail): run with every capability it has, no
