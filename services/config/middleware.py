@@ -25,7 +25,8 @@ class ServiceUnavailableMiddleware:
 class BodySizeLimitMiddleware:
     """Refuse bodies over DATA_UPLOAD_MAX_MEMORY_SIZE with 413 before anything reads them.
 
-    Django only enforces that limit for form data; DRF's JSON parser reads the stream as is.
+    Django only enforces that limit for form data; DRF's JSON parser reads the stream as is. A
+    chunked body (no Content-Length), which Django would not read at all, is read here up to it.
     """
 
     def __init__(self, get_response):
