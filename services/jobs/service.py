@@ -4,7 +4,6 @@ Kept apart from the HTTP layer so the `job` management command and tests use the
 """
 
 import contextlib
-import logging
 import time
 import uuid
 from dataclasses import dataclass
@@ -12,7 +11,7 @@ from datetime import timedelta
 
 from celery import current_app, states
 from django.conf import settings
-from django.db import IntegrityError
+from django.db import IntegrityError, transaction
 from django.utils import timezone
 
 from jobs import ids, publisher, status, store
@@ -20,7 +19,6 @@ from jobs.models import Job
 from jobs.base import KINDS
 
 
-logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -62,25 +60,19 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
     job = Job(id=job_id_for(token, name, run), owner=owner_for(token), user=user,
               name=name, run=run, kind=kind, params=params)
     try:
-        # One INSERT, committed on its own (no BEGIN/COMMIT round trips): the record is durable
-        # before anything is queued, so a web process dying right after it leaves a job that
-        # jobs.recovery publishes again, never a message without a record.
-        job.save(force_insert=True)
+        # The INSERT commits only once Redis (or RabbitMQ) has the job: a web process dying in
+        # between leaves no record whose message was never sent (the client, answered nothing,
+        # sends it again and creates it then). Committed on its own first, such a record was
+        # answered to that retry as an existing job and waited for jobs.recovery (5 minutes).
+        with transaction.atomic():
+            job.save(force_insert=True)
+            # Refused by Redis or RabbitMQ: rolled back, and the client gets a 503 naming it
+            # (config/errors.py) instead of a job that will never run.
+            publish(job)
     except IntegrityError:
         # A concurrent request created this very run first: that one is the job.
         existing = Job.objects.get(owner=job.owner, name=name, run=run)
         return Submission(existing, meta_of_live(existing), created=False)
-    try:
-        publish(job)
-    except BaseException:
-        # Redis (or RabbitMQ) refused: no record of a job that will never run; the client gets
-        # a 503 naming that service (config/errors.py). Should PostgreSQL be gone too, the
-        # record stays and jobs.recovery publishes it once Redis is back.
-        try:
-            Job.objects.filter(pk=job.pk).delete()
-        except Exception:
-            logger.exception("Job %s: its publish failed and its record could not be deleted", job.id)
-        raise
     return Submission(job, {"status": states.PENDING, "result": pending_result()}, created=True)
 
 
