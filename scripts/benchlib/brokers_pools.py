@@ -80,37 +80,12 @@ def settle_args(args, rows_given: bool) -> None:
 # --- the RabbitMQ project -------------------------------------------------------------------------
 
 def overlay_stack(bench, project: str, env: dict):
-    class OverlayStack(bench.Stack):
-        def compose(self, *args, input=None, timeout=600, check=True):
-            command = ["docker", "compose", "-p", self.project]
-            for name in RABBIT_FILES:
-                command += ["-f", str(ROOT / name)]
-            result = subprocess.run([*command, *args], cwd=ROOT, env=self.env, input=input, text=True,
-                                    capture_output=True, timeout=timeout)
-            if check and result.returncode != 0:
-                raise bench.BenchError(f"docker compose (RabbitMQ overlay) {' '.join(args[:3])} exited "
-                                       f"{result.returncode}:\n{result.stderr[-3000:]}")
-            return result
-
-    return OverlayStack(project, env)
+    return bench.Stack(project, env, files=RABBIT_FILES)
 
 
 def app_image(bench, stack) -> str:
     web = stack.compose("ps", "-q", "web").stdout.split()[0]
     return bench.docker("inspect", "-f", "{{.Config.Image}}", web).strip()
-
-
-def in_stack(bench, stack, *args: str, timeout: float = 600) -> dict:
-    """scripts/benchlib/pools_in_stack.py inside the stack's web container; its last line is JSON."""
-    script = (LIB / "pools_in_stack.py").read_text()
-    result = stack.compose("exec", "-T", "web", "python", "-", *args, input=script, timeout=timeout,
-                           check=False)
-    lines = [line for line in result.stdout.splitlines() if line.startswith("{")]
-    answer = json.loads(lines[-1]) if lines else None
-    if result.returncode != 0 or answer is None or "error" in answer:
-        raise bench.BenchError(f"pools_in_stack.py {args[0]} failed ({result.returncode}): {answer}\n"
-                               f"{result.stdout[-1500:]}\n{result.stderr[-2000:]}")
-    return answer
 
 
 def warm_up(bench, client) -> None:
@@ -148,7 +123,7 @@ def broker_row(bench, stack, env: dict, port: int, args) -> dict:
             token = side.in_stack("token")["token"]
             clients[name] = (bench.Client(side_port, token), token, f"http://127.0.0.1:{side_port}")
             warm_up(bench, clients[name][0])
-        in_stack(bench, stack, "drain", "300")
+        stack.in_stack("drain", "300")
         results = {"redis": [], "rabbitmq": []}
         for round_ in range(1, args.broker_rounds + 1):
             for name in ("redis", "rabbitmq"):
@@ -205,7 +180,7 @@ def pool_rows(bench, stack, args) -> dict:
     c, high = args.pool_concurrency, args.pool_high
     both = [CPU_JOB[mode], IO_JOB[mode]]
     configs = [(pool, 1 if pool == "solo" else c, both) for pool in POOLS] + [("gevent", high, both[1:])]
-    in_stack(bench, stack, "drain", "300")
+    stack.in_stack("drain", "300")
     results, queues, load = [], [], [os.getloadavg()[0]]
     try:
         for pool, concurrency, kinds in configs:
@@ -216,14 +191,14 @@ def pool_rows(bench, stack, args) -> dict:
                 for kind, params, n in kinds:
                     n = args.pool_jobs or n
                     bench.log(f"row 8: {n} {kind} jobs on {pool} x {concurrency}")
-                    run = in_stack(bench, stack, "run", queue, kind, str(n), json.dumps(params),
-                                   str(2 * concurrency), "600", timeout=700)
+                    run = stack.in_stack("run", queue, kind, str(n), json.dumps(params), str(2 * concurrency), "600",
+                                         script="pools_in_stack.py", timeout=700)
                     results.append({"pool": pool, "concurrency": concurrency, **run})
                 results[-1]["memory_mb"] = container_mb(bench, name)
             load.append(os.getloadavg()[0])
     finally:
         if queues:
-            in_stack(bench, stack, "cleanup", *queues)
+            stack.in_stack("cleanup", *queues, script="pools_in_stack.py")
     return {"runs": results, "load": load}
 
 

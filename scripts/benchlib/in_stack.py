@@ -6,6 +6,8 @@ prints one JSON object on its last line. Commands:
   peer-token             a fresh DRF authtoken of the user "bench" for the naive peer app
                          (services/benchpeer; its earlier peer jobs go), or {"absent": true}
                          when the stack runs without BENCH_PEER_APP=1
+  drain SECONDS          wait (up to SECONDS) until the jobs queue is empty and no message is
+                         unacknowledged
   raw N M SECONDS        wait (up to SECONDS) until the jobs queue is empty and no message is
                          unacknowledged; then the raw-Celery baselines: N no-op tasks through
                          apply_async, waiting for all N results with MGET; then M sequential
@@ -74,7 +76,8 @@ def drain(timeout: float) -> dict:
         if queued == 0 and unacked == 0:
             return {"drained": True, "seconds": round(time.monotonic() - start, 3)}
         time.sleep(0.05)
-    return {"drained": False, "queued": queued, "unacked": unacked}
+    return {"error": f"the jobs queue did not drain within {timeout:g} s", "queued": queued,
+            "unacked": unacked}
 
 
 def _succeeded(backend, raw) -> bool:
@@ -85,8 +88,8 @@ def raw(n: int, m: int, drain_timeout: float) -> dict:
     import jobs.tasks  # noqa: F401 - registers jobs.noop
 
     drained = drain(drain_timeout)
-    if not drained["drained"]:
-        return {"error": f"the jobs queue did not drain within {drain_timeout:g} s", **drained}
+    if "error" in drained:
+        return drained
 
     task = current_app.tasks["jobs.noop"]
     backend = current_app.backend
@@ -133,6 +136,8 @@ def main(argv: list[str]) -> None:
         result = token()
     elif command == "peer-token":
         result = peer_token()
+    elif command == "drain":
+        result = drain(float(args[0]))
     elif command == "raw":
         result = raw(int(args[0]), int(args[1]), float(args[2]))
     else:

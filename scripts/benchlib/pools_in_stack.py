@@ -2,7 +2,6 @@
 
 scripts/bench pipes this file into `docker compose exec -T web python - COMMAND [ARGS]`; it
 prints one JSON object on its last line. Commands (Redis broker):
-  drain SECONDS                 wait until the jobs queue is empty and nothing is unacknowledged
   run QUEUE KIND N PARAMS WARM SECONDS
                                 WARM no-op jobs to QUEUE (the pool worker's own queue, so the
                                 stack's worker never takes them), waited for; then N jobs of
@@ -29,19 +28,6 @@ def _broker():
     import redis
 
     return redis.Redis.from_url(settings.CELERY_BROKER_URL)
-
-
-def drain(timeout: float) -> dict:
-    broker = _broker()
-    queue = settings.CELERY_TASK_DEFAULT_QUEUE
-    start = time.monotonic()
-    while time.monotonic() - start < timeout:
-        queued, unacked = broker.llen(queue), broker.hlen("unacked")
-        if queued == 0 and unacked == 0:
-            return {"drained": True, "seconds": round(time.monotonic() - start, 3)}
-        time.sleep(0.1)
-    return {"error": f"the jobs queue did not drain within {timeout:g} s", "queued": queued,
-            "unacked": unacked}
 
 
 def _send_and_wait(queue: str, kind: str, n: int, params: dict, timeout: float) -> float:
@@ -89,9 +75,7 @@ def cleanup(queues: list[str]) -> dict:
 
 def main(argv: list[str]) -> None:
     command, args = argv[0], argv[1:]
-    if command == "drain":
-        result = drain(float(args[0]))
-    elif command == "run":
+    if command == "run":
         result = run(args[0], args[1], int(args[2]), json.loads(args[3]), int(args[4]), float(args[5]))
     elif command == "cleanup":
         result = cleanup(args)

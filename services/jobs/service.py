@@ -4,10 +4,8 @@ Kept apart from the HTTP layer so the `job` management command and tests use the
 """
 
 import contextlib
-import time
 import uuid
 from dataclasses import dataclass
-from datetime import timedelta
 
 from celery import current_app, states
 from django.conf import settings
@@ -17,8 +15,6 @@ from django.utils import timezone
 from jobs import ids, publisher, status, store
 from jobs.models import Job
 from jobs.base import KINDS
-
-
 
 
 @dataclass(frozen=True)
@@ -76,25 +72,10 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
     return Submission(job, {"status": states.PENDING, "result": pending_result()}, created=True)
 
 
-# A record this young with neither state nor record copy in Redis is being published by the
-# request that created it (its one Redis transaction writes both): wait for it this long.
-JUST_SUBMITTED = timedelta(seconds=60)
-PUBLISH_WAIT = 2.0
-
-
 def meta_of_live(job: Job) -> dict | None:
-    """The job's meta, waiting out the moment between another request's INSERT and its Redis
-    transaction; None (expired) once neither appears."""
-    meta, copy, _ = store.read_status(job.id)
-    if meta is not None or copy is not None or job.submitted_at < timezone.now() - JUST_SUBMITTED:
-        return meta
-    deadline = time.monotonic() + PUBLISH_WAIT
-    while time.monotonic() < deadline:
-        time.sleep(0.02)
-        meta, copy, _ = store.read_status(job.id)
-        if meta is not None or copy is not None:
-            return meta
-    return None
+    """The job's meta; None once it has expired. A committed record always has its state in Redis:
+    its INSERT commits only after the Redis transaction that writes it (see submit)."""
+    return store.read_meta(job.id)
 
 
 def pending_result() -> dict:
