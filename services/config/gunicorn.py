@@ -6,8 +6,8 @@ bind = f"0.0.0.0:{os.environ.get('WEB_CONTAINER_PORT', '8000')}"
 # Threads let one process wait on Redis/PostgreSQL for several requests at once.
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
-# gthread, but closing its listening socket as soon as a graceful stop begins (config/gunicorn_worker.py:
-# no request is reset while a web container stops during a deploy).
+# gthread, but draining its queue and closing its listening socket as soon as a graceful stop begins
+# (config/gunicorn_worker.py: no request is reset while a web container stops during a deploy).
 worker_class = "config.gunicorn_worker.DrainingThreadWorker" if threads > 1 else "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
@@ -34,3 +34,10 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # No query strings and no headers but the proxy's X-Forwarded-For (the real client address):
 # nothing secret can land in the access log.
 access_log_format = '%(h)s %({x-forwarded-for}i)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+
+
+def when_ready(server):
+    # On SIGTERM the socket first stops taking new connections, in every process at once.
+    from config.gunicorn_worker import refuse_new_connections_on_sigterm
+
+    refuse_new_connections_on_sigterm(server)

@@ -38,12 +38,13 @@ def free_port() -> int:
 
 
 @pytest.fixture
-def gunicorn(tmp_path):
+def gunicorn(request, tmp_path):
+    """gunicorn with the stack's configuration; `threads` (default 4) by indirect parametrization."""
     (tmp_path / "slow_app.py").write_text(APP)
     port = free_port()
     env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "services")]),
-           "WEB_CONTAINER_PORT": str(port), "GUNICORN_WORKERS": "2", "GUNICORN_THREADS": "4",
-           "GUNICORN_ACCESS_LOG": "false"}
+           "WEB_CONTAINER_PORT": str(port), "GUNICORN_WORKERS": "2",
+           "GUNICORN_THREADS": str(getattr(request, "param", 4)), "GUNICORN_ACCESS_LOG": "false"}
     process = subprocess.Popen(
         [sys.executable, "-m", "gunicorn", "--config", "python:config.gunicorn",
          "--worker-tmp-dir", str(tmp_path), "--control-socket", str(tmp_path / "gunicorn.ctl"),
@@ -85,3 +86,31 @@ def test_sigterm_answers_the_request_in_flight_and_refuses_new_connections(gunic
     slow.join(timeout=30)
     assert [a.status_code for a in answers] == [200] and answers[0].text == "answered"
     assert process.wait(timeout=30) == 0
+
+
+@pytest.mark.parametrize("gunicorn", [1], indirect=True)
+def test_from_sigterm_on_the_socket_queues_no_new_connection(gunicorn):
+    # With one thread (gunicorn's sync worker, which does not drain) a busy worker keeps its copy of
+    # the socket open until its request is answered. The master's SIGTERM handler has made the
+    # socket drop new connection attempts meanwhile: a connect gets no answer instead of landing in
+    # a queue that is reset at the close; once the socket is closed it is refused.
+    process, port = gunicorn
+    answers = []
+    busy = [threading.Thread(target=lambda: answers.append(
+        requests.get(f"http://127.0.0.1:{port}/?3", timeout=30))) for _ in range(2)]
+    for thread in busy:
+        thread.start()
+    time.sleep(0.5)  # both sync workers are busy
+    process.send_signal(signal.SIGTERM)
+    time.sleep(0.5)
+
+    assert process.poll() is None, "gunicorn exited before its requests in flight were answered"
+    with pytest.raises(TimeoutError):
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+
+    for thread in busy:
+        thread.join(timeout=30)
+    assert [a.status_code for a in answers] == [200, 200]
+    assert process.wait(timeout=30) == 0
+    with pytest.raises(ConnectionRefusedError):
+        socket.create_connection(("127.0.0.1", port), timeout=5).close()
