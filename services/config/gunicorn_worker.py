@@ -13,7 +13,7 @@ for a POST, cannot retry it elsewhere (a 502 during scripts/deploy). Two parts c
   socket, and answers every accepted connection within the graceful timeout.
 
 A connection attempt meanwhile gets no answer; the client sends its SYN again a second later, finds
-the socket closed and is refused, which the proxy retries on another replica. Without the first
+the socket closed and is refused, and the proxy's dial goes on to another replica. Without the first
 part, a connection could still slip into the queue between one process's last accept() and the
 close of the last copy of the socket (1 reset in 10 stops of a gunicorn hammered by 16 clients).
 """
@@ -24,7 +24,7 @@ import struct
 
 from gunicorn.workers.gthread import ThreadWorker
 
-SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)  # Linux; Python names it only lately
+SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)  # Linux's value; the socket module may not name it
 
 # A classic BPF socket filter, run on each TCP segment that reaches the listening socket (offsets
 # from the TCP header): drop a segment whose flags are SYN without ACK, i.e. a new connection
