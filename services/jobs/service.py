@@ -48,7 +48,9 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
     name = name or f"job-{uuid.uuid4().hex}"
     run = 1
     if latest is not None:
-        meta = meta_of_live(latest)
+        # A committed record's state is in Redis (its INSERT commits after the Redis transaction
+        # that writes it, below) until it expires: None then.
+        meta = store.read_meta(latest.id)
         if not (rerun and status.is_finished(meta)):
             return Submission(latest, meta, created=False)
         run = latest.run + 1
@@ -68,14 +70,8 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
     except IntegrityError:
         # A concurrent request created this very run first: that one is the job.
         existing = Job.objects.get(owner=job.owner, name=name, run=run)
-        return Submission(existing, meta_of_live(existing), created=False)
+        return Submission(existing, store.read_meta(existing.id), created=False)
     return Submission(job, {"status": states.PENDING, "result": pending_result()}, created=True)
-
-
-def meta_of_live(job: Job) -> dict | None:
-    """The job's meta; None once it has expired. A committed record always has its state in Redis:
-    its INSERT commits only after the Redis transaction that writes it (see submit)."""
-    return store.read_meta(job.id)
 
 
 def pending_result() -> dict:

@@ -140,12 +140,6 @@ def mark_worker_lost(job_id: str) -> bool:
     return bool(written)
 
 
-def count_delivery(job_id: str, attempt: int) -> tuple[int, int]:
-    """Count one more start of the job: (starts in all, starts of this attempt). One round trip."""
-    total, this_attempt, _ = start_delivery(job_id, attempt)
-    return total, this_attempt
-
-
 def start_delivery(job_id: str, attempt: int) -> tuple[int, int, bool]:
     """A worker starts the job: count the delivery and read the cancellation flag in the same
     transaction (one round trip): (starts in all, starts of this attempt, cancelled)."""
