@@ -14,6 +14,9 @@ import pytest
 from tests.support.stack import Api, Stack, running
 
 PROJECT = os.environ.get("E2E_PROJECT", "djcs-e2e")
+# The test stacks' host ports (here and in each e2e module) stay below 32768: Linux hands out
+# 32768-60999 as the source ports of outgoing connections, and a stack cannot publish a port that
+# a connection on 127.0.0.1 happens to hold ("address already in use", seen in CI).
 E2E_ENV = {
     "APP_IMAGE": os.environ.get("E2E_APP_IMAGE", f"{PROJECT}-app:latest"),
     "WEB_PORT": os.environ.get("E2E_WEB_PORT", "18000"),

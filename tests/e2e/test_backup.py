@@ -28,8 +28,8 @@ PROJECT = os.environ.get("BACKUP_E2E_PROJECT", "djcs-backup")
 HOST = "jobs.backup-e2e.test"
 BASE_ENV = {
     "APP_IMAGE": os.environ.get("BACKUP_E2E_APP_IMAGE", f"{PROJECT}-app:latest"),
-    "WEB_PORT": os.environ.get("BACKUP_E2E_WEB_PORT", "39100"),
-    "FLOWER_PORT": os.environ.get("BACKUP_E2E_FLOWER_PORT", "39155"),
+    "WEB_PORT": os.environ.get("BACKUP_E2E_WEB_PORT", "29100"),
+    "FLOWER_PORT": os.environ.get("BACKUP_E2E_FLOWER_PORT", "29155"),
 }
 SCHEDULE = "backup-e2e-nightly-report"
 UP_TIMEOUT = 300

@@ -27,14 +27,14 @@ pytestmark = pytest.mark.slow
 
 PROJECT = os.environ.get("DEPLOY_E2E_PROJECT", "djcs-deploy")
 HOST = "localhost"
-HTTPS_PORT = int(os.environ.get("DEPLOY_E2E_HTTPS_PORT", "39543"))
+HTTPS_PORT = int(os.environ.get("DEPLOY_E2E_HTTPS_PORT", "29543"))
 APP_IMAGE = os.environ.get("DEPLOY_E2E_APP_IMAGE", f"{PROJECT}-app:latest")
 FILES = ("docker-compose.yml", "docker-compose.proxy.yml")
 BASE_ENV = {
     "APP_IMAGE": APP_IMAGE,
-    "FLOWER_PORT": os.environ.get("DEPLOY_E2E_FLOWER_PORT", "39555"),
+    "FLOWER_PORT": os.environ.get("DEPLOY_E2E_FLOWER_PORT", "29555"),
     "PROXY_BIND": "127.0.0.1",
-    "PROXY_HTTP_PORT": os.environ.get("DEPLOY_E2E_HTTP_PORT", "39580"),
+    "PROXY_HTTP_PORT": os.environ.get("DEPLOY_E2E_HTTP_PORT", "29580"),
     "PROXY_HTTPS_PORT": str(HTTPS_PORT),
     "PROXY_TLS": "internal",
 }

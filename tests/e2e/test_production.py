@@ -35,8 +35,8 @@ HOST = "jobs.prod-e2e.test"
 ADMIN_PATH = "control-room-e2e/"
 BASE_ENV = {
     "APP_IMAGE": os.environ.get("PROD_E2E_APP_IMAGE", f"{PROJECT}-app:latest"),
-    "WEB_PORT": os.environ.get("PROD_E2E_WEB_PORT", "48000"),
-    "FLOWER_PORT": os.environ.get("PROD_E2E_FLOWER_PORT", "45555"),
+    "WEB_PORT": os.environ.get("PROD_E2E_WEB_PORT", "26000"),
+    "FLOWER_PORT": os.environ.get("PROD_E2E_FLOWER_PORT", "26555"),
     "DJANGO_ADMIN_PATH": ADMIN_PATH,
 }
 UP_TIMEOUT = 300

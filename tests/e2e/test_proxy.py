@@ -21,12 +21,12 @@ pytestmark = pytest.mark.slow
 
 PROJECT = os.environ.get("PROXY_E2E_PROJECT", "djcs-proxy")
 HOST = "localhost"
-HTTP_PORT = int(os.environ.get("PROXY_E2E_HTTP_PORT", "39380"))
-HTTPS_PORT = int(os.environ.get("PROXY_E2E_HTTPS_PORT", "39343"))
+HTTP_PORT = int(os.environ.get("PROXY_E2E_HTTP_PORT", "29380"))
+HTTPS_PORT = int(os.environ.get("PROXY_E2E_HTTPS_PORT", "29343"))
 BASE_ENV = {
     "APP_IMAGE": os.environ.get("PROXY_E2E_APP_IMAGE", f"{PROJECT}-app:latest"),
-    "WEB_PORT": os.environ.get("PROXY_E2E_WEB_PORT", "39300"),
-    "FLOWER_PORT": os.environ.get("PROXY_E2E_FLOWER_PORT", "39355"),
+    "WEB_PORT": os.environ.get("PROXY_E2E_WEB_PORT", "29300"),
+    "FLOWER_PORT": os.environ.get("PROXY_E2E_FLOWER_PORT", "29355"),
     "PROXY_BIND": "127.0.0.1",
     "PROXY_HTTP_PORT": str(HTTP_PORT),
     "PROXY_HTTPS_PORT": str(HTTPS_PORT),
