@@ -7,24 +7,39 @@ from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework.views import exception_handler
 
-# Errors that mean "a backing service is away", not "the code is wrong". Not DatabaseError:
-# its IntegrityError, DataError and ProgrammingError are bugs or bad input, not an outage.
+# Errors that mean "a backing service is away or full", not "the code is wrong". Not
+# DatabaseError: its IntegrityError, DataError and ProgrammingError are bugs or bad input.
+# PostgreSQL out of disk space is an OperationalError (psycopg2's DiskFull), told apart below.
 UNAVAILABLE = {
     "database": (OperationalError, InterfaceError),
     "redis": (RedisConnectionError, RedisTimeoutError, BrokerError),
+    # Redis at its memory limit (maxmemory, no eviction), or above the share new jobs may fill
+    # (jobs.store.JobStoreFull, an OutOfMemoryError).
+    "job_store": (OutOfMemoryError,),
 }
-SERVICE_LABELS = {"database": "The database (PostgreSQL)", "redis": "Redis",
-                  "rabbitmq": "The message broker (RabbitMQ)"}
+DETAILS = {
+    "database": "The database (PostgreSQL) is unavailable; try again shortly.",
+    "database_disk": "The database (PostgreSQL) is out of disk space; try again later.",
+    "redis": "Redis is unavailable; try again shortly.",
+    "rabbitmq": "The message broker (RabbitMQ) is unavailable; try again shortly.",
+    "job_store": "The job store (Redis) is full: no new job is accepted until running ones "
+                 "finish; try again shortly.",
+}
 RETRY_AFTER_SECONDS = 5
+# SQLSTATE 53100 disk_full: PostgreSQL could not extend a file.
+DISK_FULL = "53100"
 
 
 def unavailable_service(exc: BaseException | None) -> str | None:
     """Name of the backing service whose failure raised exc, if it is one of them."""
     if isinstance(exc, BrokerError) and settings.BROKER == "rabbitmq":
         return "rabbitmq"  # on the Redis broker the same error means Redis is away
+    if isinstance(exc, OperationalError) and getattr(exc.__cause__, "pgcode", None) == DISK_FULL:
+        return "database_disk"
     for service, types in UNAVAILABLE.items():
         if isinstance(exc, types):
             return service
@@ -33,8 +48,8 @@ def unavailable_service(exc: BaseException | None) -> str | None:
 
 def service_unavailable(service: str) -> JsonResponse:
     response = JsonResponse(
-        {"error": "service_unavailable", "service": service,
-         "detail": f"{SERVICE_LABELS[service]} is unavailable; try again shortly."},
+        {"error": "job_store_full" if service == "job_store" else "service_unavailable",
+         "service": service, "detail": DETAILS[service]},
         status=503,
     )
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)

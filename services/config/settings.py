@@ -258,8 +258,22 @@ CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
 CELERY_TIMEZONE = TIME_ZONE
 CELERY_ENABLE_UTC = True
-# Results (and so job state) live this long in Redis; then the API answers "expired".
+# A finished job's state and result are kept this long; then the API answers "expired" (410).
+# Redis holds them only for JOB_HOT_SECONDS after the job finished, PostgreSQL for the rest
+# (jobs/archive.py); queued and running jobs keep their Redis state this long at most.
 CELERY_RESULT_EXPIRES = env.int("JOB_RESULT_EXPIRES", default=24 * 3600)
+# How long a finished job stays in Redis once its record in PostgreSQL holds it: polling
+# clients read it there in one round trip; later reads cost one indexed query. Redis's memory
+# grows with the jobs finished in this window, not with the jobs of the day (docs/capacity.md).
+JOB_HOT_SECONDS = env.int("JOB_HOT_SECONDS", default=60)
+if not 0 <= JOB_HOT_SECONDS <= CELERY_RESULT_EXPIRES:
+    raise ImproperlyConfigured("JOB_HOT_SECONDS must be between 0 and JOB_RESULT_EXPIRES.")
+# Submissions answer 503 (job store full) once Redis's used memory reaches this share of its
+# maxmemory: the rest is room for the jobs already accepted to run and finish, whose writes
+# Redis must never refuse (a refused write there can lose a message; docs/capacity.md).
+JOB_STORE_ADMIT_PERCENT = env.int("JOB_STORE_ADMIT_PERCENT", default=80)
+if not 10 <= JOB_STORE_ADMIT_PERCENT <= 95:
+    raise ImproperlyConfigured("JOB_STORE_ADMIT_PERCENT must be between 10 and 95.")
 # Stores the worker's hostname, task name and arguments with each result.
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_DEFAULT_QUEUE = "jobs"

@@ -8,9 +8,10 @@ class JobsConfig(AppConfig):
 
     def ready(self):
         # Registers every job kind (jobs.base.KINDS) in each process: web validates and
-        # publishes them, workers run them. jobs.orphans connects the worker signals that
-        # put back the jobs of dead workers (they never fire outside a worker).
-        from jobs import orphans, tasks  # noqa: F401
+        # publishes them, workers run them. jobs.orphans and jobs.archive connect the worker
+        # signals that put back the jobs of dead workers and move finished jobs to PostgreSQL
+        # (they never fire outside a worker).
+        from jobs import archive, orphans, tasks  # noqa: F401
 
         # A deleted token or a deactivated user is refused at once by every web process,
         # whatever the token cache holds (jobs/token_cache.py).

@@ -15,6 +15,7 @@ from knox.auth import TokenAuthentication as KnoxTokenAuthentication
 from knox.crypto import hash_token
 from knox.models import AuthToken
 from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions
 
@@ -70,7 +71,7 @@ class TokenAuthentication(KnoxTokenAuthentication):
         if key is not None and record.expiry is None:
             try:
                 token_cache.remember(key, user)
-            except REDIS_DOWN:
+            except (*REDIS_DOWN, OutOfMemoryError):  # the cache is optional: Redis away or full
                 pass
         return user, ApiToken(raw=raw, record=record)
 

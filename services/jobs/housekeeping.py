@@ -13,11 +13,26 @@ from jobs import recovery
 from jobs.models import Job
 
 
+# Records deleted per statement, and statements per run: each DELETE is short (its locks and
+# its WAL are bounded), and a run that finds more than PURGE_BATCHES * PURGE_BATCH old records
+# leaves the rest to the next run, an hour later.
+PURGE_BATCH = 5000
+PURGE_BATCHES = 20
+
+
 @shared_task(name="jobs.purge_old_job_records")
 def purge_old_job_records() -> int:
-    """Delete job records older than JOB_RECORD_RETENTION_DAYS (their results expired long ago)."""
+    """Delete job records older than JOB_RECORD_RETENTION_DAYS (their results expired long ago),
+    PURGE_BATCH at a time."""
     cutoff = timezone.now() - timedelta(days=settings.JOB_RECORD_RETENTION_DAYS)
-    deleted, _ = Job.objects.filter(submitted_at__lt=cutoff).delete()
+    deleted = 0
+    for _ in range(PURGE_BATCHES):
+        batch = list(Job.objects.filter(submitted_at__lt=cutoff).order_by("submitted_at")
+                     .values_list("pk", flat=True)[:PURGE_BATCH])
+        if not batch:
+            break
+        count, _ = Job.objects.filter(pk__in=batch).delete()
+        deleted += count
     return deleted
 
 

@@ -1,4 +1,9 @@
-"""A job record per submitted run: who, what, when. State and results live in Redis."""
+"""A job record per submitted run: who, what, when, and how it ended.
+
+While a job is queued or running its state lives in Redis (jobs/store.py); once it finished,
+jobs/archive.py copies the final state into `outcome`, and Redis keeps it only for
+JOB_HOT_SECONDS more. Reads take Redis's copy while there is one, else this record's.
+"""
 
 from django.conf import settings
 from django.db import models
@@ -17,6 +22,10 @@ class Job(models.Model):
     params = models.JSONField(default=dict, blank=True)
     submitted_at = models.DateTimeField(default=timezone.now)
     cancelled_at = models.DateTimeField(null=True, blank=True)
+    # The final state as Celery wrote it to Redis (status, result, date_done), and when the job
+    # finished; both null until jobs.archive copies them, null for good if it never finished.
+    outcome = models.JSONField(null=True, blank=True, editable=False)
+    finished_at = models.DateTimeField(null=True, blank=True, editable=False)
 
     class Meta:
         ordering = ["-submitted_at"]
@@ -28,6 +37,10 @@ class Job(models.Model):
             models.Index(fields=["owner", "name", "-run"], name="job_owner_name_run"),
             # The lost-job recovery and the purge look jobs up by submission time.
             models.Index(fields=["submitted_at"], name="job_submitted"),
+            # The lost-job recovery's candidates: only jobs not yet finished, so its query does
+            # not grow with the finished jobs of the day.
+            models.Index(fields=["submitted_at"], name="job_unfinished",
+                         condition=models.Q(finished_at__isnull=True, cancelled_at__isnull=True)),
         ]
 
     def __str__(self) -> str:

@@ -12,7 +12,8 @@ when a consumer's connection drops:
   running, prefetched, waiting for an ETA or a rate limit), and a thread of its own writes
   them, within half a second of taking a message and at least every JOB_WORKER_LOST_AFTER/6
   seconds, to a key `jobs:worker:<node>:<boot id>` that expires after JOB_WORKER_LOST_AFTER:
-  a worker is alive while its key exists;
+  a worker is alive while its key exists (the sorted set `jobs:workers` lists the recent
+  writers, so no sweep scans the keyspace);
 - the same thread, in every worker, sweeps the `unacked` hash once an interval: a message held by no live
   worker is put back at the head of its queue, once, under the same task id, and the job's
   state becomes RETRY with a worker-lost marker until a worker starts it again.
@@ -50,6 +51,11 @@ from jobs import store
 logger = logging.getLogger(__name__)
 
 WORKER_KEY_PREFIX = "jobs:worker:"
+# The workers that wrote a liveness key lately (worker -> when), so a sweep reads the live
+# workers' keys without scanning the keyspace (which grows with the jobs in Redis).
+WORKERS_INDEX = "jobs:workers"
+# Deliveries judged per sweep: a sweep costs the same however many messages workers hold.
+SWEEP_BATCH = 1000
 # The last list of each node name, kept a day for the next run under that name (a restarted
 # container) to put back at once what a dead run held.
 LAST_LIST_PREFIX = "jobs:worker-last:"
@@ -160,7 +166,9 @@ class DeliveryWatch:
             self._thread.join(timeout=self.interval + 5)
         try:
             # A clean shutdown hands its messages back itself (kombu restores them on close).
-            self._client().delete(WORKER_KEY_PREFIX + self.worker)
+            client = self._client()
+            client.delete(WORKER_KEY_PREFIX + self.worker)
+            client.zrem(WORKERS_INDEX, self.worker)
         except Exception:  # noqa: BLE001 - best effort: the key expires anyway
             pass
         self._disconnect()
@@ -219,9 +227,11 @@ class DeliveryWatch:
                 for tag in new:
                     pipe.zscore(UNACKED_INDEX, tag)
                 self._delivered.update(zip(new, pipe.execute(), strict=True))
+        now = time.time()
         with client.pipeline(transaction=False) as pipe:  # one round trip
-            pipe.set(WORKER_KEY_PREFIX + self.worker, json.dumps({"at": time.time(), "held": held}),
+            pipe.set(WORKER_KEY_PREFIX + self.worker, json.dumps({"at": now, "held": held}),
                      ex=max(1, int(self.lost_after)))
+            pipe.zadd(WORKERS_INDEX, {self.worker: now})
             last = {tag: self._delivered[tag] for tag in held if self._delivered.get(tag) is not None}
             pipe.set(LAST_LIST_PREFIX + self.node, json.dumps({"worker": self.worker, "held": last}),
                      ex=LAST_LIST_SECONDS)
@@ -230,8 +240,12 @@ class DeliveryWatch:
     def sweep(self) -> list[str]:
         """Put back every orphaned delivery; returns their job ids."""
         client = self._client()
+        now = time.time()
+        # Only deliveries old enough to be judged (orphaned() needs lost_after), oldest first.
         deliveries = {tag.decode(): delivered
-                      for tag, delivered in client.zrange(UNACKED_INDEX, 0, -1, withscores=True)}
+                      for tag, delivered in client.zrangebyscore(
+                          UNACKED_INDEX, "-inf", now - self.lost_after, start=0, num=SWEEP_BATCH,
+                          withscores=True)}
         if not deliveries:
             return []
         # Read after the deliveries: a worker listing a tag delivered later is harmless.
@@ -244,15 +258,23 @@ class DeliveryWatch:
         return restored
 
     def _live_workers(self, client) -> list[WorkerRecord]:
-        keys = list(client.scan_iter(match=WORKER_KEY_PREFIX + "*", count=1000))
+        """Every worker whose liveness key exists. A key lives lost_after seconds from its last
+        write, which also stamps the index with the writer's clock: the keys of the workers
+        stamped in the last 2 x lost_after are read (so a writer whose clock is behind by up to
+        lost_after is not missed), and entries far older than any key are dropped."""
+        now = time.time()
+        with client.pipeline(transaction=False) as pipe:
+            pipe.zremrangebyscore(WORKERS_INDEX, "-inf", now - 10 * self.lost_after)
+            pipe.zrangebyscore(WORKERS_INDEX, now - 2 * self.lost_after, "+inf")
+            _, names = pipe.execute()
+        names = [name.decode() for name in names]
         records = []
-        for key, raw in zip(keys, client.mget(keys) if keys else [], strict=True):
-            if raw is None:                   # expired between SCAN and MGET: dead
+        for name, raw in zip(names, client.mget([WORKER_KEY_PREFIX + name for name in names]) if names else [],
+                             strict=True):
+            if raw is None:                   # expired since its last write: dead
                 continue
             value = json.loads(raw)
-            name = key.decode() if isinstance(key, bytes) else key
-            records.append(WorkerRecord(name.removeprefix(WORKER_KEY_PREFIX), float(value["at"]),
-                                        frozenset(value["held"])))
+            records.append(WorkerRecord(name, float(value["at"]), frozenset(value["held"])))
         return records
 
     def _restore(self, tag, delivered: float) -> str | None:

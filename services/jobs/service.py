@@ -49,12 +49,15 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
     run = 1
     if latest is not None:
         # A committed record's state is in Redis (its INSERT commits after the Redis transaction
-        # that writes it, below) until it expires: None then.
-        meta = store.read_meta(latest.id)
+        # that writes it, below) until it finished and was archived into the record; None once
+        # it expired.
+        meta = store.current_meta(latest, store.read_meta(latest.id))
         if not (rerun and status.is_finished(meta)):
             return Submission(latest, meta, created=False)
         run = latest.run + 1
 
+    # Redis near its memory limit: the jobs already accepted need the rest (503, job store full).
+    store.check_room_for_new_job()
     job = Job(id=job_id_for(token, name, run), owner=owner_for(token), user=user,
               name=name, run=run, kind=kind, params=params)
     try:
@@ -70,7 +73,7 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
     except IntegrityError:
         # A concurrent request created this very run first: that one is the job.
         existing = Job.objects.get(owner=job.owner, name=name, run=run)
-        return Submission(existing, store.read_meta(existing.id), created=False)
+        return Submission(existing, store.current_meta(existing, store.read_meta(existing.id)), created=False)
     return Submission(job, {"status": states.PENDING, "result": pending_result()}, created=True)
 
 
@@ -109,7 +112,7 @@ def stop_delivery(job_id: str) -> None:
 
 def cancel(job: Job) -> dict | None:
     """Cancel: a queued job never runs, a running one is terminated. Returns the new meta."""
-    meta = store.read_meta(job.id)
+    meta = store.current_meta(job, store.read_meta(job.id))
     if status.is_finished(meta):
         return meta
     stop_delivery(job.id)

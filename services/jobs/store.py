@@ -2,18 +2,29 @@
 
 Reads go straight to the backend's Redis client - never AsyncResult.get(), which opens a
 pub/sub subscription per call. The meta format is Celery's own, so Flower, AsyncResult and
-this module all read the same keys.
+this module all read the same keys. A finished job's meta leaves Redis JOB_HOT_SECONDS after
+jobs/archive.py copied it into the job's record; `current_meta` then answers from the record.
 """
 
 import json
-from datetime import datetime
+import logging
+import threading
+import time
+from datetime import datetime, timedelta
 
 from celery import current_app, states
+from django.conf import settings
 from django.utils import timezone
+from redis.exceptions import OutOfMemoryError, ResponseError
 
 from jobs.status import WORKER_LOST
 
+logger = logging.getLogger(__name__)
+
 REVOKED_FLAG_PREFIX = "jobs:revoked:"
+# Sorted set of finished jobs not yet archived: job id -> when it finished (epoch seconds).
+# Every finished state is written together with its entry (config/result_backend.py, write_meta).
+FINISHED_INDEX = "jobs:finished"
 DELIVERIES_PREFIX = "jobs:deliveries:"
 # A copy of the job's PostgreSQL record, written with its PENDING state (same expiry), so a
 # status read needs no query: jobs/views.py falls back to PostgreSQL when it is absent.
@@ -120,14 +131,93 @@ def _meta(job_id: str, state: str, result: dict) -> dict:
 
 
 def write_meta(job_id: str, state: str, result: dict) -> None:
-    """Store a state the way Celery does, with the result expiry; one SET, no retry loop.
+    """Store a state the way Celery does, with the result expiry, in one round trip, no retry
+    loop; a finished state is listed for the archive (FINISHED_INDEX) in the same transaction.
 
-    Used by web for PENDING at submission (so an id that was submitted is never confused
-    with one that was not) and for REVOKED at cancellation.
+    Used by web for REVOKED at cancellation.
     """
     backend = _backend()
-    backend.client.set(backend.get_key_for_task(job_id), backend.encode(_meta(job_id, state, result)),
-                       ex=backend.expires)
+    with backend.client.pipeline(transaction=True) as pipe:
+        pipe.set(backend.get_key_for_task(job_id), backend.encode(_meta(job_id, state, result)),
+                 ex=backend.expires)
+        if state in states.READY_STATES:
+            pipe.zadd(FINISHED_INDEX, {job_id: time.time()})
+        pipe.execute()
+
+
+def archived_meta(job, now: datetime | None = None) -> dict | None:
+    """The final meta kept in the job's record (jobs/archive.py), or None: not finished, or
+    finished longer ago than JOB_RESULT_EXPIRES (expired, as its Redis copy would be)."""
+    if job.outcome is None or job.finished_at is None:
+        return None
+    if job.finished_at + timedelta(seconds=settings.CELERY_RESULT_EXPIRES) <= (now or timezone.now()):
+        return None
+    return job.outcome
+
+
+def current_meta(job, redis_meta: dict | None) -> dict | None:
+    """What a read answers: Redis's meta while it holds one (it is never older than the
+    record's: a job run again after it was archived writes Redis first), else the record's."""
+    return redis_meta if redis_meta is not None else archived_meta(job)
+
+
+# --- Redis's memory: admission of new jobs, and waiting for room ------------------------------
+
+MEMORY_READ_EVERY = 0.25   # seconds between two INFO reads of one process
+_memory_lock = threading.Lock()
+_memory_reading: tuple[float, int, int] = (float("-inf"), 0, 0)  # (when, used_memory, maxmemory)
+
+
+def parse_memory_info(info: dict) -> tuple[int, int]:
+    """(used_memory, maxmemory) from the INFO memory section (pure; maxmemory 0 = no limit)."""
+    return int(info.get("used_memory", 0)), int(info.get("maxmemory", 0))
+
+
+def memory_use(max_age: float = MEMORY_READ_EVERY) -> tuple[int, int]:
+    """(used_memory, maxmemory) of the Redis server, read at most every max_age seconds per
+    process: a submission costs no extra round trip."""
+    global _memory_reading
+    at, used, maximum = _memory_reading
+    if time.monotonic() - at < max_age:
+        return used, maximum
+    with _memory_lock:
+        at, used, maximum = _memory_reading
+        if time.monotonic() - at >= max_age:
+            used, maximum = parse_memory_info(backend_client().info("memory"))
+            _memory_reading = (time.monotonic(), used, maximum)
+    return used, maximum
+
+
+class JobStoreFull(OutOfMemoryError):
+    """Redis holds JOB_STORE_ADMIT_PERCENT of its maxmemory: no new job until running ones
+    free room (answered 503, config/errors.py, like Redis's own refusal at maxmemory)."""
+
+
+def over_admit_limit(used: int, maximum: int, percent: int) -> bool:
+    """Whether Redis is too full to take new jobs (pure): no maxmemory means no limit known."""
+    return maximum > 0 and used * 100 >= maximum * percent
+
+
+def check_room_for_new_job() -> None:
+    """Raise JobStoreFull while Redis holds JOB_STORE_ADMIT_PERCENT of its maxmemory or more."""
+    if over_admit_limit(*memory_use(), settings.JOB_STORE_ADMIT_PERCENT):
+        raise JobStoreFull("Redis is above the share of its memory new jobs may fill")
+
+
+def retry_while_full(write, what: str, cap: float = 2.0):
+    """Run a Redis write, and while Redis refuses it for lack of memory (maxmemory reached, no
+    eviction) wait and run it again: a worker's write about a job already accepted is never
+    given up (the job would be lost), it waits for the room that finishing jobs free."""
+    delay, warned = 0.05, False
+    while True:
+        try:
+            return write()
+        except OutOfMemoryError:
+            if not warned:
+                logger.warning("Redis is full (maxmemory); %s waits for room", what)
+                warned = True
+            time.sleep(delay)
+            delay = min(cap, delay * 2)
 
 
 def mark_worker_lost(job_id: str) -> bool:
@@ -135,9 +225,22 @@ def mark_worker_lost(job_id: str) -> bool:
     queue. Never replaces a finished state. Returns whether it was written."""
     backend = _backend()
     result = {"exc_type": WORKER_LOST, "exc_message": ["worker lost"]}
-    written = backend.client.eval(SET_UNLESS_FINISHED, 1, backend.get_key_for_task(job_id),
-                                  backend.encode(_meta(job_id, states.RETRY, result)), backend.expires)
+    try:
+        written = backend.client.eval(SET_UNLESS_FINISHED, 1, backend.get_key_for_task(job_id),
+                                      backend.encode(_meta(job_id, states.RETRY, result)), backend.expires)
+    except ResponseError as exc:
+        # A full Redis refuses the script's SET (as a script error, not OutOfMemoryError). The
+        # marker only tells clients why the job waits; the job's message is what matters.
+        if not refused_for_memory(exc):
+            raise
+        logger.warning("Job %s: worker-lost marker not written: Redis is full", job_id)
+        return False
     return bool(written)
+
+
+def refused_for_memory(exc: BaseException) -> bool:
+    """Whether Redis refused a command, or a script's command, for lack of memory (maxmemory)."""
+    return isinstance(exc, OutOfMemoryError) or (isinstance(exc, ResponseError) and "-OOM " in str(exc))
 
 
 def start_delivery(job_id: str, attempt: int) -> tuple[int, int, bool]:
@@ -145,12 +248,17 @@ def start_delivery(job_id: str, attempt: int) -> tuple[int, int, bool]:
     transaction (one round trip): (starts in all, starts of this attempt, cancelled)."""
     backend = _backend()
     key = DELIVERIES_PREFIX + job_id
-    with backend.client.pipeline(transaction=True) as pipe:
-        pipe.exists(REVOKED_FLAG_PREFIX + job_id)
-        pipe.hincrby(key, "total", 1)
-        pipe.hincrby(key, f"attempt:{attempt}", 1)
-        pipe.expire(key, backend.expires)
-        cancelled, total, this_attempt, _ = pipe.execute()
+
+    def count():
+        with backend.client.pipeline(transaction=True) as pipe:
+            pipe.exists(REVOKED_FLAG_PREFIX + job_id)
+            pipe.hincrby(key, "total", 1)
+            pipe.hincrby(key, f"attempt:{attempt}", 1)
+            pipe.expire(key, backend.expires)
+            return pipe.execute()
+
+    # Refused as a whole when Redis is full (MULTI/EXEC): nothing was counted, so it is run again.
+    cancelled, total, this_attempt, _ = retry_while_full(count, f"job {job_id}'s start")
     return total, this_attempt, bool(cancelled)
 
 

@@ -64,7 +64,7 @@ class JobListView(GenericAPIView):
         page = self.paginate_queryset(self.get_queryset())
         metas = store.read_many([job.id for job in page])
         return self.get_paginated_response(
-            [job_body(request, job, meta) for job, meta in zip(page, metas, strict=True)]
+            [job_body(request, job, store.current_meta(job, meta)) for job, meta in zip(page, metas, strict=True)]
         )
 
     @extend_schema(
@@ -123,15 +123,17 @@ class JobDetailView(GenericAPIView):
 
     def get(self, request, job_id):
         # The state and the record copy written at submission (prefetched above with the token
-        # check); the record from PostgreSQL (one indexed query) only when the copy is absent.
+        # check); the record from PostgreSQL (one indexed query) only when Redis no longer
+        # holds the job: its copy is gone, or its state is (then the record holds the outcome).
         if not ids.is_job_id(job_id):
             raise Http404
         if self.prefetched is not None:
             meta, job = self.prefetched
         else:
             meta, job, _ = store.read_status(job_id)
-        if job is None:
+        if job is None or meta is None:
             job = self.get_object()
+            meta = store.current_meta(job, meta)
         elif job.user_id != request.user.pk:
             raise Http404
         return Response(job_body(request, job, meta),
@@ -144,7 +146,7 @@ class JobDetailView(GenericAPIView):
     )
     def delete(self, request, job_id):
         job = self.get_object()
-        meta = store.read_meta(job.id)
+        meta = store.current_meta(job, store.read_meta(job.id))
         if status.is_finished(meta):
             return Response(job_body(request, job, meta), status=http.HTTP_409_CONFLICT)
         return Response(job_body(request, job, service.cancel(job)), status=http.HTTP_202_ACCEPTED)

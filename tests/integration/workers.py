@@ -16,6 +16,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 from celery import current_app
+from django.db import connection
 
 from tests.support.stack import ARTIFACTS
 from tests.support.wait import wait_until
@@ -53,13 +54,16 @@ def start_worker(name: str, queues: str, *, concurrency: int = 2, env: dict | No
     ARTIFACTS.mkdir(exist_ok=True)
     node = f"{name}@%h"
     log_path = ARTIFACTS / f"integration-{name}.log"
-    # Each worker its own liveness file (services/config/liveness.py), not the shared /tmp one.
-    liveness = {"WORKER_LIVENESS_FILE": str(ARTIFACTS / f"integration-{name}.alive")}
+    # Each worker its own liveness file (services/config/liveness.py), not the shared /tmp one,
+    # and the tests' database (pytest-django's test_<name>, set up by then), where its archiver
+    # writes the outcomes of finished jobs (services/jobs/archive.py).
+    own = {"WORKER_LIVENESS_FILE": str(ARTIFACTS / f"integration-{name}.alive"),
+           "POSTGRES_DB": connection.settings_dict["NAME"]}
     with log_path.open("w") as log:
         process = subprocess.Popen(
             [sys.executable, "-m", "celery", "--app=config", "worker", f"--queues={queues}",
              f"--concurrency={concurrency}", "--loglevel=INFO", f"--hostname={node}", *extra],
-            cwd=SERVICES_DIR, env={**os.environ, **liveness, **(env or {})}, stdout=log,
+            cwd=SERVICES_DIR, env={**os.environ, **own, **(env or {})}, stdout=log,
             stderr=subprocess.STDOUT, start_new_session=True,
         )
     worker = WorkerProcess(node.replace("%h", socket.gethostname()), process, log_path)

@@ -1,7 +1,8 @@
 """Read a job from any container: `manage.py job status --name NAME` with the token in JOB_TOKEN.
 
 The id is computed from the token and name alone (jobs.ids), exactly as web computed it,
-then its state is read from the result backend. The token is read from the JOB_TOKEN
+then its state is read from the result backend, or from the job's record once Redis no longer
+holds it. The token is read from the JOB_TOKEN
 environment variable or stdin (--token-stdin), never from the command line, so it stays out
 of process listings and shell history.
 """
@@ -13,6 +14,7 @@ import sys
 from django.core.management.base import BaseCommand, CommandError
 
 from jobs import service, status, store
+from jobs.models import Job
 
 
 class Command(BaseCommand):
@@ -35,6 +37,10 @@ class Command(BaseCommand):
             run = latest.run if latest else 1
         job_id = service.job_id_for(token, name, run)
         meta = store.read_meta(job_id)
+        if meta is None:
+            # Finished and no longer in Redis: the outcome its record keeps (jobs/archive.py).
+            record = Job.objects.filter(pk=job_id).first()
+            meta = store.archived_meta(record) if record is not None else None
         if meta is None:
             raise CommandError(f"No state for job {name!r} run {run} (id {job_id}): "
                                "never submitted with this token, or its result expired.")

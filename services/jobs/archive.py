@@ -1,0 +1,261 @@
+"""Finished jobs move from Redis into their PostgreSQL record: Redis's memory follows the jobs
+in flight, not the jobs of the day.
+
+Every finished state (SUCCESS, FAILURE, REVOKED) reaches Redis together with an entry in the
+sorted set store.FINISHED_INDEX (job id -> when it finished). An archiver takes the oldest
+entries, at most BATCH per pass, and
+1. reads their metas (one MGET) and copies each finished one into its job's record (`outcome`,
+   `finished_at`) in one UPDATE, committed;
+2. only then, in one Redis script, removes each entry that still has the score it read (a job
+   that finished again meanwhile keeps its newer entry) and, where the job's meta is still a
+   finished one, cuts the life of its keys (meta, record copy, delivery count) to JOB_HOT_SECONDS
+   after the finish - or deletes them at once while Redis is above the admission limit
+   (JOB_STORE_ADMIT_PERCENT), when the room is needed.
+
+So a result leaves Redis only once PostgreSQL has it, and reads answer from the record after
+(store.current_meta). Entries of tasks that are not jobs (the housekeeping tasks) match no
+record and have their keys cut the same way.
+
+The archiver is a thread in every worker's main process (started by worker_ready, whatever the
+broker and pool), one pass at a time across the stack (a lock key; a full Redis refuses even
+that write, and then passes run without it: they are idempotent, and it is when they free
+memory that they matter most). It reaches PostgreSQL through a connection of its own, closed
+before the prefork pool forks a process, so that no pool process inherits its socket.
+"""
+
+import json
+import logging
+import os
+import threading
+import time
+import uuid
+
+import psycopg
+from celery import signals, states
+from django.conf import settings
+from redis.exceptions import OutOfMemoryError
+
+from jobs import store
+from jobs.models import Job
+
+logger = logging.getLogger(__name__)
+
+BATCH = 500
+IDLE_WAIT = 1.0           # seconds between passes that found less than a full batch
+LOCK_KEY = "jobs:archive-lock"
+LOCK_SECONDS = 60         # outlives any pass (statement_timeout 10 s, Redis socket timeouts)
+STATEMENT_TIMEOUT_MS = 10_000
+ERROR_LOG_EVERY = 60.0    # seconds between two log lines of a failure that persists
+
+# KEYS[1] the finished index, then three keys per job (meta, record copy, delivery count);
+# ARGV[1] seconds to keep a finished job, ARGV[2] now, then (job id, score read) per job.
+# Returns how many entries it removed.
+RELEASE = """
+local keep, now = tonumber(ARGV[1]), tonumber(ARGV[2])
+local removed = 0
+for i = 3, #ARGV, 2 do
+  local job_id, score = ARGV[i], tonumber(ARGV[i + 1])
+  local current = redis.call('ZSCORE', KEYS[1], job_id)
+  if current and tonumber(current) == score then
+    redis.call('ZREM', KEYS[1], job_id)
+    removed = removed + 1
+    local first = 2 + (i - 3) / 2 * 3
+    local raw = redis.call('GET', KEYS[first])
+    local finished = false
+    if raw then
+      local ok, meta = pcall(cjson.decode, raw)
+      finished = ok and type(meta) == 'table' and (meta.status == 'SUCCESS'
+        or meta.status == 'FAILURE' or meta.status == 'REVOKED')
+    end
+    if finished then
+      local left = math.ceil(keep - (now - score))
+      for k = first, first + 2 do
+        if left > 0 then redis.call('EXPIRE', KEYS[k], left) else redis.call('DEL', KEYS[k]) end
+      end
+    end
+  end
+end
+return removed
+"""
+
+
+def outcome_of(meta: dict) -> dict:
+    """What the record keeps of a finished meta: what a read shows (status.describe), without
+    the traceback or the task's arguments (pure)."""
+    return without_nul({"status": meta["status"], "result": meta.get("result"),
+                        "date_done": meta.get("date_done")})
+
+
+def without_nul(value):
+    """The value with NUL characters taken out of its strings, which PostgreSQL's jsonb refuses
+    (pure): one job's odd result must not stop the archive."""
+    if isinstance(value, str):
+        return value.replace("\x00", "\ufffd")
+    if isinstance(value, dict):
+        return {without_nul(key): without_nul(item) for key, item in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [without_nul(item) for item in value]
+    return value
+
+
+class Archiver:
+    """Runs archive passes in a thread until stopped."""
+
+    def __init__(self):
+        self.pass_lock = threading.Lock()  # held for a pass, and by a fork (see _before_fork)
+        self._db = None
+        self._stop = threading.Event()
+        self._thread: threading.Thread | None = None
+        self._failing_since: float | None = None
+        self._logged_at = float("-inf")
+
+    def start(self) -> None:
+        self._thread = threading.Thread(target=self._run, name="job-archiver", daemon=True)
+        self._thread.start()
+
+    def stop(self) -> None:
+        self._stop.set()
+        if self._thread:
+            self._thread.join(timeout=15)
+        with self.pass_lock:
+            self.close_db()
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            try:
+                done = self.run_pass()
+                if self._failing_since is not None:
+                    logger.info("Job archive works again (after %.0f s)", time.monotonic() - self._failing_since)
+                    self._failing_since = None
+            except Exception as exc:  # noqa: BLE001 - PostgreSQL or Redis away: try again, never die
+                done = 0
+                now = time.monotonic()
+                if self._failing_since is None:
+                    self._failing_since = now
+                if now - self._logged_at >= ERROR_LOG_EVERY:
+                    self._logged_at = now
+                    logger.warning("Job archive pass failed (%s: %s); finished jobs stay in Redis "
+                                   "until it works", type(exc).__name__, exc)
+                with self.pass_lock:
+                    self.close_db()
+            if done < BATCH:
+                self._stop.wait(IDLE_WAIT)
+
+    def run_pass(self) -> int:
+        """One pass under the stack-wide lock; returns how many entries it handled."""
+        client = store.backend_client()
+        token = uuid.uuid4().hex.encode()
+        try:
+            locked = bool(client.set(LOCK_KEY, token, nx=True, ex=LOCK_SECONDS))
+            if not locked:
+                return 0  # another worker's archiver is in a pass
+        except OutOfMemoryError:
+            locked = False  # Redis is full: run without the lock (see the module's docstring)
+        try:
+            with self.pass_lock:
+                return self.archive_batch()
+        finally:
+            if locked and client.get(LOCK_KEY) == token:
+                client.delete(LOCK_KEY)
+
+    def archive_batch(self) -> int:
+        client = store.backend_client()
+        entries = client.zrange(store.FINISHED_INDEX, 0, BATCH - 1, withscores=True)
+        if not entries:
+            return 0
+        ids = [member.decode() for member, _ in entries]
+        rows = [(job_id, json.dumps(outcome_of(meta)), score)
+                for job_id, (_, score), meta in zip(ids, entries, store.read_many(ids), strict=True)
+                if meta is not None and meta.get("status") in states.READY_STATES]
+        if rows:
+            self._write_records(rows)
+        used, maximum = store.memory_use(max_age=0)
+        keep = 0 if store.over_admit_limit(used, maximum, settings.JOB_STORE_ADMIT_PERCENT) \
+            else settings.JOB_HOT_SECONDS
+        keys = [store.FINISHED_INDEX]
+        for job_id in ids:
+            keys += [store.meta_key(job_id), store.RECORD_PREFIX + job_id, store.DELIVERIES_PREFIX + job_id]
+        argv = [keep, time.time()]
+        for job_id, (_, score) in zip(ids, entries, strict=True):
+            argv += [job_id, repr(score)]
+        client.eval(RELEASE, len(keys), *keys, *argv)
+        return len(entries)
+
+    def _write_records(self, rows: list[tuple[str, str, float]]) -> None:
+        """One UPDATE for the batch (arrays unnested into rows), committed."""
+        db = self._connection()
+        job_ids, outcomes, finished = (list(column) for column in zip(*rows, strict=True))
+        try:
+            with db.cursor() as cursor:
+                cursor.execute(
+                    f"UPDATE {Job._meta.db_table} AS job SET outcome = v.outcome, "
+                    "finished_at = to_timestamp(v.finished) "
+                    "FROM unnest(%s::text[], %s::text[]::jsonb[], %s::float8[]) AS v(id, outcome, finished) "
+                    "WHERE job.id = v.id",
+                    (job_ids, outcomes, finished))
+            db.commit()
+        except BaseException:
+            self.close_db()
+            raise
+
+    def _connection(self) -> psycopg.Connection:
+        if self._db is None or self._db.closed:
+            config = settings.DATABASES["default"]
+            options = config.get("OPTIONS", {})
+            self._db = psycopg.connect(
+                host=config["HOST"], port=config["PORT"], dbname=config["NAME"], user=config["USER"],
+                password=config["PASSWORD"], application_name="job-archiver",
+                options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
+                **{key: options[key] for key in ("connect_timeout", "keepalives", "keepalives_idle",
+                                                 "keepalives_interval", "keepalives_count") if key in options})
+        return self._db
+
+    def close_db(self) -> None:
+        db, self._db = self._db, None
+        if db is not None:
+            try:
+                db.close()
+            except Exception:  # noqa: BLE001 - already broken
+                pass
+
+
+ARCHIVER: Archiver | None = None
+
+
+# The prefork pool forks its processes from the worker's main process, where the archiver's
+# thread may hold a PostgreSQL connection: a child would inherit its socket. The fork waits for
+# the pass in progress, and the connection is closed first (the next pass opens another).
+def _before_fork() -> None:
+    if ARCHIVER is not None:
+        ARCHIVER.pass_lock.acquire()
+        ARCHIVER.close_db()
+
+
+def _after_fork_in_parent() -> None:
+    if ARCHIVER is not None:
+        ARCHIVER.pass_lock.release()
+
+
+def _after_fork_in_child() -> None:
+    global ARCHIVER
+    ARCHIVER = None  # a pool process archives nothing; its copy of the lock is left held
+
+
+os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
+                    after_in_child=_after_fork_in_child)
+
+
+@signals.worker_ready.connect
+def _start_archiver(sender, **kwargs) -> None:
+    global ARCHIVER
+    if ARCHIVER is None:
+        ARCHIVER = Archiver()
+        ARCHIVER.start()
+
+
+@signals.worker_shutdown.connect
+def _stop_archiver(sender, **kwargs) -> None:
+    global ARCHIVER
+    archiver, ARCHIVER = ARCHIVER, None
+    if archiver is not None:
+        archiver.stop()
