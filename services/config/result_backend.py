@@ -9,6 +9,8 @@ sent, finished states listed for the archive, and writes that wait out a full Re
   subscribing, so no result is missed.
 - A finished state (SUCCESS, FAILURE, REVOKED) goes to Redis in one transaction with its entry
   in store.FINISHED_INDEX, from which jobs/archive.py copies it into PostgreSQL.
+- No copy of the job's arguments in each state it writes (result_extended would add them):
+  they are in the job's record already, and would double a big job's footprint in Redis.
 - Redis at maxmemory refuses writes (noeviction). A state write is then retried with backoff
   (result_backend_always_retry, as for a lost connection) until finishing jobs free room,
   instead of failing the job: its result is kept by the worker until it can be written.
@@ -26,6 +28,12 @@ from jobs.store import FINISHED_INDEX
 class JobResultBackend(RedisBackend):
     def on_task_call(self, producer, task_id):
         return {}
+
+    def _get_result_meta(self, *args, **kwargs):
+        meta = super()._get_result_meta(*args, **kwargs)
+        meta.pop("args", None)
+        meta.pop("kwargs", None)
+        return meta
 
     def exception_safe_to_retry(self, exc):
         return isinstance(exc, OutOfMemoryError) or super().exception_safe_to_retry(exc)

@@ -274,7 +274,8 @@ if not 0 <= JOB_HOT_SECONDS <= CELERY_RESULT_EXPIRES:
 JOB_STORE_ADMIT_PERCENT = env.int("JOB_STORE_ADMIT_PERCENT", default=80)
 if not 10 <= JOB_STORE_ADMIT_PERCENT <= 95:
     raise ImproperlyConfigured("JOB_STORE_ADMIT_PERCENT must be between 10 and 95.")
-# Stores the worker's hostname, task name and arguments with each result.
+# Stores the worker's hostname, task name and retries with each state (not the arguments:
+# config/result_backend.py leaves them out, the job's record has them).
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_DEFAULT_QUEUE = "jobs"
 
@@ -306,6 +307,8 @@ _redis_transport = {
     "health_check_interval": 25,
 }
 CELERY_BROKER_TRANSPORT_OPTIONS = _redis_transport
+# kombu's Redis transport, whose writes about held messages wait out a full Redis.
+CELERY_BROKER_TRANSPORT = "jobs.redis_transport:Transport"
 if BROKER == "rabbitmq":
     # Publisher confirms: a publish returns (and the API answers 202) only once RabbitMQ has
     # the message. Quorum queues: replicated, durable, and they count deliveries; Celery then
@@ -313,6 +316,7 @@ if BROKER == "rabbitmq":
     # A dead worker's unacknowledged messages return to the queue when its connection closes
     # (heartbeats notice a vanished one), so jobs/orphans.py is for Redis only.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
+    CELERY_BROKER_TRANSPORT = None  # the URL's (amqp)
     CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
     # Native delayed delivery (retry countdowns) routes through topic exchanges only.
     CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"

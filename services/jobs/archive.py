@@ -41,6 +41,7 @@ from jobs.models import Job
 logger = logging.getLogger(__name__)
 
 BATCH = 500
+READ_CHUNK = 100          # metas per Redis reply
 IDLE_WAIT = 1.0           # seconds between passes that found less than a full batch
 LOCK_KEY = "jobs:archive-lock"
 LOCK_SECONDS = 60         # outlives any pass (statement_timeout 10 s, Redis socket timeouts)
@@ -164,8 +165,11 @@ class Archiver:
         if not entries:
             return 0
         ids = [member.decode() for member, _ in entries]
+        # Read in small replies: a reply counts towards Redis's memory while it is written out.
+        metas = [meta for start in range(0, len(ids), READ_CHUNK)
+                 for meta in store.read_many(ids[start:start + READ_CHUNK])]
         rows = [(job_id, json.dumps(outcome_of(meta)), score)
-                for job_id, (_, score), meta in zip(ids, entries, store.read_many(ids), strict=True)
+                for job_id, (_, score), meta in zip(ids, entries, metas, strict=True)
                 if meta is not None and meta.get("status") in states.READY_STATES]
         if rows:
             self._write_records(rows)

@@ -179,16 +179,17 @@ LOCK_KEY = "jobs:recovery-lock"
 LOCK_SECONDS = 300  # outlives any pass; a crashed pass only delays the next one this long
 
 
-def recover_lost_jobs(**kwargs) -> list[str]:
+def recover_lost_jobs(scan: BrokerScan | None = None, **kwargs) -> list[str]:
     """Publish each lost job again under its id; returns the ids. One pass at a time: two
-    overlapping passes (a beat restart, two workers) would both publish the same job."""
+    overlapping passes (a beat restart, two workers) would both publish the same job. What the
+    pass read of the broker is added to `scan`."""
     client = store.backend_client()
     token = uuid.uuid4().hex.encode()
     if not client.set(LOCK_KEY, token, nx=True, ex=LOCK_SECONDS):
         logger.info("Another lost-job recovery pass is running; skipping this one")
         return []
     started = time.monotonic()
-    scan = BrokerScan()
+    scan = scan if scan is not None else BrokerScan()
     try:
         recovered = _recover(scan=scan, **kwargs)
     finally:

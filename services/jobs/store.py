@@ -204,18 +204,23 @@ def check_room_for_new_job() -> None:
         raise JobStoreFull("Redis is above the share of its memory new jobs may fill")
 
 
-def retry_while_full(write, what: str, cap: float = 2.0):
+FULL_LOG_EVERY = 10.0  # seconds between two "Redis is full" warnings of a process
+_full_logged_at = float("-inf")
+
+
+def retry_while_full(write, what: str, cap: float = 1.0):
     """Run a Redis write, and while Redis refuses it for lack of memory (maxmemory reached, no
     eviction) wait and run it again: a worker's write about a job already accepted is never
     given up (the job would be lost), it waits for the room that finishing jobs free."""
-    delay, warned = 0.05, False
+    global _full_logged_at
+    delay = 0.01
     while True:
         try:
             return write()
         except OutOfMemoryError:
-            if not warned:
-                logger.warning("Redis is full (maxmemory); %s waits for room", what)
-                warned = True
+            if time.monotonic() - _full_logged_at >= FULL_LOG_EVERY:
+                _full_logged_at = time.monotonic()
+                logger.warning("Redis is full (maxmemory): %s waits for room", what)
             time.sleep(delay)
             delay = min(cap, delay * 2)
 
