@@ -38,7 +38,7 @@ def unavailable_service(exc: BaseException | None) -> str | None:
     """Name of the backing service whose failure raised exc, if it is one of them."""
     if isinstance(exc, BrokerError) and settings.BROKER == "rabbitmq":
         return "rabbitmq"  # on the Redis broker the same error means Redis is away
-    if isinstance(exc, OperationalError) and getattr(exc.__cause__, "pgcode", None) == DISK_FULL:
+    if isinstance(exc, OperationalError) and getattr(exc.__cause__, "sqlstate", None) == DISK_FULL:
         return "database_disk"
     for service, types in UNAVAILABLE.items():
         if isinstance(exc, types):

@@ -7,12 +7,13 @@ from django.db import (DatabaseError, DataError, IntegrityError, InterfaceError,
                        ProgrammingError)
 from django.test import RequestFactory
 from kombu.exceptions import OperationalError as KombuOperationalError
-from redis.exceptions import BusyLoadingError, ResponseError
+from redis.exceptions import BusyLoadingError, OutOfMemoryError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework.exceptions import NotAuthenticated, ValidationError
 
 from config import errors
+from jobs.store import JobStoreFull
 
 
 @pytest.mark.parametrize(
@@ -37,6 +38,37 @@ from config import errors
 )
 def test_unavailable_service_classification(exc, service):
     assert errors.unavailable_service(exc) == service
+
+
+def django_error_from(cause: Exception, wrapper=OperationalError):
+    """The error Django raises for a driver error: its class, with the driver's as __cause__."""
+    try:
+        raise wrapper(str(cause)) from cause
+    except wrapper as exc:
+        return exc
+
+
+def test_postgresql_out_of_disk_space_is_named_as_such():
+    from psycopg import errors as pg_errors
+
+    full = django_error_from(pg_errors.DiskFull("could not extend file: No space left on device"))
+    assert errors.unavailable_service(full) == "database_disk"
+    body = json.loads(errors.service_unavailable("database_disk").content)
+    assert body["service"] == "database_disk" and "disk space" in body["detail"]
+    # Any other operational error stays "the database is unavailable".
+    refused = django_error_from(pg_errors.ConnectionTimeout("timeout expired"))
+    assert errors.unavailable_service(refused) == "database"
+
+
+@pytest.mark.parametrize("exc", [OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+                                 JobStoreFull("Redis is above the share of its memory new jobs may fill")])
+def test_a_full_job_store_is_503_job_store_full(exc):
+    assert errors.unavailable_service(exc) == "job_store"
+    response = errors.service_unavailable("job_store")
+    body = json.loads(response.content)
+    assert response.status_code == 503 and response["Retry-After"]
+    assert body == {"error": "job_store_full", "service": "job_store", "detail": errors.DETAILS["job_store"]}
+    assert "full" in body["detail"]
 
 
 @pytest.mark.parametrize("service, label", [("database", "PostgreSQL"), ("redis", "Redis")])

@@ -1,0 +1,103 @@
+"""e2e: the stack at and past its limits, through `scripts/soak` on compose projects of their own.
+
+- A flood past Redis's memory (REDIS_MEMORY_LIMIT=32M, the rest on the compose defaults): Redis
+  is never OOM-killed and nothing restarts; every answer is 202 or a 503 naming the full job
+  store; every accepted job ends SUCCESS; a new job is accepted again within a minute.
+- A compressed soak (a small memory limit, a short hot window, minutes instead of hours): at the
+  stack's highest end-to-end rate, Redis's memory stays flat and no job is lost.
+- A backlog longer than a housekeeping pass reads (workers stopped), then drained: each pass
+  stays bounded (its Redis replies, its time), none publishes a queued job again, all end SUCCESS.
+
+What scripts/soak prints goes to the test's failure message; its JSON summary is what is checked.
+docs/capacity.md has the full-size runs (10 minutes on the defaults, a 100,000-job backlog).
+"""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+from tests.support.stack import ARTIFACTS, ROOT
+
+pytestmark = pytest.mark.slow
+
+# Ports of these projects (below 32768, see tests/e2e/conftest.py).
+PORTS = {"flood": 22000, "soak": 22100, "backlog": 22200}
+ONE_MINUTE = 60
+
+
+def soak(mode: str, *args: str, timeout: float) -> dict:
+    project = f"djcs-capacity-{mode}"
+    out = ARTIFACTS / f"soak-{mode}.json"
+    ARTIFACTS.mkdir(exist_ok=True)
+    result = subprocess.run(
+        [sys.executable, str(ROOT / "scripts" / "soak"), mode, "--project", project,
+         "--port", str(PORTS[mode]), "--down", "--json", str(out), *args],
+        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        env={**os.environ, "APP_IMAGE": f"{project}-app:latest", "FLOWER_PORT": str(PORTS[mode] + 555)},
+    )
+    (ARTIFACTS / f"soak-{mode}.log").write_text(result.stdout + result.stderr)
+    assert out.exists(), f"scripts/soak {mode} wrote no summary:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+    summary = json.loads(out.read_text())
+    summary["log"] = result.stdout[-6000:]
+    return summary
+
+
+def assert_nothing_lost_or_restarted(summary: dict) -> None:
+    report = summary["log"]
+    assert "error" not in summary, report
+    assert summary["accepted"] > 0, report
+    assert summary["lost"] == 0, report
+    assert summary["final_states"] == {"SUCCESS": summary["accepted"]}, report
+    assert summary["undocumented_answers"] == {}, report
+    for service, state in summary["containers"].items():
+        assert not state["oom_killed"] and state["restarts"] == 0, (service, report)
+    assert summary["ok"], report
+
+
+def test_a_flood_past_redis_memory_is_refused_and_loses_nothing():
+    summary = soak("flood", "--seconds", "90", "--interval", "10", "--env", "REDIS_MEMORY_LIMIT=32M",
+                   timeout=1800)
+    report = summary["log"]
+    assert_nothing_lost_or_restarted(summary)
+    # The limit was reached (or this proves nothing), and only ever answered with 503.
+    assert summary["answers"].get("503 job_store_full", 0) > 0, report
+    assert set(summary["answers"]) <= {"202", "503 job_store_full"}, report
+    assert summary["redis_used_max"] <= summary["redis_max"], report
+    assert summary["serves_again_after_s"] is not None and summary["serves_again_after_s"] <= ONE_MINUTE, report
+
+
+def test_a_compressed_soak_keeps_redis_memory_flat():
+    summary = soak("soak", "--minutes", "3", "--compare-after", "60", "--interval", "15",
+                   "--env", "REDIS_MEMORY_LIMIT=64M", "--env", "JOB_HOT_SECONDS=10", timeout=1800)
+    report = summary["log"]
+    assert_nothing_lost_or_restarted(summary)
+    # Thousands of jobs through it, and Redis's memory at the end within 20 % of its value
+    # after the first minute: finished jobs left it, whatever the number of them.
+    assert summary["accepted"] >= 2000, report
+    assert abs(summary["redis_growth"]) <= 0.20, report
+    assert summary["postgres_bytes_end"] > summary["postgres_bytes_start"], report
+
+
+def test_a_backlog_longer_than_a_pass_reads_is_housekept_in_bounded_passes():
+    # JOB_RECOVERY_AFTER at its minimum (60 s) so the recovery looks at the queued jobs soon.
+    summary = soak("backlog", "--jobs", "25000", "--interval", "20", "--env", "JOB_RECOVERY_AFTER=60",
+                   timeout=2400)
+    report = summary["log"]
+    assert_nothing_lost_or_restarted(summary)
+    passes = summary["passes"]
+    full = passes[0]["recovery"]
+    # While the queue held more than a pass reads (20,000 messages), the recovery read at most
+    # that much, in replies of 200 messages, and published nothing again.
+    assert full["broker_read_whole"] is False, report
+    assert full["messages_read"] <= 20_000 + 200, report
+    for entry in passes:
+        recovery = entry["recovery"]
+        assert recovery["published_again"] == 0, (entry, report)
+        assert recovery["largest_reply_bytes"] <= 200 * 4096, (entry, report)
+        for name in ("recovery", "sweep", "archive"):
+            assert entry[name]["seconds"] < 30, (name, entry, report)
+    # Redis's own view: no client's reply ever held more than a megabyte.
+    assert 0 < summary["redis_peak_reply_bytes"] <= 1_000_000, report
