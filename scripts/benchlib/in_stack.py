@@ -11,7 +11,9 @@ prints one JSON object on its last line. Commands:
   raw N M SECONDS        wait (up to SECONDS) until the jobs queue is empty and no message is
                          unacknowledged; then the raw-Celery baselines: N no-op tasks through
                          apply_async, waiting for all N results with MGET; then M sequential
-                         round trips (apply_async, then polling the result key)
+                         round trips (apply_async, then polling the result key). The N tasks'
+                         phase is marked (`MARK start`, `MARK end`, see mark()), so that
+                         scripts/bench can take the containers' CPU time around it.
 """
 
 import json
@@ -80,6 +82,14 @@ def drain(timeout: float) -> dict:
             "unacked": unacked}
 
 
+def mark(name: str) -> None:
+    """Tell scripts/bench that a measured phase starts or ends, and wait until it has taken its
+    snapshot (a line on stdin). Run as `python -` (stdin is the script, at EOF by now) there is
+    nobody to wait for: readline returns at once."""
+    print(f"MARK {name}", flush=True)
+    sys.stdin.readline()
+
+
 def _succeeded(backend, raw) -> bool:
     return raw is not None and backend.decode(raw)["status"] == "SUCCESS"
 
@@ -110,6 +120,7 @@ def raw(n: int, m: int, drain_timeout: float) -> dict:
     # Throughput: N tasks from one client, then wait until all N results are in the backend.
     ids = [str(uuid.uuid4()) for _ in range(n)]
     pending = [backend.get_key_for_task(task_id) for task_id in ids]
+    mark("start")
     start = time.perf_counter()
     for task_id in ids:
         task.apply_async(task_id=task_id)
@@ -120,6 +131,7 @@ def raw(n: int, m: int, drain_timeout: float) -> dict:
         if pending:
             time.sleep(0.005)
     elapsed = time.perf_counter() - start
+    mark("end")
 
     # Latency: sequential round trips.
     latencies = [round_trip() for _ in range(m)]

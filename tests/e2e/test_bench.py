@@ -1,7 +1,8 @@
 """e2e: `scripts/bench --short` against the session's stack produces every row of its table.
 
 It checks that the benchmark still runs and measures what it promises (so the script cannot
-rot), never how fast anything is: speed depends on the machine and whatever else it runs. Row 6
+rot), never how fast anything is: speed depends on the machine and whatever else it runs. The
+CPU time per 1,000 jobs is checked to be there and positive for every side, not its size. Row 6
 (the stack against the naive peer app) is measured because the e2e stack runs with
 BENCH_PEER_APP=1 (tests/e2e/conftest.py). Row 7 (Redis vs RabbitMQ) needs a second stack and is
 skipped by --short, saying so; row 8 (the worker pools) is measured with a few jobs.
@@ -13,12 +14,14 @@ import os
 import subprocess
 import sys
 
+import pytest
 import requests
 
 from tests.support.stack import ROOT
 
 SHORT_RUN_TIMEOUT = 480  # the short mode takes a few minutes; this only stops a hung run
 MEASURED = {1, 2, 3, 4, 5, 6, 8}
+CONTAINERS = {"web", "worker", "redis", "postgres", "beat", "flower"}
 POOLS = {"prefork", "threads", "gevent", "solo"}
 
 
@@ -53,6 +56,31 @@ def test_short_bench_produces_every_row(stack, tmp_path):
     # Row 6 sets ours beside the peer's for submissions, status reads and end to end.
     peer_rows = [row for row in rows if row["row"] == 6 and row.get("target")]
     assert len(peer_rows) == 3 and all(row["baseline"] > 0 for row in peer_rows), report
+    # Rows 2 and 6 lead with the containers' CPU time per 1,000 jobs end to end: a positive total
+    # for ours beside raw Celery's (row 2) and the peer's (row 6), then a line per container.
+    for number, baseline in ((2, "raw Celery"), (6, "peer")):
+        cpu = [row for row in rows if row["row"] == number and row["unit"] == "CPU ms"]
+        total = cpu[0]
+        assert "CPU per 1,000 jobs" in total["measure"], report
+        assert total["baseline_name"].startswith(baseline), report
+        assert total["value"] > 0 and total["baseline"] > 0 and total["ratio"] > 0, report
+        containers = {row["measure"].strip(): row for row in cpu[1:] if "CPU per" not in row["measure"]}
+        assert CONTAINERS <= set(containers), (number, set(containers), report)
+        # The worker ran every side's jobs; web served ours and the peer's and held raw Celery's client.
+        for service in ("web", "worker"):
+            assert containers[service]["value"] > 0 and containers[service]["baseline"] > 0, report
+        assert sum(row["value"] for row in containers.values()) == pytest.approx(total["value"]), report
+    [peer_vs_raw] = [row for row in rows
+                     if row["measure"].strip() == "peer vs raw Celery: CPU per 1,000 jobs"]
+    assert peer_vs_raw["value"] > 0 and peer_vs_raw["baseline"] > 0, report
+    # ...printed as such, and kept in the JSON for each side.
+    printed_cpu = [line for line in result.stdout.splitlines()
+                   if line.split()[:1] in (["2"], ["6"]) and "CPU per 1,000 jobs" in line
+                   and "CPU ms" in line]
+    assert len(printed_cpu) >= 4, report  # row 2's total; row 6's vs the peer, ours and peer vs raw
+    measured = json.loads(out.read_text())["measured"]
+    for side in ("e2e", "peer_e2e", "raw"):
+        assert measured[side]["cpu_ms_per_1000"]["total"] > 0, (side, report)
     # Row 8: every pool on both kinds of job, each beside prefork measured in the same run.
     pools = [row for row in rows if row["row"] == 8]
     for kind in ("CPU-bound", "I/O-bound"):
