@@ -109,6 +109,7 @@ class Archiver:
         self._thread: threading.Thread | None = None
         self._failing_since: float | None = None
         self._logged_at = float("-inf")
+        self.largest_reply = 0  # bytes of the largest meta reply read (manage.py housekeeping)
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="job-archiver", daemon=True)
@@ -166,8 +167,11 @@ class Archiver:
             return 0
         ids = [member.decode() for member, _ in entries]
         # Read in small replies: a reply counts towards Redis's memory while it is written out.
-        metas = [meta for start in range(0, len(ids), READ_CHUNK)
-                 for meta in store.read_many(ids[start:start + READ_CHUNK])]
+        metas = []
+        for start in range(0, len(ids), READ_CHUNK):
+            raws = client.mget([store.meta_key(job_id) for job_id in ids[start:start + READ_CHUNK]])
+            self.largest_reply = max(self.largest_reply, sum(len(raw) for raw in raws if raw))
+            metas += [store.decode_meta(raw) for raw in raws]
         rows = [(job_id, json.dumps(outcome_of(meta)), score)
                 for job_id, (_, score), meta in zip(ids, entries, metas, strict=True)
                 if meta is not None and meta.get("status") in states.READY_STATES]

@@ -117,6 +117,7 @@ class DeliveryWatch:
         self._connection = None
         self._channel = None
         self._up_since: float | None = None   # start of the current run of successful writes
+        self.largest_reply = 0                # bytes of the largest reply a sweep read
 
     # --- in the worker's main thread ---------------------------------------------------------
 
@@ -246,6 +247,7 @@ class DeliveryWatch:
                       for tag, delivered in client.zrangebyscore(
                           UNACKED_INDEX, "-inf", now - self.lost_after, start=0, num=SWEEP_BATCH,
                           withscores=True)}
+        self.largest_reply = max(self.largest_reply, sum(len(tag) + 8 for tag in deliveries))
         if not deliveries:
             return []
         # Read after the deliveries: a worker listing a tag delivered later is harmless.
@@ -268,9 +270,10 @@ class DeliveryWatch:
             pipe.zrangebyscore(WORKERS_INDEX, now - 2 * self.lost_after, "+inf")
             _, names = pipe.execute()
         names = [name.decode() for name in names]
+        raws = client.mget([WORKER_KEY_PREFIX + name for name in names]) if names else []
+        self.largest_reply = max(self.largest_reply, sum(len(raw) for raw in raws if raw))
         records = []
-        for name, raw in zip(names, client.mget([WORKER_KEY_PREFIX + name for name in names]) if names else [],
-                             strict=True):
+        for name, raw in zip(names, raws, strict=True):
             if raw is None:                   # expired since its last write: dead
                 continue
             value = json.loads(raw)

@@ -67,7 +67,11 @@ def read_many(job_ids: list[str]) -> list[dict | None]:
         return []
     backend = _backend()
     raws = backend.client.mget([backend.get_key_for_task(job_id) for job_id in job_ids])
-    return [backend.decode(raw) if raw else None for raw in raws]
+    return [decode_meta(raw) for raw in raws]
+
+
+def decode_meta(raw: bytes | None) -> dict | None:
+    return _backend().decode(raw) if raw else None
 
 
 def meta_key(job_id: str) -> bytes:

@@ -93,11 +93,13 @@ def test_a_backlog_longer_than_a_pass_reads_is_housekept_in_bounded_passes():
     # that much, in replies of 200 messages, and published nothing again.
     assert full["broker_read_whole"] is False, report
     assert full["messages_read"] <= 20_000 + 200, report
+    # Every pass: nothing published again (every job was queued or running), and replies and
+    # time bounded - the recovery's replies of 200 messages (it used to read the whole queue in
+    # one), the archive's of 100 metas. The recovery's seconds include its deliberate 5 s wait
+    # before it confirms a suspect.
     for entry in passes:
-        recovery = entry["recovery"]
-        assert recovery["published_again"] == 0, (entry, report)
-        assert recovery["largest_reply_bytes"] <= 200 * 4096, (entry, report)
+        assert entry["recovery"]["published_again"] == 0, (entry, report)
         for name in ("recovery", "sweep", "archive"):
+            assert entry[name]["largest_reply_bytes"] <= 1_000_000, (name, entry, report)
             assert entry[name]["seconds"] < 30, (name, entry, report)
-    # Redis's own view: no client's reply ever held more than a megabyte.
-    assert 0 < summary["redis_peak_reply_bytes"] <= 1_000_000, report
+    assert summary["largest_reply_bytes"] > 0 and summary["longest_pass"]["seconds"] < 30, report

@@ -34,7 +34,7 @@ def sweep_pass() -> dict:
         return {"skipped": "not on the Redis broker"}
     watch = orphans.DeliveryWatch("housekeeping-command", settings.JOB_WORKER_LOST_AFTER)
     try:
-        return {"put_back": len(watch.sweep())}
+        return {"put_back": len(watch.sweep()), "largest_reply_bytes": watch.largest_reply}
     finally:
         watch.stop()
 
@@ -42,7 +42,7 @@ def sweep_pass() -> dict:
 def archive_pass() -> dict:
     archiver = archive.Archiver()
     try:
-        return {"entries": archiver.run_pass()}
+        return {"entries": archiver.run_pass(), "largest_reply_bytes": archiver.largest_reply}
     finally:
         archiver.close_db()
 
