@@ -54,6 +54,18 @@ def test_services_are_healthy_and_redis_is_5_0(stack, capsys):
     assert version.startswith(EXPECTED_REDIS_VERSION)
 
 
+def test_redis_keeps_its_data_below_its_memory_limit_and_evicts_nothing(stack):
+    # compose/redis/start-redis: maxmemory is 60 % of the container's limit (the rest for the AOF
+    # rewrite's fork and the allocator), and a full Redis refuses writes rather than drop a job.
+    info = redis_cli(stack, "INFO", "memory")
+    maxmemory = int(re.search(r"^maxmemory:(\d+)", info, re.MULTILINE).group(1))
+    policy = re.search(r"^maxmemory_policy:(\S+)", info, re.MULTILINE).group(1)
+    limit = stack.inspect("redis")["HostConfig"]["Memory"]
+    assert limit == 512 * 1024 * 1024
+    assert maxmemory == limit // 100 * 60
+    assert policy == "noeviction"
+
+
 def test_healthz_reports_database_and_redis(stack):
     response = healthz(stack)
     assert response.status_code == 200
