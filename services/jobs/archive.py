@@ -4,7 +4,7 @@ in flight, not the jobs of the day.
 Every finished state (SUCCESS, FAILURE, REVOKED) reaches Redis together with an entry in the
 sorted set store.FINISHED_INDEX (job id -> when it finished). An archiver takes the oldest
 entries, at most BATCH per pass, and
-1. reads their metas (one MGET) and copies each finished one into its job's record (`outcome`,
+1. reads their metas (MGETs) and copies each finished one into its job's record (`outcome`,
    `finished_at`) in one UPDATE, committed;
 2. only then, in one Redis script, removes each entry that still has the score it read (a job
    that finished again meanwhile keeps its newer entry) and, where the job's meta is still a
@@ -13,8 +13,11 @@ entries, at most BATCH per pass, and
    (JOB_STORE_ADMIT_PERCENT), when the room is needed.
 
 So a result leaves Redis only once PostgreSQL has it, and reads answer from the record after
-(store.current_meta). Entries of tasks that are not jobs (the housekeeping tasks) match no
-record and have their keys cut the same way.
+(store.current_meta). A job can finish before its record is committed (web commits the INSERT
+after the Redis transaction that publishes the job, jobs/service.py): its entry is left for a
+later pass until the record shows up, for RECORD_WAIT at most (a record that never commits is
+a submission that failed, answered 503). Entries of tasks that are not job kinds (the
+housekeeping tasks) match no record and have their keys cut at once.
 
 The archiver is a thread in every worker's main process (started by worker_ready, whatever the
 broker and pool), one pass at a time across the stack (a lock key; a full Redis refuses even
@@ -29,6 +32,7 @@ import os
 import threading
 import time
 import uuid
+from datetime import datetime
 
 import psycopg
 from celery import signals, states
@@ -36,6 +40,7 @@ from django.conf import settings
 from redis.exceptions import OutOfMemoryError
 
 from jobs import store
+from jobs.base import KINDS
 from jobs.models import Job
 
 logger = logging.getLogger(__name__)
@@ -47,6 +52,7 @@ LOCK_KEY = "jobs:archive-lock"
 LOCK_SECONDS = 60         # outlives any pass (statement_timeout 10 s, Redis socket timeouts)
 STATEMENT_TIMEOUT_MS = 10_000
 ERROR_LOG_EVERY = 60.0    # seconds between two log lines of a failure that persists
+RECORD_WAIT = 600.0       # seconds a finished job's entry waits for its record to be committed
 
 # KEYS[1] the finished index, then three keys per job (meta, record copy, delivery count);
 # ARGV[1] seconds to keep a finished job, ARGV[2] now, then (job id, score read) per job.
@@ -85,6 +91,21 @@ def outcome_of(meta: dict) -> dict:
     the traceback or the task's arguments (pure)."""
     return without_nul({"status": meta["status"], "result": meta.get("result"),
                         "date_done": meta.get("date_done")})
+
+
+def finished_at(meta: dict, listed_at: float) -> float:
+    """When the job finished (epoch seconds): its meta's date_done, else when it was listed (pure)."""
+    try:
+        return datetime.fromisoformat(meta["date_done"]).timestamp()
+    except (KeyError, TypeError, ValueError):
+        return listed_at
+
+
+def is_job(meta: dict) -> bool:
+    """Whether a finished meta is a job kind's (which has a record) rather than another task's,
+    such as the housekeeping tasks (pure). States web writes (REVOKED) carry no task name: jobs."""
+    name = meta.get("name")
+    return name is None or name in {kind.task.name for kind in KINDS.values()}
 
 
 def without_nul(value):
@@ -172,25 +193,30 @@ class Archiver:
             raws = client.mget([store.meta_key(job_id) for job_id in ids[start:start + READ_CHUNK]])
             self.largest_reply = max(self.largest_reply, sum(len(raw) for raw in raws if raw))
             metas += [store.decode_meta(raw) for raw in raws]
-        rows = [(job_id, json.dumps(outcome_of(meta)), score)
-                for job_id, (_, score), meta in zip(ids, entries, metas, strict=True)
-                if meta is not None and meta.get("status") in states.READY_STATES]
-        if rows:
-            self._write_records(rows)
+        finished = {job_id: meta for job_id, meta in zip(ids, metas, strict=True)
+                    if meta is not None and meta.get("status") in states.READY_STATES}
+        rows = [(job_id, json.dumps(outcome_of(meta)), finished_at(meta, score))
+                for job_id, (_, score) in zip(ids, entries, strict=True) if (meta := finished.get(job_id))]
+        archived = self._write_records(rows) if rows else set()
+        now = time.time()
+        # Finished jobs whose record is not there (yet) keep their entry, for a later pass.
+        release = [(job_id, score) for job_id, (_, score) in zip(ids, entries, strict=True)
+                   if not (job_id in finished and job_id not in archived and is_job(finished[job_id])
+                           and now - score < RECORD_WAIT)]
         used, maximum = store.memory_use(max_age=0)
         keep = 0 if store.over_admit_limit(used, maximum, settings.JOB_STORE_ADMIT_PERCENT) \
             else settings.JOB_HOT_SECONDS
         keys = [store.FINISHED_INDEX]
-        for job_id in ids:
+        argv = [keep, now]
+        for job_id, score in release:
             keys += [store.meta_key(job_id), store.RECORD_PREFIX + job_id, store.DELIVERIES_PREFIX + job_id]
-        argv = [keep, time.time()]
-        for job_id, (_, score) in zip(ids, entries, strict=True):
             argv += [job_id, repr(score)]
-        client.eval(RELEASE, len(keys), *keys, *argv)
+        if release:
+            client.eval(RELEASE, len(keys), *keys, *argv)
         return len(entries)
 
-    def _write_records(self, rows: list[tuple[str, str, float]]) -> None:
-        """One UPDATE for the batch (arrays unnested into rows), committed."""
+    def _write_records(self, rows: list[tuple[str, str, float]]) -> set[str]:
+        """One UPDATE for the batch (arrays unnested into rows), committed; the ids it updated."""
         db = self._connection()
         job_ids, outcomes, finished = (list(column) for column in zip(*rows, strict=True))
         try:
@@ -199,12 +225,14 @@ class Archiver:
                     f"UPDATE {Job._meta.db_table} AS job SET outcome = v.outcome, "
                     "finished_at = to_timestamp(v.finished) "
                     "FROM unnest(%s::text[], %s::text[]::jsonb[], %s::float8[]) AS v(id, outcome, finished) "
-                    "WHERE job.id = v.id",
+                    "WHERE job.id = v.id RETURNING job.id",
                     (job_ids, outcomes, finished))
+                updated = {row[0] for row in cursor.fetchall()}
             db.commit()
         except BaseException:
             self.close_db()
             raise
+        return updated
 
     def _connection(self) -> psycopg.Connection:
         if self._db is None or self._db.closed:

@@ -58,7 +58,7 @@ def assert_nothing_lost_or_restarted(summary: dict) -> None:
 
 
 def test_a_flood_past_redis_memory_is_refused_and_loses_nothing():
-    summary = soak("flood", "--seconds", "90", "--interval", "10", "--env", "REDIS_MEMORY_LIMIT=32M",
+    summary = soak("flood", "--seconds", "150", "--interval", "10", "--env", "REDIS_MEMORY_LIMIT=32M",
                    timeout=1800)
     report = summary["log"]
     assert_nothing_lost_or_restarted(summary)

@@ -113,7 +113,7 @@ def archive_paused():
     client.delete(archive.LOCK_KEY)
 
 
-def fake_finished(count: int, ago: float = 3600) -> list[str]:
+def fake_finished(count: int, ago: float = 3600, task: str = "jobs.purge_old_job_records") -> list[str]:
     """Finished states of tasks with no job record (as the housekeeping tasks leave), finished
     `ago` seconds ago (an hour by default: before anything else in the index, so that a pass
     takes them first)."""
@@ -124,7 +124,7 @@ def fake_finished(count: int, ago: float = 3600) -> list[str]:
     finished = time.time() - ago
     with client.pipeline(transaction=False) as pipe:
         for number, job_id in enumerate(ids):
-            pipe.set(store.meta_key(job_id), json.dumps({"status": "SUCCESS", "result": None,
+            pipe.set(store.meta_key(job_id), json.dumps({"status": "SUCCESS", "result": None, "name": task,
                                                          "task_id": job_id}), ex=3600)
             pipe.zadd(store.FINISHED_INDEX, {job_id: finished + number / 1000})
         pipe.execute()
@@ -163,6 +163,28 @@ def test_a_running_job_is_never_cut_short(archive_paused):
     assert archive.Archiver().archive_batch() >= 1
     assert client.zscore(store.FINISHED_INDEX, job_id) is None
     assert client.ttl(store.meta_key(job_id)) > 3000
+
+
+def test_a_job_that_finished_before_its_record_was_committed_waits_for_it(archive_paused, alice):
+    # Web commits a job's record after the Redis transaction that publishes it: a fast job can
+    # finish first. Its entry must wait for the record, not leave Redis with no outcome kept.
+    (job_id,) = fake_finished(1, ago=5, task="jobs.noop")
+    client = store.backend_client()
+    assert archive.Archiver().archive_batch() >= 1
+    assert client.zscore(store.FINISHED_INDEX, job_id) is not None
+    assert client.ttl(store.meta_key(job_id)) > settings.JOB_HOT_SECONDS
+
+    Job.objects.create(id=job_id, owner="0" * 32, user=alice.user, name="late-record", kind="noop")
+    archive_all([job_id])
+    record = Job.objects.get(pk=job_id)
+    assert record.outcome["status"] == "SUCCESS"
+    assert 0 < client.ttl(store.meta_key(job_id)) <= settings.JOB_HOT_SECONDS
+
+
+def test_a_record_that_never_comes_is_waited_for_only_so_long(archive_paused):
+    (job_id,) = fake_finished(1, ago=archive.RECORD_WAIT + 10, task="jobs.noop")
+    archive_all([job_id])
+    assert not store.backend_client().exists(store.meta_key(job_id))
 
 
 def archive_all(ids: list[str]) -> None:

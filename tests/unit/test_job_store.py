@@ -57,3 +57,17 @@ def test_nul_characters_cannot_stop_the_archive():
     # PostgreSQL's jsonb refuses \u0000; a job whose result holds one must not block the others.
     assert archive.without_nul({"a\x00": ["x\x00y", 1, None, {"k": "\x00"}]}) == \
         {"a\ufffd": ["x\ufffdy", 1, None, {"k": "\ufffd"}]}
+
+
+def test_finished_at_is_the_meta_date_done_else_when_it_was_listed():
+    assert archive.finished_at({"date_done": "2026-12-07T11:00:00+00:00"}, 5.0) == \
+        datetime(2026, 12, 7, 11, 0, tzinfo=UTC).timestamp()
+    assert archive.finished_at({"date_done": None}, 5.0) == 5.0
+    assert archive.finished_at({}, 5.0) == 5.0
+
+
+def test_only_job_kinds_wait_for_a_record():
+    assert archive.is_job({"name": "jobs.noop"})
+    assert archive.is_job({"status": "REVOKED"})  # written by web at cancellation: no task name
+    assert not archive.is_job({"name": "jobs.purge_old_job_records"})
+    assert not archive.is_job({"name": "benchpeer.noop"})
