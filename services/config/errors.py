@@ -9,6 +9,7 @@ from kombu.exceptions import OperationalError as BrokerError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
 from redis.exceptions import TimeoutError as RedisTimeoutError
+from rest_framework.exceptions import Throttled
 from rest_framework.views import exception_handler
 
 # Errors that mean "a backing service is away or full", not "the code is wrong". Not
@@ -59,6 +60,10 @@ def service_unavailable(service: str) -> JsonResponse:
 def api_exception_handler(exc, context):
     """DRF's handler, plus 503 for backing-service failures raised inside API views."""
     response = exception_handler(exc, context)
+    if isinstance(exc, Throttled) and response is not None:
+        # DRF's answer (429, Retry-After) with the same error field as the others.
+        response.data = {"error": "rate_limited", **response.data, "retry_after": exc.wait}
+        return response
     if response is None:
         service = unavailable_service(exc)
         if service:

@@ -7,6 +7,7 @@ default (see config.checks). Any variable NAME may instead come from a file name
 """
 
 import os
+import re
 
 from pathlib import Path
 from urllib.parse import quote
@@ -221,7 +222,15 @@ REST_FRAMEWORK = {
     "PAGE_SIZE": env.int("API_PAGE_SIZE", default=20),
     "EXCEPTION_HANDLER": "config.errors.api_exception_handler",
     "UNAUTHENTICATED_USER": None,
+    "DEFAULT_THROTTLE_CLASSES": ["jobs.throttling.TokenRateThrottle"],
 }
+# Per-token request rates (n/s, n/min, n/h): submissions, and every other API request. Over it,
+# 429 with Retry-After (jobs/throttling.py). Off in development; "" turns one off in production.
+API_SUBMIT_RATE = env.str("API_SUBMIT_RATE", default="600/min" if PRODUCTION else "")
+API_READ_RATE = env.str("API_READ_RATE", default="6000/min" if PRODUCTION else "")
+for _name, _rate in (("API_SUBMIT_RATE", API_SUBMIT_RATE), ("API_READ_RATE", API_READ_RATE)):
+    if _rate and not re.fullmatch(r"[1-9][0-9]*/(s|sec|m|min|h|hour|d|day)", _rate):
+        raise ImproperlyConfigured(f"{_name} must be like 600/min (n/s, n/min, n/h or n/day), not {_rate!r}.")
 # A verified token's user is cached in Redis this long (0: every request checks PostgreSQL).
 # Revoking a token or deactivating its user takes effect at once anyway (jobs/token_cache.py).
 API_TOKEN_CACHE_SECONDS = env.int("API_TOKEN_CACHE_SECONDS", default=30)
@@ -241,6 +250,9 @@ SPECTACULAR_SETTINGS = {
 # --- Jobs ---------------------------------------------------------------------------------------
 # Per-kind Celery rate limits, e.g. "model_inference=10/m,sum_number=100/s" (per worker node).
 JOB_RATE_LIMITS = env.dict("JOB_RATE_LIMITS", default={})
+# The example kinds of jobs/tasks.py clients may submit ("*": all). Off in production: allocate
+# exhausts a worker's memory on purpose, wait_io and model_inference hold a worker for minutes.
+JOB_DEMO_KINDS = env.list("JOB_DEMO_KINDS", default=[] if PRODUCTION else ["*"])
 
 # --- Celery (read by config.celery with namespace="CELERY") --------------------------------------
 CELERY_BROKER_URL = redis_url(0)

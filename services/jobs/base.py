@@ -5,10 +5,11 @@ machinery they share, so it needs no edit to add a kind.
 """
 
 import socket
+import time
 from dataclasses import dataclass
 
 from celery import Task, shared_task, states
-from celery.exceptions import Ignore, WorkerLostError
+from celery.exceptions import Ignore, SoftTimeLimitExceeded, TimeLimitExceeded, WorkerLostError
 from celery.utils.log import get_task_logger
 from celery.worker.request import Request
 from django.conf import settings
@@ -22,6 +23,9 @@ from jobs import store
 logger = get_task_logger(__name__)
 HOSTNAME = socket.gethostname()
 PROGRESS = "PROGRESS"
+# Pools whose time limits Celery does not enforce (no signal can stop a thread, and the solo pool
+# runs the job in the worker process itself): there a job is held to them at its progress reports.
+POOLS_WITHOUT_TIME_LIMITS = ("threads", "solo")
 
 
 class JobError(Exception):
@@ -68,6 +72,7 @@ class JobTask(Task):
         if cancelled:
             self._stop_cancelled()
         self.request.started_at = timezone.now().isoformat()
+        self.request.started_clock = time.monotonic()
         self.request.deliveries = total
         # One line per execution: a job delivered again after a worker died shows up twice.
         logger.info("Job %s started (%s, attempt %d, delivery %d)",
@@ -80,8 +85,10 @@ class JobTask(Task):
         self.update_state(state=states.STARTED, meta=self._running_meta())
 
     def progress(self, current: int, total: int, message: str = "") -> None:
-        """Report progress; ends the job here if it was cancelled meanwhile."""
+        """Report progress; ends the job here if it was cancelled meanwhile, or (threads and solo
+        pools) if it ran past its time limits."""
         self._stop_if_cancelled()
+        self._hold_to_time_limits()
         self.update_state(
             state=PROGRESS,
             meta={**self._running_meta(), "current": current, "total": total, "message": message},
@@ -110,6 +117,23 @@ class JobTask(Task):
         if cancelled:
             self._stop_cancelled()
 
+    def _hold_to_time_limits(self) -> None:
+        """What Celery's prefork and gevent pools do to a job past its limits, done here for the
+        pools that cannot: the soft limit raises SoftTimeLimitExceeded once (the job may catch
+        it to clean up), the hard one TimeLimitExceeded. Without it a job could outlast the
+        visibility timeout, which settings keep above the hard limit, and be delivered twice."""
+        if settings.CELERY_WORKER_POOL not in POOLS_WITHOUT_TIME_LIMITS:
+            return
+        hard, soft = self.request.timelimit or (None, None)
+        hard = hard or self.time_limit or settings.CELERY_TASK_TIME_LIMIT
+        soft = soft or self.soft_time_limit or settings.CELERY_TASK_SOFT_TIME_LIMIT
+        elapsed = time.monotonic() - getattr(self.request, "started_clock", time.monotonic())
+        if hard and elapsed >= hard:
+            raise TimeLimitExceeded(hard)
+        if soft and elapsed >= soft and not getattr(self.request, "soft_limit_raised", False):
+            self.request.soft_limit_raised = True
+            raise SoftTimeLimitExceeded()
+
     def _stop_cancelled(self) -> None:
         logger.info("Job %s was cancelled; not running it further", self.request.id)
         self.backend.mark_as_revoked(self.request.id, reason="cancelled", request=self.request)
@@ -122,13 +146,16 @@ class JobKind:
     task: JobTask
     params: type[serializers.Serializer]
     description: str
+    # An example shipped with the stack (jobs/tasks.py): on in development, off in production
+    # unless named in JOB_DEMO_KINDS (some hold a worker for minutes or exhaust its memory).
+    demo: bool = False
 
 
 # Kind name -> kind; filled as jobs/tasks.py is imported (jobs.apps imports it at start-up).
 KINDS: dict[str, JobKind] = {}
 
 
-def job_kind(params: type[serializers.Serializer]):
+def job_kind(params: type[serializers.Serializer], *, demo: bool = False):
     """Register a function as the job kind of the same name (task "jobs.<name>")."""
 
     def register(fn):
@@ -136,7 +163,14 @@ def job_kind(params: type[serializers.Serializer]):
             bind=True, base=JobTask, name=f"jobs.{fn.__name__}",
             rate_limit=settings.JOB_RATE_LIMITS.get(fn.__name__),
         )(fn)
-        KINDS[fn.__name__] = JobKind(fn.__name__, task, params, (fn.__doc__ or "").strip())
+        KINDS[fn.__name__] = JobKind(fn.__name__, task, params, (fn.__doc__ or "").strip(), demo)
         return task
 
     return register
+
+
+def kind_enabled(kind: JobKind) -> bool:
+    """Whether clients may submit the kind: any kind of yours; a demo kind only where
+    JOB_DEMO_KINDS names it ("*" for all, the development default)."""
+    enabled = settings.JOB_DEMO_KINDS
+    return not kind.demo or "*" in enabled or kind.name in enabled

@@ -3,7 +3,7 @@
 from rest_framework import serializers
 
 from jobs.ids import JOB_NAME_PATTERN
-from jobs.base import KINDS
+from jobs.base import KINDS, kind_enabled
 
 
 class JobSubmitSerializer(serializers.Serializer):
@@ -26,6 +26,12 @@ class JobSubmitSerializer(serializers.Serializer):
         required=False, default=False,
         help_text="Start a fresh run if the named job already finished.",
     )
+
+    def validate_kind(self, value):
+        if not kind_enabled(KINDS[value]):
+            raise serializers.ValidationError(
+                f"{value!r} is an example kind, off in production unless JOB_DEMO_KINDS names it.")
+        return value
 
     def validate(self, attrs):
         params = KINDS[attrs["kind"]].params(data=attrs.get("params") or {})

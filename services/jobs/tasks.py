@@ -4,6 +4,9 @@ Every kind is a Celery task named "jobs.<kind>" taking its validated params as k
 arguments. To add one: write a params serializer (what the API accepts) and a function taking
 `self` (the running task: self.progress(current, total, message) reports progress) and those
 params, decorated with @job_kind(YourParams). It is then offered by POST /api/jobs/ at once.
+The kinds below are examples (demo=True): in production they are refused unless named in
+JOB_DEMO_KINDS, since some hold a worker for minutes (wait_io, model_inference) or exhaust its
+memory on purpose (allocate).
 Raise JobError("...") for a failure whose message the client may read, TransientJobError for
 one worth retrying with backoff; anything else shows as an internal error.
 
@@ -36,7 +39,7 @@ class SumNumberParams(serializers.Serializer):
         return attrs
 
 
-@job_kind(SumNumberParams)
+@job_kind(SumNumberParams, demo=True)
 def sum_number(self, x: int, y: int) -> dict:
     """CPU-bound: adds up every integer from x to y, reporting progress per tenth."""
     count = y - x + 1
@@ -57,7 +60,7 @@ class ModelInferenceParams(serializers.Serializer):
 INFERENCE_LABELS = ("negative", "neutral", "positive")
 
 
-@job_kind(ModelInferenceParams)
+@job_kind(ModelInferenceParams, demo=True)
 def model_inference(self, text: str, steps: int = 5, step_seconds: float = 1.0) -> dict:
     """Long and multi-step: a stand-in model run that reports progress after every step."""
     digest = hashlib.sha256(text.encode()).digest()
@@ -75,7 +78,7 @@ class FailParams(serializers.Serializer):
     message = serializers.CharField(max_length=200, default="This job fails on purpose.")
 
 
-@job_kind(FailParams)
+@job_kind(FailParams, demo=True)
 def fail(self, message: str = "This job fails on purpose.") -> dict:
     """Always fails with the given message: shows how errors reach the client."""
     raise JobError(message)
@@ -85,7 +88,7 @@ class FlakyParams(serializers.Serializer):
     failures = serializers.IntegerField(min_value=0, max_value=JobTask.max_retries, default=2)
 
 
-@job_kind(FlakyParams)
+@job_kind(FlakyParams, demo=True)
 def flaky(self, failures: int = 2) -> dict:
     """Fails transiently `failures` times, then succeeds: shows retries with backoff."""
     attempt = self.request.retries + 1
@@ -98,7 +101,7 @@ class NoParams(serializers.Serializer):
     pass
 
 
-@job_kind(NoParams)
+@job_kind(NoParams, demo=True)
 def noop(self) -> dict:
     """Does nothing: measures the stack's own overhead (scripts/bench)."""
     return {}
@@ -109,7 +112,7 @@ class WaitIoParams(serializers.Serializer):
     steps = serializers.IntegerField(min_value=1, max_value=600, default=1)
 
 
-@job_kind(WaitIoParams)
+@job_kind(WaitIoParams, demo=True)
 def wait_io(self, seconds: float = 2.0, steps: int = 1) -> dict:
     """I/O-bound: waits `seconds` in `steps` (as a job waiting on a remote call would), using no
     CPU; progress after each step. A gevent or threads worker runs many at once, where prefork
@@ -125,7 +128,7 @@ class AllocateParams(serializers.Serializer):
     seconds = serializers.FloatField(min_value=0, max_value=60, default=1.0)
 
 
-@job_kind(AllocateParams)
+@job_kind(AllocateParams, demo=True)
 def allocate(self, megabytes: int, seconds: float = 1.0) -> dict:
     """Holds `megabytes` MiB of memory for `seconds`: shows what happens to a job that needs
     more memory than its worker may use (the kernel kills the process; docs/reliability.md)."""

@@ -39,7 +39,10 @@ ERRORS = {
     400: OpenApiResponse(description="Invalid input; the body names each field at fault."),
     401: OpenApiResponse(ErrorSerializer, description="Missing or invalid token."),
     413: OpenApiResponse(description="Body larger than API_MAX_BODY_BYTES."),
-    503: OpenApiResponse(description="PostgreSQL or Redis is unavailable; retry later."),
+    429: OpenApiResponse(description="The token is over its rate (API_SUBMIT_RATE, API_READ_RATE); "
+                                     "retry after Retry-After seconds."),
+    503: OpenApiResponse(description="PostgreSQL or Redis is unavailable, or Redis is too full for "
+                                     "a new job (job_store_full); retry later."),
 }
 
 
@@ -101,11 +104,6 @@ class JobDetailView(GenericAPIView):
         except Job.DoesNotExist:
             raise Http404 from None
 
-    @extend_schema(
-        summary="Read a job's state, progress and result",
-        responses={200: JobSerializer, 404: ErrorSerializer,
-                   410: OpenApiResponse(JobSerializer, description="The result expired."), **ERRORS},
-    )
     def initial(self, request, *args, **kwargs):
         # A status read is one round trip to Redis, token check included: the token's cache
         # entry, the job's state and its record copy in one MGET. Without a cache entry (first
@@ -121,6 +119,11 @@ class JobDetailView(GenericAPIView):
                 self.prefetched = (meta, job)
         super().initial(request, *args, **kwargs)
 
+    @extend_schema(
+        summary="Read a job's state, progress and result",
+        responses={200: JobSerializer, 404: ErrorSerializer,
+                   410: OpenApiResponse(JobSerializer, description="The result expired."), **ERRORS},
+    )
     def get(self, request, job_id):
         # The state and the record copy written at submission (prefetched above with the token
         # check); the record from PostgreSQL (one indexed query) only when Redis no longer

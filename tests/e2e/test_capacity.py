@@ -74,9 +74,9 @@ def test_a_compressed_soak_keeps_redis_memory_flat():
                    "--env", "REDIS_MEMORY_LIMIT=64M", "--env", "JOB_HOT_SECONDS=10", timeout=1800)
     report = summary["log"]
     assert_nothing_lost_or_restarted(summary)
-    # Thousands of jobs through it, and Redis's memory at the end within 20 % of its value
+    # A thousand jobs or more through it, and Redis's memory at the end within 20 % of its value
     # after the first minute: finished jobs left it, whatever the number of them.
-    assert summary["accepted"] >= 2000, report
+    assert summary["accepted"] >= 1000, report
     assert abs(summary["redis_growth"]) <= 0.20, report
     assert summary["postgres_bytes_end"] > summary["postgres_bytes_start"], report
 

@@ -25,6 +25,11 @@ def test_schema_lists_the_job_endpoints():
     assert "/api/jobs/{job_id}/" in paths
     assert {"get", "post"} <= set(paths["/api/jobs/"])
     assert {"get", "delete"} <= set(paths["/api/jobs/{job_id}/"])
+    # The read documents its own answers: an unknown id (404), an expired result (410).
+    read = paths["/api/jobs/{job_id}/"]["get"]
+    assert {"200", "404", "410", "429", "503"} <= set(read["responses"]), read["responses"]
+    assert read["summary"] == "Read a job's state, progress and result"
+    assert "job_store_full" in paths["/api/jobs/"]["post"]["responses"]["503"]["description"]
 
 
 def test_schema_default_rendering_is_yaml_and_names_the_paths():

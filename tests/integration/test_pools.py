@@ -59,6 +59,22 @@ def test_cancel_stops_a_running_job_as_documented(pool, settings):
         assert f"Task jobs.wait_io[{long}] succeeded" not in worker.log()
 
 
+@pytest.mark.parametrize("pool", ["threads", "solo"])
+def test_pools_that_cannot_stop_a_job_still_hold_it_to_its_time_limits(pool):
+    """Celery enforces time limits only on prefork and gevent; on threads and solo a job past its
+    soft limit is ended at its next progress report ("exceeded its time limit"), so it never
+    outlasts the visibility timeout. Limits shortened (2 s, 4 s) to reach them sooner."""
+    queue = f"it-limit-{pool}-{uuid.uuid4().hex[:6]}"
+    with running_worker(f"it-limit-{pool}", queue, extra=("--pool", pool),
+                        env={"CELERY_WORKER_POOL": pool, "CELERY_TASK_SOFT_TIME_LIMIT": "2",
+                             "CELERY_TASK_TIME_LIMIT": "4"}):
+        long = send("wait_io", queue, seconds=60, steps=120)
+        wait_until(lambda: job(long)["state"] in ("FAILURE", "SUCCESS"), timeout=30, interval=0.2,
+                   what=f"the job past its limits ended on {pool}")
+        body = job(long)
+        assert body["state"] == "FAILURE" and body["error"] == "The job exceeded its time limit.", body
+
+
 def most_at_once(spans: list[tuple[float, float]]) -> int:
     """The largest number of (start, end) intervals overlapping at one instant."""
     events = sorted([(start, 1) for start, _ in spans] + [(end, -1) for _, end in spans])

@@ -37,13 +37,19 @@ class Redacted(dict):
         return f"Redacted({', '.join(self)})"
 
 
+# The example kinds the production stacks of the tests run, enabled as an operator would (off in
+# production otherwise; tests/e2e/test_production.py checks that the others stay refused).
+DEMO_KINDS_USED = "noop,sum_number,model_inference,fail"
+
+
 def gen_prod_env(output: Path, *hosts: str) -> tuple[dict[str, str], str]:
-    """Run scripts/gen-prod-env; return the variables it wrote and what it printed."""
+    """Run scripts/gen-prod-env; return the variables it wrote (plus JOB_DEMO_KINDS) and what it
+    printed."""
     args = [str(ROOT / "scripts" / "gen-prod-env"), "--output", str(output)]
     for host in hosts:
         args += ["--host", host]
     result = subprocess.run(args, capture_output=True, text=True, timeout=60, check=True)
-    return read_env_file(output), result.stdout + result.stderr
+    return {**read_env_file(output), "JOB_DEMO_KINDS": DEMO_KINDS_USED}, result.stdout + result.stderr
 
 
 def read_env_file(path: Path) -> dict[str, str]:

@@ -71,3 +71,23 @@ def test_only_job_kinds_wait_for_a_record():
     assert archive.is_job({"status": "REVOKED"})  # written by web at cancellation: no task name
     assert not archive.is_job({"name": "jobs.purge_old_job_records"})
     assert not archive.is_job({"name": "benchpeer.noop"})
+
+
+def test_your_kinds_are_always_on_examples_only_where_named(settings):
+    from jobs.base import JobKind, kind_enabled
+
+    mine, example = JobKind("mine", None, None, ""), JobKind("allocate", None, None, "", demo=True)
+    settings.JOB_DEMO_KINDS = []
+    assert kind_enabled(mine) and not kind_enabled(example)
+    settings.JOB_DEMO_KINDS = ["noop", "allocate"]
+    assert kind_enabled(example)
+    settings.JOB_DEMO_KINDS = ["*"]
+    assert kind_enabled(example)
+
+
+@pytest.mark.parametrize("rate, parsed", [("600/min", (600, 60)), ("10/s", (10, 1)), ("5/day", (5, 86400)),
+                                          ("", None), (None, None)])
+def test_rates_read_as_drf_reads_them(rate, parsed):
+    from jobs.throttling import parse_rate
+
+    assert parse_rate(rate) == parsed

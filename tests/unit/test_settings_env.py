@@ -40,6 +40,19 @@ def test_unknown_pool_is_refused_by_name():
     assert "CELERY_WORKER_POOL must be one of prefork, threads, gevent, solo, not 'eventlet'" in result.stderr
 
 
+def test_a_malformed_rate_is_refused_by_name():
+    result = load_settings(API_SUBMIT_RATE="600 per minute")
+    assert result.returncode != 0
+    assert "API_SUBMIT_RATE must be like 600/min" in result.stderr
+    assert load_settings(API_READ_RATE="100/s", API_SUBMIT_RATE="5/hour").returncode == 0
+
+
+def test_a_hot_window_longer_than_the_retention_is_refused():
+    result = load_settings(JOB_HOT_SECONDS="90000")
+    assert result.returncode != 0
+    assert "JOB_HOT_SECONDS must be between 0 and JOB_RESULT_EXPIRES" in result.stderr
+
+
 # --- secrets from files (NAME_FILE: Docker and Swarm secrets, docker-compose.swarm.yml) -----------
 
 def load_secrets(tmp_path, **env: str) -> subprocess.CompletedProcess:
