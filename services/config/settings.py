@@ -393,6 +393,11 @@ CELERY_BEAT_SYNC_EVERY = 1
 JOB_RECOVERY_AFTER = env.int("JOB_RECOVERY_AFTER", default=300)
 if JOB_RECOVERY_AFTER < 60:
     raise ImproperlyConfigured("JOB_RECOVERY_AFTER must be at least 60 seconds.")
+# Messages a recovery pass reads at most per queue list (in replies of 200): behind a longer
+# backlog the jobs it did not find wait for a later pass (docs/capacity.md).
+JOB_RECOVERY_SCAN_LIMIT = env.int("JOB_RECOVERY_SCAN_LIMIT", default=20_000)
+if JOB_RECOVERY_SCAN_LIMIT < 200:
+    raise ImproperlyConfigured("JOB_RECOVERY_SCAN_LIMIT must be at least 200.")
 CELERY_BEAT_SCHEDULE = {
     "purge-old-job-records": {
         "task": "jobs.purge_old_job_records",

@@ -15,7 +15,8 @@ runs twice, which every job kind must tolerate anyway (docs/reliability.md).
 
 A pass costs the same whatever the backlog: it looks at most at BATCH jobs (the oldest
 unfinished ones in the window, through a partial index), reads the broker in replies of CHUNK
-messages, and reads at most SCAN_LIMIT messages of each list and of the unacknowledged hash.
+messages, and reads at most JOB_RECOVERY_SCAN_LIMIT messages of each list and of the
+unacknowledged hash.
 When the queue is longer than that, the jobs it did not find there are left for a later pass,
 once the backlog is shorter: a job published again would queue behind that backlog anyway.
 """
@@ -39,7 +40,6 @@ from jobs.models import Job
 logger = logging.getLogger(__name__)
 BATCH = 1000          # jobs looked at per pass
 CHUNK = 200           # messages per Redis reply
-SCAN_LIMIT = 20_000   # messages read per list (and per unacknowledged hash) in a pass
 # kombu's Redis transport keeps messages of priority > 0 in lists named queue + sep + step.
 PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 UNACKED_HASH = "unacked"  # kombu's default unacked_key
@@ -112,7 +112,7 @@ def _scan_list(client, name: str, wanted: set[str], scan: BrokerScan) -> set[str
     pushes at the head (shifting what is unread further on, to be read twice at worst), workers
     take from the tail, and nothing is removed from the head."""
     found: set[str] = set()
-    for start in range(0, SCAN_LIMIT, CHUNK):
+    for start in range(0, settings.JOB_RECOVERY_SCAN_LIMIT, CHUNK):
         chunk = scan.took(client.lrange(name, start, start + CHUNK - 1))
         found |= mentioned(wanted - found, chunk)
         if len(chunk) < CHUNK or found == wanted:
@@ -131,7 +131,7 @@ def _scan_unacked(client, wanted: set[str], scan: BrokerScan) -> set[str]:
         found |= mentioned(wanted - found, values)
         if cursor == 0 or found == wanted:
             return found
-        if read >= SCAN_LIMIT:
+        if read >= settings.JOB_RECOVERY_SCAN_LIMIT:
             scan.complete = False
             return found
 
