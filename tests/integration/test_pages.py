@@ -268,6 +268,15 @@ def test_cancel_a_running_job_from_its_page(carol):
     assert "had already finished" in carol.get(f"/jobs/{job_id}/").content.decode()
 
 
+def test_a_failure_shows_its_safe_error(carol):
+    job_id = job_id_of(submit_form(carol, "fail", params={"message": "The model file is missing."}))
+    assert wait_for(carol, job_id, "FAILURE")["error"] == "The model file is missing."
+    page = carol.get(f"/jobs/{job_id}/").content.decode()
+    assert '<h2 id="error-heading">Error</h2>' in page and "The model file is missing." in page
+    assert "Traceback" not in page and "JobError" not in page
+    assert "Re-run this job" in page
+
+
 def test_another_users_job_is_not_found_anywhere(carol, dave):
     job_id = job_id_of(submit_form(carol, "noop"))
     for response in (dave.get(f"/jobs/{job_id}/"), dave.post(f"/jobs/{job_id}/cancel/"),
