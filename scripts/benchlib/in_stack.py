@@ -3,6 +3,8 @@
 scripts/bench pipes this file into `docker compose exec -T web python - COMMAND [ARGS]`; it
 prints one JSON object on its last line. Commands:
   token                  a fresh API token of the user "bench" (its earlier tokens and jobs go)
+  page-password          a fresh random password of the user "bench" (made by `token`), to sign
+                         in to the pages (row 9, scripts/benchlib/live_pages.py)
   peer-token             a fresh DRF authtoken of the user "bench" for the naive peer app
                          (services/benchpeer; its earlier peer jobs go), or {"absent": true}
                          when the stack runs without BENCH_PEER_APP=1
@@ -47,6 +49,18 @@ def token() -> dict:
     out = StringIO()
     call_command("create_api_user", BENCH_USER, "--existing-ok", stdout=out)
     return {"token": out.getvalue().strip().splitlines()[-1]}
+
+
+def page_password() -> dict:
+    import secrets
+
+    from django.contrib.auth import get_user_model
+
+    user = get_user_model().objects.get(username=BENCH_USER)
+    password = secrets.token_urlsafe(18)
+    user.set_password(password)
+    user.save(update_fields=["password"])
+    return {"password": password}
 
 
 def peer_token() -> dict:
@@ -146,6 +160,8 @@ def main(argv: list[str]) -> None:
     command, args = argv[0], argv[1:]
     if command == "token":
         result = token()
+    elif command == "page-password":
+        result = page_password()
     elif command == "peer-token":
         result = peer_token()
     elif command == "drain":

@@ -247,6 +247,14 @@ SPECTACULAR_SETTINGS = {
     "COMPONENT_SPLIT_REQUEST": True,
 }
 
+# --- Pages (jobs/pages.py): people sign in with Django's session; the API keeps tokens ----------
+LOGIN_URL = "login"
+LOGIN_REDIRECT_URL = "page-job-list"
+LOGOUT_REDIRECT_URL = "login"
+# Sessions are read from the cache (Redis db 2) and written through to PostgreSQL: an open job
+# page polls every second or so, and each poll then reads its session with one Redis GET.
+SESSION_ENGINE = "django.contrib.sessions.backends.cached_db"
+
 # --- Jobs ---------------------------------------------------------------------------------------
 # Per-kind Celery rate limits, e.g. "model_inference=10/m,sum_number=100/s" (per worker node).
 JOB_RATE_LIMITS = env.dict("JOB_RATE_LIMITS", default={})

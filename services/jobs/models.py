@@ -45,3 +45,16 @@ class Job(models.Model):
 
     def __str__(self) -> str:
         return f"{self.kind} {self.name} #{self.run} ({self.id})"
+
+
+class TokenName(models.Model):
+    """The name a person gave an API token on the tokens page (knox's token has no name field).
+
+    Deleted with its token; tokens made by `manage.py create_api_user` have none."""
+
+    token = models.OneToOneField("knox.AuthToken", on_delete=models.CASCADE, primary_key=True,
+                                 related_name="+")
+    name = models.CharField(max_length=100)
+
+    def __str__(self) -> str:
+        return self.name

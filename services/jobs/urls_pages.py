@@ -1,7 +1,19 @@
+from django.contrib.auth import views as auth_views
 from django.urls import path
 
-from jobs.views import job_page
+from jobs import pages
 
 urlpatterns = [
-    path("jobs/<str:job_id>/", job_page, name="job-page"),
+    path("accounts/login/", auth_views.LoginView.as_view(template_name="jobs/login.html",
+                                                         redirect_authenticated_user=True), name="login"),
+    path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
+    path("jobs/", pages.job_list, name="page-job-list"),
+    path("jobs/new/", pages.kind_list, name="page-kinds"),
+    path("jobs/new/<str:kind>/", pages.submit, name="page-submit"),
+    path("jobs/live/", pages.live, name="page-live"),
+    path("jobs/<str:job_id>/", pages.job_detail, name="job-page"),
+    path("jobs/<str:job_id>/cancel/", pages.cancel, name="page-cancel"),
+    path("jobs/<str:job_id>/rerun/", pages.rerun, name="page-rerun"),
+    path("tokens/", pages.tokens, name="page-tokens"),
+    path("tokens/revoke/", pages.revoke_token, name="page-token-revoke"),
 ]

@@ -2,7 +2,6 @@
 indexed query only for a job whose record copy in Redis is absent)."""
 
 from django.http import Http404
-from django.shortcuts import render
 from django.urls import reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status as http
@@ -153,11 +152,3 @@ class JobDetailView(GenericAPIView):
         if status.is_finished(meta):
             return Response(job_body(request, job, meta), status=http.HTTP_409_CONFLICT)
         return Response(job_body(request, job, service.cancel(job)), status=http.HTTP_202_ACCEPTED)
-
-
-def job_page(request, job_id):
-    """HTML page with a live progress bar; its script polls the API with the user's token."""
-    if not ids.is_job_id(job_id):
-        raise Http404
-    return render(request, "jobs/job.html", {"job_id": job_id,
-                                             "api_url": reverse("job-detail", args=[job_id])})

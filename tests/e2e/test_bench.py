@@ -5,7 +5,8 @@ rot), never how fast anything is: speed depends on the machine and whatever else
 CPU time per 1,000 jobs is checked to be there and positive for every side, not its size. Row 6
 (the stack against the naive peer app) is measured because the e2e stack runs with
 BENCH_PEER_APP=1 (tests/e2e/conftest.py). Row 7 (Redis vs RabbitMQ) needs a second stack and is
-skipped by --short, saying so; row 8 (the worker pools) is measured with a few jobs.
+skipped by --short, saying so; row 8 (the worker pools) is measured with a few jobs; row 9 (100
+open job pages beside 100 API pollers) in a few seconds per side.
 """
 
 import json
@@ -20,7 +21,7 @@ import requests
 from tests.support.stack import ROOT
 
 SHORT_RUN_TIMEOUT = 480  # the short mode takes a few minutes; this only stops a hung run
-MEASURED = {1, 2, 3, 4, 5, 6, 8}
+MEASURED = {1, 2, 3, 4, 5, 6, 8, 9}
 CONTAINERS = {"web", "worker", "redis", "postgres", "beat", "flower"}
 POOLS = {"prefork", "threads", "gevent", "solo"}
 
@@ -87,6 +88,13 @@ def test_short_bench_produces_every_row(stack, tmp_path):
         first = next(i for i, row in enumerate(pools) if row["measure"].startswith(kind))
         measured = {row["measure"].split(":")[-1].split()[0] for row in pools[first:first + 4]}
         assert measured == POOLS, (kind, measured, report)
+    # Row 9: the pages and the API pollers, on jobs that progress and on jobs that do not; while
+    # nothing changes, the pages' polls are answered 304 and come further apart than the API's.
+    live = [row for row in rows if row["row"] == 9]
+    assert len(live) == 8 and all(row["value"] > 0 and row["baseline"] > 0 for row in live), report
+    unchanged = json.loads(out.read_text())["measured"]["live_pages"]["unchanged"]
+    assert unchanged["pages"]["not_modified"] > 0.5, report
+    assert unchanged["pages"]["per_s"] < unchanged["api"]["per_s"], report
     # Row 7 is there, not measured, and the notes say why.
     [skipped] = [row for row in rows if row["row"] == 7]
     assert skipped["value"] is None and "--short" in skipped["skipped"], report

@@ -407,7 +407,7 @@ def test_non_python_changes_do_not_restart_the_worker(debug_stack, source_dir):
 
     # Uploads, logs, notes, static files: none of these may restart anything.
     (source_dir / "jobs" / "notes.txt").write_text("a note next to the code\n")
-    css = source_dir / "jobs" / "static" / "jobs" / "job.css"
+    css = source_dir / "jobs" / "static" / "jobs" / "pages.css"
     css.write_text(css.read_text() + "\n/* edited by the debug overlay tests */\n")
     for folder, name in (("media", "upload.bin"), ("logs", "app.log")):
         (source_dir / folder).mkdir(exist_ok=True)

@@ -1,15 +1,13 @@
 """The jobs API on the running compose stack, as clients see it: progress, deduplication,
 several web replicas and a one-off command reading the same job, cancellation, error answers,
-the raw token kept out of every store, and the live progress page in a real browser.
+the raw token kept out of every store (the pages, in a browser: tests/e2e/test_pages_browser.py).
 
 Every HTTP status this module sees is recorded; the last test asserts none was a 5xx.
 """
 
 import hashlib
 import json
-import os
 import re
-import tempfile
 import time
 import uuid
 
@@ -28,7 +26,7 @@ from tests.e2e.helpers import (
     unique,
     waiting_messages,
 )
-from tests.support.stack import ARTIFACTS, Api
+from tests.support.stack import Api
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
@@ -383,75 +381,6 @@ def test_error_answers_are_json_with_the_right_status(stack, alice, bob, anonymo
     chunked = alice.request("POST", "/api/jobs/", headers={"Content-Type": "application/json", "Connection": "close"},
                             data=iter([b'{"kind": "noop", "name": "', b"y" * limit, b'"}']))
     assert chunked.status_code == 413 and chunked.json()["error"] == "payload_too_large", chunked.text[:300]
-
-
-# --- 7. the progress page in a real browser ------------------------------------------------------
-
-CHROMIUM = os.environ.get("E2E_CHROMIUM", "/usr/bin/chromium")
-CHROMEDRIVER = os.environ.get("E2E_CHROMEDRIVER", "/usr/bin/chromedriver")
-
-
-@pytest.fixture
-def browser(monkeypatch):
-    webdriver = pytest.importorskip("selenium.webdriver")
-    from selenium.webdriver.chrome.options import Options
-    from selenium.webdriver.chrome.service import Service
-
-    # Selenium Manager must not try to download a browser or driver: both are given.
-    monkeypatch.setenv("SE_OFFLINE", "true")
-    profile = tempfile.mkdtemp(prefix="e2e-chromium-")
-    options = Options()
-    options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic", "--window-size=1024,768",
-                 f"--user-data-dir={profile}"):
-        options.add_argument(flag)
-    driver = webdriver.Chrome(service=Service(executable_path=CHROMEDRIVER), options=options)
-    driver.set_page_load_timeout(30)
-    yield driver
-    driver.quit()
-
-
-def test_progress_page_in_a_browser(stack, alice, token, browser):
-    from selenium.webdriver.common.by import By
-
-    text, steps = "shown in a browser", 8
-    submitted = alice.submit("model_inference", {"text": text, "steps": steps, "step_seconds": 1.0},
-                             name=unique("browser"))
-    assert submitted.status_code == 202, submitted.text
-    job_id = submitted.json()["id"]
-    browser.get(stack.url(f"/jobs/{job_id}/#token={token}"))
-    assert browser.find_element(By.ID, "job-id").text == job_id
-
-    widths: list[float] = []
-
-    def bar_width() -> float:
-        # One script call reads both, so they come from the same moment of the page.
-        style, now = browser.execute_script(
-            "return [document.getElementById('bar-fill').getAttribute('style'),"
-            " document.querySelector('.bar').getAttribute('aria-valuenow')];")
-        width = re.search(r"width:\s*([\d.]+)%", style or "")
-        assert width, style
-        assert float(width.group(1)) == float(now), (style, now)
-        return float(now)
-
-    def result_shown():
-        widths.append(bar_width())
-        return browser.find_element(By.ID, "result-box").is_displayed()
-
-    wait_until(result_shown, timeout=120, interval=0.2, what="the page showing the result")
-    ARTIFACTS.mkdir(exist_ok=True)
-    browser.save_screenshot(str(ARTIFACTS / "job-page.png"))
-
-    assert browser.find_element(By.ID, "state").text == "SUCCESS"
-    assert json.loads(browser.find_element(By.ID, "result").text) == expected_inference(text, steps)
-    assert bar_width() == 100
-    partial = sorted({width for width in widths if 0 < width < 100})
-    assert len(partial) >= 2, f"the bar never moved through intermediate values: {widths}"
-    assert widths == sorted(widths), f"the bar went backwards: {widths}"
-    # The token left the address bar (and the fragment never reaches the server).
-    assert "token" not in browser.current_url
 
 
 # --- 6. the raw token is stored nowhere ------------------------------------------------------------
