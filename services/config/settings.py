@@ -418,8 +418,8 @@ if LOG_FORMAT == "json":
     }
 
 # --- Metrics (docker-compose.monitoring.yml) --------------------------------------------------------
-# The port on which web's gunicorn master, each worker's main process and the jobs exporter serve
-# Prometheus metrics on the compose network (never published); 0: no metrics (config/metrics.py).
+# The port on which web's gunicorn master, each worker's main process and beat serve Prometheus
+# metrics on the compose network (never published); 0: no metrics (config/metrics.py).
 METRICS_PORT = env.int("METRICS_PORT", default=0)
 if METRICS_PORT:
     # Requests, latency and responses by view (route), method and status.

@@ -4,7 +4,8 @@ First, with no stack: the alert rules pass their promtool tests (on the rules' d
 Prometheus image). Then docker-compose.yml + docker-compose.monitoring.yml, on its own project name,
 ports and image tag, with LOG_FORMAT=json and random secrets (so that a leaked one can be found):
 every target is up and the job metrics move; every worker stopped fires NoLiveWorker within its
-`for:` and it resolves once they are up; workers paused while jobs arrive fires JobsBacklogGrowing;
+`for:` and it resolves once they are up; workers paused (taking no job, still up) while jobs
+arrive fires JobsBacklogGrowing;
 a storm of `fail` jobs fires JobsFailing; every query of every dashboard returns data; one job's
 request id and job id are in both web's and the worker's JSON lines; and no line of any container
 holds a token or a secret.
@@ -131,11 +132,15 @@ def query(expr: str) -> float | None:
 
 
 def firing(alertname: str) -> list[dict]:
-    """The alert's active instances in Alertmanager (resolved ones are not listed)."""
+    """The alert's instances Alertmanager holds as active: to be notified, neither silenced nor
+    inhibited by another alert (resolved ones are not listed at all)."""
     answer = requests.get(f"http://127.0.0.1:{ALERTMANAGER_PORT}/api/v2/alerts",
-                          params={"filter": f'alertname="{alertname}"', "active": "true"}, auth=AUTH, timeout=30)
+                          params={"filter": f'alertname="{alertname}"', "active": "true",
+                                  "silenced": "false", "inhibited": "false"}, auth=AUTH, timeout=30)
     answer.raise_for_status()
-    return answer.json()
+    alerts = answer.json()
+    assert all(alert["status"]["state"] == "active" for alert in alerts), alerts
+    return alerts
 
 
 def targets() -> list[dict]:
@@ -219,8 +224,15 @@ def test_no_live_worker_fires_within_its_time_and_resolves_after_up(stack):
           f"{time.monotonic() - started:.0f} s after the worker was healthy")
 
 
+def worker_control(stack: Stack, *args: str) -> None:
+    """Celery's remote control, sent from the worker container to every worker."""
+    stack.exec("worker", "celery", "--app=config", "control", *args)
+
+
 def test_backlog_alert_fires_while_workers_are_paused(stack, api):
-    stack.compose("pause", "worker")
+    """The workers stop taking jobs (Celery's cancel_consumer) but stay up, as saturated ones do:
+    NoLiveWorker stays quiet, and JobsBacklogGrowing is the alert an operator gets."""
+    worker_control(stack, "cancel_consumer", "jobs")
     try:
         deadline = time.monotonic() + 120
         submitted = 0
@@ -232,8 +244,9 @@ def test_backlog_alert_fires_while_workers_are_paused(stack, api):
             time.sleep(1)
         waiting = query('jobs_queue_messages{queue="jobs"}')
         assert waiting and waiting > 0, waiting
+        assert not firing("NoLiveWorker") and query("max(jobs_workers_live)") == 1
     finally:
-        stack.compose("unpause", "worker")
+        worker_control(stack, "add_consumer", "jobs")
     wait_until(lambda: query('jobs_queue_messages{queue="jobs"}') == 0, timeout=120, interval=2,
                what="the backlog to drain once the workers run again")
 
