@@ -48,7 +48,8 @@ def logging_config(log_format: str, level: str, loggers: dict | None = None) -> 
         }}
         handler = {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id", "job_id"]}
         filters = {
-            "request_id": {"()": "django_guid.log_filters.CorrelationId", "correlation_id_field": "request_id"},
+            "request_id": {"()": "django_guid.log_filters.CorrelationId",
+                           "correlation_id_field": "request_id"},
             "job_id": {"()": JobIdFilter},
         }
     else:

@@ -82,15 +82,17 @@ def test_every_alert_rule_passes_its_promtool_tests():
     tested = {case["alertname"] for path in test_files for test in yaml.safe_load(path.read_text())["tests"]
               for case in test.get("alert_rule_test", [])}
     rules = rule_names(MONITORING / "prometheus" / "alerts.yml")
-    assert rules and rules == tested, f"rules without a test: {rules - tested}; tests of no rule: {tested - rules}"
+    assert rules and rules == tested, f"untested rules: {rules - tested}; tests of no rule: {tested - rules}"
     names = " ".join(path.name for path in test_files)
     script = ("cd /tmp && sh /etc/monitoring/render /etc/monitoring/prometheus/alerts.yml > alerts.yml"
               " && cp /etc/monitoring/prometheus/*.test.yml . && promtool check rules alerts.yml"
               f" && promtool test rules {names}")
-    result = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", "-v", f"{MONITORING}:/etc/monitoring:ro",
-                             PROMETHEUS_IMAGE, "-c", script], capture_output=True, text=True, timeout=120)
-    assert result.returncode == 0, result.stdout + result.stderr
-    assert f"SUCCESS: {len(rules)} rules found" in result.stdout + result.stderr, result.stdout + result.stderr
+    result = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", "-v",
+                             f"{MONITORING}:/etc/monitoring:ro", PROMETHEUS_IMAGE, "-c", script],
+                            capture_output=True, text=True, timeout=120)
+    output = result.stdout + result.stderr
+    assert result.returncode == 0, output
+    assert f"SUCCESS: {len(rules)} rules found" in output, output
 
 
 # --- the stack ----------------------------------------------------------------------------------------
@@ -158,7 +160,8 @@ def test_every_target_is_up_and_the_uis_need_the_login(stack):
     assert {t["labels"]["job"] for t in active} == JOBS, active
     for port in (PROMETHEUS_PORT, ALERTMANAGER_PORT):
         assert requests.get(f"http://127.0.0.1:{port}/", timeout=30).status_code == 401
-        assert requests.get(f"http://127.0.0.1:{port}/", auth=(AUTH[0], "not-it"), timeout=30).status_code == 401
+        wrong = requests.get(f"http://127.0.0.1:{port}/", auth=(AUTH[0], "not-it"), timeout=30)
+        assert wrong.status_code == 401
     bindings = stack.inspect("monitoring-proxy")["NetworkSettings"]["Ports"]
     assert {b["HostIp"] for port in bindings.values() for b in port or []} == {"127.0.0.1"}, bindings
     # The app's metrics ports are on the compose network only.
@@ -173,7 +176,8 @@ def test_job_metrics_move_when_jobs_run(stack, api):
         "started": f'sum(jobs_started_total{{kind="{kind}"}})',
         "succeeded": f'sum(jobs_succeeded_total{{kind="{kind}"}})',
         "run": f'sum(jobs_run_seconds_count{{kind="{kind}", outcome="success"}})',
-        "accepted": 'sum(django_http_responses_total_by_status_view_method_total{view="job-list", method="POST", status="202"}) or vector(0)',
+        "accepted": 'sum(django_http_responses_total_by_status_view_method_total'
+                    '{view="job-list", method="POST", status="202"}) or vector(0)',
     }
     def served():
         # Every counter exists from the start at 0, but for the run time, observed per outcome.
@@ -193,7 +197,8 @@ def test_job_metrics_move_when_jobs_run(stack, api):
         return now if all(now[name] >= before[name] + jobs for name in counters) else None
 
     wait_until(moved, timeout=60, interval=2, what=f"every counter of {kind} to grow by {jobs}")
-    assert query("max(jobs_workers_live)") == 1
+    # A ping answered within a second, from a busy machine too: the next scrape's, if not this one's.
+    wait_until(lambda: query("max(jobs_workers_live)") == 1, timeout=30, interval=2, what="one live worker")
     assert query('jobs_queue_messages{queue="jobs"}') == 0
 
 
@@ -208,9 +213,10 @@ def test_no_live_worker_fires_within_its_time_and_resolves_after_up(stack):
     stopping = time.monotonic()
     stack.compose("stop", "worker", timeout=300)
     stopped = time.monotonic()
-    # The last scrape that found a worker was at most one interval before it stopped; then the rule
-    # waits for its `for:`, is evaluated at most an interval later, and is sent at once.
-    budget = (stopped - stopping) + ALERT_FOR + 3 * SCRAPE + 5
+    # The last scrape that found a worker was at most one interval before it stopped; the rule turns
+    # pending at the next evaluation, firing at the first evaluation after its `for:`, and is sent
+    # to Alertmanager at once; 15 s more for a busy machine.
+    budget = (stopped - stopping) + SCRAPE + ALERT_FOR + 2 * SCRAPE + 15
     alert = alert_fires("NoLiveWorker", timeout=budget + 30)
     fired = time.monotonic() - stopping
     assert ALERT_FOR <= fired <= budget, f"fired {fired:.0f} s after the stop began (budget {budget:.0f} s)"
@@ -244,7 +250,9 @@ def test_backlog_alert_fires_while_workers_are_paused(stack, api):
             time.sleep(1)
         waiting = query('jobs_queue_messages{queue="jobs"}')
         assert waiting and waiting > 0, waiting
-        assert not firing("NoLiveWorker") and query("max(jobs_workers_live)") == 1
+        assert not firing("NoLiveWorker")
+        wait_until(lambda: query("max(jobs_workers_live)") == 1, timeout=30, interval=2,
+                   what="the paused worker to answer pings")
     finally:
         worker_control(stack, "add_consumer", "jobs")
     wait_until(lambda: query('jobs_queue_messages{queue="jobs"}') == 0, timeout=120, interval=2,
@@ -268,8 +276,8 @@ def test_every_dashboard_query_returns_data(stack, backup_dir):
     # A backup, so that the backup panel has something to show (and the record reaches Prometheus).
     env = {**os.environ, **stack.env, "COMPOSE_DISABLE_ENV_FILE": "1"}
     files = [arg for name in FILES for arg in ("-f", str(ROOT / name))]
-    backup = subprocess.run([str(ROOT / "scripts" / "backup"), "-p", PROJECT, *files, "--dir", str(backup_dir)],
-                            cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    backup = subprocess.run([str(ROOT / "scripts" / "backup"), "-p", PROJECT, *files, "--dir",
+                             str(backup_dir)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
     assert backup.returncode == 0, backup.stdout + backup.stderr
     wait_until(lambda: query(f'stack_backup_last_success_timestamp_seconds{{project="{PROJECT}"}}'),
                timeout=60, interval=2, what="the backup's record in Prometheus")

@@ -8,7 +8,6 @@ from datetime import timedelta
 import pytest
 from celery import current_app, states
 from django.utils import timezone
-
 from jobs import gauges, service, store
 from jobs.models import Job
 

@@ -2,6 +2,7 @@
 renderer of its configuration, the log formats, the job counters, the backup's record, and the
 settings that switch metrics and JSON logs on. The overlay itself runs in tests/e2e/test_monitoring.py."""
 
+import datetime as dt
 import io
 import json
 import logging
@@ -11,7 +12,6 @@ import re
 import stat
 import subprocess
 import sys
-import datetime as dt
 
 import pytest
 from prometheus_client.parser import text_string_to_metric_families
@@ -36,7 +36,8 @@ def test_render_takes_variables_or_their_defaults_and_leaves_prometheus_template
             "empty: ${EMPTY:-5m}\n")
     result = render(tmp_path, text, ALERT_FOR="15s", EMPTY="")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == 'for: 15s\nexpr: x > 0.2\nsummary: "{{ $labels.queue }} {{ $value }}"\nempty: 5m\n'
+    assert result.stdout == ('for: 15s\nexpr: x > 0.2\nsummary: "{{ $labels.queue }} {{ $value }}"\n'
+                             "empty: 5m\n")
 
 
 def test_render_refuses_a_variable_with_no_value_and_no_default_by_name(tmp_path):
@@ -97,13 +98,15 @@ def test_json_lines_carry_the_request_and_job_ids_and_not_a_jobs_arguments():
     try:
         logger.info("Job %s submitted (%s)", "job-1", "noop", extra={"job_id": "job-1", "kind": "noop"})
         # Celery's own records carry a task's arguments in `data`; Django's its request object.
-        logger.info("Task received", extra={"data": {"kwargs": "{'api_key': 'hunter2'}"}, "request": object()})
+        logger.info("Task received",
+                    extra={"data": {"kwargs": "{'api_key': 'hunter2'}"}, "request": object()})
     finally:
         clear_guid()
     logger.info("outside any request")
     first, second, third = (json.loads(line) for line in stream.getvalue().splitlines())
     assert first["message"] == "Job job-1 submitted (noop)"
-    assert (first["request_id"], first["job_id"], first["kind"]) == ("0123456789abcdef0123456789abcdef", "job-1", "noop")
+    assert first["request_id"] == "0123456789abcdef0123456789abcdef"
+    assert (first["job_id"], first["kind"]) == ("job-1", "noop")
     assert {"time", "level", "logger"} <= first.keys() and first["level"] == "INFO"
     assert "data" not in second and "request" not in second and "hunter2" not in stream.getvalue()
     assert third["request_id"] is None and third["job_id"] is None
@@ -138,7 +141,6 @@ def value(counter, *labels) -> float:
 
 def test_only_job_kinds_are_counted_by_kind():
     from celery import signals
-
     from jobs import metrics
 
     assert metrics.kind_of(FakeTask("jobs.noop")) == "noop"
@@ -157,10 +159,9 @@ def test_only_job_kinds_are_counted_by_kind():
 
 
 def test_initialised_counters_exist_at_zero_for_every_kind():
-    from prometheus_client import CollectorRegistry, Counter
-
     from jobs import metrics
     from jobs.base import KINDS
+    from prometheus_client import CollectorRegistry, Counter
 
     registry = CollectorRegistry()
     counter = Counter("probe_jobs", "test", ["kind"], registry=registry)
