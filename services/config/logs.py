@@ -42,8 +42,10 @@ def logging_config(log_format: str, level: str, loggers: dict | None = None) -> 
     if log_format == "json":
         formatters = {"json": {
             "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": PLAIN_FORMAT,
-            "rename_fields": {"asctime": "time", "levelname": "level", "name": "logger"},
+            "fmt": "%(levelname)s %(name)s %(message)s",
+            # ISO 8601 in UTC, to the microsecond: what log collectors parse without being told.
+            "timestamp": "time",
+            "rename_fields": {"levelname": "level", "name": "logger"},
             "reserved_attrs": [*RESERVED_ATTRS, *LEFT_OUT],
         }}
         handler = {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id", "job_id"]}
