@@ -115,6 +115,39 @@ def write_archive(path: Path, files: dict[str, Path], info: dict) -> dict:
     return manifest
 
 
+# --- the record of the newest backup, for monitoring ----------------------------------------------
+
+METRIC = "stack_backup_last_success_timestamp_seconds"
+
+
+def metric_path(directory: Path, project: str) -> Path:
+    """The file, beside the archives, that tells monitoring when the project's newest one was made
+    (docker-compose.monitoring.yml's backup exporter serves the *.prom files of BACKUP_DIR)."""
+    return directory / f"{project}.backup.prom"
+
+
+def metric_text(project: str, finished: dt.datetime, size: int) -> str:
+    """Prometheus's text format: when the newest archive was completed, and its size (pure)."""
+    labels = f'{{project="{project}"}}'
+    return (f"# HELP {METRIC} When scripts/backup last completed an archive of the project (Unix time).\n"
+            f"# TYPE {METRIC} gauge\n"
+            f"{METRIC}{labels} {finished.timestamp():.0f}\n"
+            "# HELP stack_backup_last_size_bytes Size of the newest archive scripts/backup completed.\n"
+            "# TYPE stack_backup_last_size_bytes gauge\n"
+            f"stack_backup_last_size_bytes{labels} {size}\n")
+
+
+def write_metric(directory: Path, project: str, finished: dt.datetime, size: int) -> Path:
+    """Replace the project's record atomically (an exporter never reads half a file); readable by
+    the exporter's unprivileged user, and holding nothing secret."""
+    path = metric_path(directory, project)
+    partial = path.with_name(f".{path.name}.partial")
+    partial.write_text(metric_text(project, finished, size))
+    partial.chmod(0o644)
+    os.replace(partial, path)
+    return path
+
+
 def read_archive(path: Path, into: Path) -> dict:
     """Check the archive whole (gzip CRC, tar structure, manifest, every file's size and SHA-256)
     and extract it into `into`; BackupError naming what is wrong otherwise."""

@@ -13,3 +13,6 @@ app.autodiscover_tasks()
 from config.liveness import LivenessFile  # noqa: E402 - needs the app above
 
 app.steps["consumer"].add(LivenessFile)
+
+# A worker serves its pool's metrics once it is ready, when METRICS_PORT is set.
+from config import metrics  # noqa: E402,F401 - connects the worker_ready signal

@@ -34,6 +34,15 @@ loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # No query strings and no headers but the proxy's X-Forwarded-For (the real client address):
 # nothing secret can land in the access log.
 access_log_format = '%(h)s %({x-forwarded-for}i)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+# LOG_FORMAT=json: gunicorn's own lines (access log included) as JSON objects too, like the app's.
+if os.environ.get("LOG_FORMAT", "text") == "json":
+    from config.logs import logging_config
+
+    logconfig_dict = logging_config("json", loglevel.upper(), loggers={
+        "gunicorn.error": {"handlers": ["console"], "level": loglevel.upper(), "propagate": False},
+        "gunicorn.access": {"handlers": ["console"], "level": "INFO" if accesslog else "WARNING",
+                            "propagate": False},
+    })
 
 
 def when_ready(server):
@@ -41,3 +50,14 @@ def when_ready(server):
     from config.gunicorn_worker import refuse_new_connections_on_sigterm
 
     refuse_new_connections_on_sigterm(server)
+    # The metrics of every worker process, served by the master (config/metrics.py).
+    from config import metrics
+    from jobs.metrics import WEB_COUNTERS
+
+    metrics.serve_job_counts(WEB_COUNTERS)
+
+
+def child_exit(server, worker):
+    from config import metrics
+
+    metrics.process_exited(worker.pid)

@@ -16,6 +16,7 @@ import environ
 from django.core.exceptions import ImproperlyConfigured
 
 from config.checks import enforce_production_rules
+from config.logs import logging_config
 
 BASE_DIR = Path(__file__).resolve().parent.parent
 # django-environ's FileAwareEnv: NAME_FILE, when set, is read (once) instead of NAME.
@@ -420,13 +421,35 @@ JOB_RECORD_RETENTION_DAYS = env.int("JOB_RECORD_RETENTION_DAYS", default=30)
 
 # --- Logging: one line per event on stdout, no secrets, no raw tokens -----------------------------
 LOG_LEVEL = env.str("LOG_LEVEL", default="INFO")
-LOGGING = {
-    "version": 1,
-    "disable_existing_loggers": False,
-    "formatters": {"plain": {"format": "%(asctime)s %(levelname)s %(name)s %(message)s"}},
-    "handlers": {"console": {"class": "logging.StreamHandler", "formatter": "plain"}},
-    "root": {"handlers": ["console"], "level": LOG_LEVEL},
-}
+# text (the default) or json: one JSON object per line, each carrying the id of the request it
+# belongs to (and the job's id), in web and in the worker that runs the request's job (config/logs.py).
+LOG_FORMATS = ("text", "json")
+LOG_FORMAT = env.str("LOG_FORMAT", default="text")
+if LOG_FORMAT not in LOG_FORMATS:
+    raise ImproperlyConfigured(f"LOG_FORMAT must be one of {', '.join(LOG_FORMATS)}, not {LOG_FORMAT!r}.")
+LOGGING = logging_config(LOG_FORMAT, LOG_LEVEL)
+if LOG_FORMAT == "json":
+    # django-guid: a request id per request (a valid X-Request-ID from the proxy, else a new one),
+    # returned in the X-Request-ID header, put on every log line (config/logs.py) and handed to
+    # the worker in the job's message headers; the worker's lines for that job carry it too.
+    # Its Celery integration also makes workers and beat log through LOGGING above.
+    from django_guid.integrations import CeleryIntegration
+
+    INSTALLED_APPS += ["django_guid"]
+    MIDDLEWARE.insert(0, "django_guid.middleware.guid_middleware")
+    DJANGO_GUID = {
+        "GUID_HEADER_NAME": "X-Request-ID",
+        "INTEGRATIONS": [CeleryIntegration(use_django_logging=True)],
+    }
+
+# --- Metrics (docker-compose.monitoring.yml) --------------------------------------------------------
+# The port on which web's gunicorn master, each worker's main process and beat serve Prometheus
+# metrics on the compose network (never published); 0: no metrics (config/metrics.py).
+METRICS_PORT = env.int("METRICS_PORT", default=0)
+if METRICS_PORT:
+    # Requests, latency and responses by view (route), method and status.
+    MIDDLEWARE = ["django_prometheus.middleware.PrometheusBeforeMiddleware", *MIDDLEWARE,
+                  "django_prometheus.middleware.PrometheusAfterMiddleware"]
 
 # --- Production hardening (behind a TLS-terminating reverse proxy) ----------------------------
 if PRODUCTION:

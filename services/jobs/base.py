@@ -18,7 +18,7 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import serializers
 
-from jobs import store
+from jobs import metrics, store
 
 logger = get_task_logger(__name__)
 HOSTNAME = socket.gethostname()
@@ -77,6 +77,8 @@ class JobTask(Task):
         # One line per execution: a job delivered again after a worker died shows up twice.
         logger.info("Job %s started (%s, attempt %d, delivery %d)",
                     task_id, self.name, self.request.retries + 1, total)
+        if this_attempt > 1:
+            metrics.redelivered(self)
         if this_attempt > settings.JOB_MAX_DELIVERIES:
             # Its worker died under it every time (a job that exhausts memory kills its worker
             # again on each delivery): end it instead of crashing workers forever.

@@ -4,6 +4,7 @@ Kept apart from the HTTP layer so the `job` management command and tests use the
 """
 
 import contextlib
+import logging
 import uuid
 from dataclasses import dataclass
 
@@ -12,9 +13,11 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from jobs import ids, publisher, status, store
+from jobs import ids, metrics, publisher, status, store
 from jobs.models import Job
 from jobs.base import KINDS
+
+logger = logging.getLogger(__name__)
 
 
 @dataclass(frozen=True)
@@ -74,6 +77,10 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
         # A concurrent request created this very run first: that one is the job.
         existing = Job.objects.get(owner=job.owner, name=name, run=run)
         return Submission(existing, store.current_meta(existing, store.read_meta(existing.id)), created=False)
+    metrics.submitted(kind)
+    # With LOG_FORMAT=json this line also carries the request's id, which the worker's lines for
+    # the job repeat (config/logs.py): the two ends of a job can be found by either id.
+    logger.info("Job %s submitted (%s)", job.id, kind, extra={"job_id": job.id, "kind": kind})
     return Submission(job, {"status": states.PENDING, "result": pending_result()}, created=True)
 
 

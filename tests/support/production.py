@@ -27,7 +27,7 @@ APP_ROLES = ("web", "worker", "beat", "flower")
 DEV_WARNING = "running with development secrets"
 LINT_ACCEPTED = ROOT / "compose" / "lint-accepted.yml"
 LINTED_FILES = ("docker-compose.yml", "docker-compose.debug.yml", "docker-compose.rabbitmq.yml",
-                "docker-compose.proxy.yml", "docker-compose.swarm.yml")
+                "docker-compose.proxy.yml", "docker-compose.swarm.yml", "docker-compose.monitoring.yml")
 
 
 class Redacted(dict):
