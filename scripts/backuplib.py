@@ -1,5 +1,6 @@
-# The shared code of scripts/backup and scripts/restore: archive naming, retention, the archive's
-# manifest and checksums, and the docker compose calls that dump and load each service's state.
+# The shared code of scripts/backup, scripts/restore and scripts/upgrade-postgres: archive naming,
+# retention, the archive's manifest and checksums, and the docker compose calls that dump and load
+# each service's state.
 """Backup archives of a running compose stack.
 
 An archive is one gzip-compressed tar file named `<project>-<UTC time>.backup.tar.gz` holding
@@ -188,6 +189,22 @@ def read_archive(path: Path, into: Path) -> dict:
     return manifest
 
 
+def set_env_file(path: Path, values: dict[str, str], comment: str) -> None:
+    """Set NAME=value lines in an env file (.env): a line that sets NAME is replaced, the others are
+    appended after a comment line; every other line stays as it was. A new file gets mode 600."""
+    lines = path.read_text().splitlines() if path.exists() else []
+    left = dict(values)
+    for index, line in enumerate(lines):
+        name = line.split("=", 1)[0].strip()
+        if "=" in line and not line.lstrip().startswith("#") and name in left:
+            lines[index] = f"{name}={left.pop(name)}"
+    if left:
+        lines += [f"# {comment}", *(f"{name}={value}" for name, value in left.items())]
+    if not path.exists():
+        path.touch(mode=0o600)
+    path.write_text("\n".join(lines) + "\n")
+
+
 # --- the stack, through docker compose --------------------------------------------------------------
 
 @dataclass
@@ -254,6 +271,32 @@ class Compose:
 
 
 PSQL_ENV = 'PGPASSWORD="$POSTGRES_PASSWORD" PGHOST=127.0.0.1 PGUSER="$POSTGRES_USER"'
+
+# The app database dropped, created again (owned by POSTGRES_USER) and loaded from a custom-format
+# dump on stdin in one transaction: all of it or nothing.
+RECREATE_DB = f"""set -e
+{PSQL_ENV} psql --no-password -q -v ON_ERROR_STOP=1 -v db="$POSTGRES_DB" -v owner="$POSTGRES_USER" \\
+    --dbname=postgres <<'SQL'
+DROP DATABASE IF EXISTS :"db" WITH (FORCE);
+CREATE DATABASE :"db" OWNER :"owner";
+SQL
+{PSQL_ENV} exec pg_restore --no-password --exit-on-error --single-transaction --no-owner \\
+    --dbname="$POSTGRES_DB"
+"""
+
+
+def dump_postgres(compose: Compose, target: Path) -> None:
+    """pg_dump of the app database (custom format) from the running postgres service into target."""
+    with target.open("wb") as out:
+        compose.exec("postgres", f'{PSQL_ENV} exec pg_dump --no-password --format=custom --dbname="$POSTGRES_DB"',
+                     stdout=out, timeout=3600)
+    # The dump must read back: pg_restore lists its table of contents or fails.
+    compose.exec("postgres", "pg_restore --list >/dev/null", input=target.read_bytes(), timeout=600)
+
+
+def restore_postgres(compose: Compose, dump: Path) -> None:
+    """The app database replaced by a dump_postgres() file, in the running postgres service."""
+    compose.exec("postgres", RECREATE_DB, input=dump.read_bytes(), timeout=3600)
 
 
 def require_running(compose: Compose, project: str, services=("postgres", "redis")) -> dict[str, int]:

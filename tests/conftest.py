@@ -45,9 +45,16 @@ def pytest_report_header(config):
 
 
 def pytest_terminal_summary(terminalreporter):
-    """The chaos suite's per-scenario lines (submitted / finished / lost / run twice), shown in
-    the CI log even when every test passed. Only when tests/e2e/test_chaos.py ran."""
+    """The versions of the services the e2e modules ran on (tests/support/versions.py), and the
+    chaos suite's per-scenario lines (submitted / finished / lost / run twice), shown in the CI
+    log even when every test passed; each only when a module that records them ran."""
     import sys
+
+    versions = sys.modules.get("tests.support.versions")
+    if versions is not None and versions.SEEN:
+        terminalreporter.section("versions the e2e tests ran on")
+        for line in versions.SEEN:
+            terminalreporter.write_line(line)
 
     chaos = sys.modules.get("tests.support.chaos")
     if chaos is not None and chaos.REPORT:

@@ -343,6 +343,15 @@ if BROKER == "rabbitmq":
     CELERY_TASK_DEFAULT_EXCHANGE_TYPE = "topic"
     CELERY_WORKER_DETECT_QUORUM_QUEUES = True
     CELERY_BROKER_HEARTBEAT = 30
+    # Celery declares its control (pidbox) and event queues neither durable nor exclusive, which
+    # RabbitMQ deprecates (transient_nonexcl_queues) and the overlay denies: each is one or the
+    # other. A worker's control queue is named after the worker, so an exclusive one would stop a
+    # worker restarted under its name (a SIGKILLed container started again) with RESOURCE_LOCKED
+    # for as long as RabbitMQ holds the old connection: durable (deleted 10 s after its last
+    # consumer left). Event queues (Flower's) have a new random name per connection: exclusive,
+    # gone with it.
+    CELERY_CONTROL_QUEUE_DURABLE = True
+    CELERY_EVENT_QUEUE_EXCLUSIVE = True
 CELERY_RESULT_BACKEND_TRANSPORT_OPTIONS = _redis_transport
 # The result backend's own client reads these (not the transport options above).
 CELERY_REDIS_SOCKET_TIMEOUT = REDIS_SOCKET_TIMEOUT

@@ -1,4 +1,4 @@
-"""Small e2e helpers on top of tests.support.stack: containers, Redis contents, Flower, logs."""
+"""Small e2e helpers on top of tests.support.stack: containers, Redis contents, Flower, logs, versions."""
 
 import base64
 import os
@@ -8,6 +8,7 @@ import uuid
 
 import requests
 
+from tests.support import versions
 from tests.support.stack import ROOT, Stack
 
 # Flower's credentials when no .env sets them (docker-compose.yml defaults).
@@ -43,6 +44,22 @@ def hostnames(stack: Stack, service: str) -> dict[int, str]:
     """Replica number -> hostname, asked inside each running container of the service."""
     return {index: stack.exec(service, "hostname", index=index).stdout.strip()
             for index in container_numbers(stack, service)}
+
+
+def caddy_version(stack: Stack) -> str:
+    """What `caddy version` says in the stack's proxy container, recorded for the versions printed
+    at the end of the run (tests/support/versions.py); without a leading "v"."""
+    version = stack.exec("proxy", "caddy", "version").stdout.split()[0]
+    versions.record("caddy:2-alpine", version, os.environ.get("CADDY_IMAGE", "caddy:2-alpine"))
+    return version.removeprefix("v")
+
+
+def script(stack: Stack, name: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
+    """scripts/<name> (backup, restore, upgrade-postgres) as an operator runs it on this stack: its
+    project, and its variables in the environment (as a .env would give them)."""
+    env = {**os.environ, **stack.env, "COMPOSE_DISABLE_ENV_FILE": "1"}
+    return subprocess.run([str(ROOT / "scripts" / name), "-p", stack.project, *args], cwd=ROOT, env=env,
+                          capture_output=True, text=True, timeout=timeout)
 
 
 def count_lines(text: str, needle: str) -> int:

@@ -1,4 +1,5 @@
-"""Backup and restore (issue 13, must-show 2) on a production-mode stack of its own.
+"""Backup and restore (issue 13, must-show 2), then PostgreSQL 17 -> 18 (scripts/upgrade-postgres),
+on a production-mode stack of its own.
 
 The stack runs the shipped docker-compose.yml with a .env written by scripts/gen-prod-env, on its
 own project name, ports and image tag. One user's jobs, a beat schedule and Flower's history are
@@ -7,6 +8,7 @@ again empty, then scripts/restore brings everything back: the old token still wo
 records and results are there, the schedule and Flower's history too, and Redis keeps the restored
 data across its own restart (it starts from its append-only file). A truncated archive and a
 restore over a stack holding data are refused, with a one-line reason and nothing changed.
+Last, scripts/upgrade-postgres moves the stack from PostgreSQL 17 to 18 with all of that in place.
 """
 
 import os
@@ -18,8 +20,11 @@ import uuid
 import pytest
 import requests
 
-from tests.support.production import gen_prod_env, proxy_session
-from tests.support.stack import ROOT, Api, Stack, running
+from tests.e2e.helpers import script
+from tests.support import versions
+from tests.support.docker import docker
+from tests.support.production import gen_prod_env, proxy_session, read_env_file
+from tests.support.stack import Api, Stack, running
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
@@ -40,13 +45,6 @@ def prod(tmp_path_factory):
     values, _ = gen_prod_env(tmp_path_factory.mktemp("backup") / "prod.env", HOST)
     with running(Stack(project=PROJECT, env={**BASE_ENV, **values}), up_timeout=UP_TIMEOUT) as stack:
         yield stack
-
-
-def script(stack: Stack, name: str, *args: str, timeout: float = 900) -> subprocess.CompletedProcess:
-    """scripts/backup or scripts/restore as an operator runs them (the .env's variables set)."""
-    env = {**os.environ, **stack.env, "COMPOSE_DISABLE_ENV_FILE": "1"}
-    return subprocess.run([str(ROOT / "scripts" / name), "-p", stack.project, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
 
 
 def api_for(stack: Stack, token: str | None) -> Api:
@@ -171,3 +169,97 @@ def test_backup_and_restore_of_a_stack_that_is_not_running(prod, tmp_path):
     bogus = tmp_path / "not-an-archive.backup.tar.gz"
     bogus.write_bytes(b"this is not a backup")
     assert_clean_refusal(script(absent, "restore", str(bogus)), "truncated or corrupt")
+
+
+# --- PostgreSQL 17 -> 18 ----------------------------------------------------------------------------
+
+POSTGRES18_IMAGE = os.environ.get("POSTGRES18_IMAGE", "postgres:18")
+
+
+def postgres_version(stack: Stack) -> str:
+    return stack.exec("postgres", "sh", "-c", 'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tA -c "SHOW server_version"'
+                      ).stdout.split()[0]
+
+
+def test_postgres_17_to_18_in_one_command(prod, tmp_path):
+    """scripts/upgrade-postgres on the production-mode stack holding users, tokens, finished jobs
+    and a beat schedule: afterwards PostgreSQL 18 runs on a new volume in 18's layout, everything
+    is there, the old token still works and jobs run; the 17 volume is untouched, and the
+    settings that select the new server are in the env file (docs/production.md)."""
+    prod.wait_healthy()
+    old_volume, new_volume = f"{PROJECT}_postgres-data", f"{PROJECT}_postgres-data-18"
+    docker("volume", "rm", "-f", new_volume)  # left by an earlier, interrupted run
+    version = postgres_version(prod)
+    versions.record("postgres:17", version, os.environ.get("POSTGRES_IMAGE", "postgres:17"))
+    assert version.startswith("17."), version
+
+    token = prod.create_token(f"upgrade-{uuid.uuid4().hex[:8]}")
+    api = api_for(prod, token)
+    names = {"sum": ("sum_number", {"x": 17, "y": 18}), "fail": ("fail", {"message": "before 18"}),
+             "inference": ("model_inference", {"text": "upgrade", "steps": 2, "step_seconds": 0.2})}
+    ids = {}
+    for name, (kind, params) in names.items():
+        answer = api.submit(kind, params, name=f"pg18-{name}")
+        assert answer.status_code == 202, answer.text
+        ids[name] = answer.json()["id"]
+    before = {name: api.wait_for_state(job_id, "SUCCESS", "FAILURE", timeout=120) for name, job_id in ids.items()}
+    schedule = f"{SCHEDULE}-pg18"
+    prod.manage("shell", "-c",
+                "from django_celery_beat.models import IntervalSchedule, PeriodicTask; "
+                "i, _ = IntervalSchedule.objects.get_or_create(every=1, period='days'); "
+                f"PeriodicTask.objects.create(name='{schedule}', task='jobs.noop', interval=i)")
+    users = prod.manage("shell", "-c", "from django.contrib.auth.models import User; print(User.objects.count())"
+                        ).stdout.split()[-1]
+
+    env_file = tmp_path / "prod.env"
+    env_file.write_text("".join(f"{name}={value}\n" for name, value in prod.env.items()))
+    upgraded = script(prod, "upgrade-postgres", "--to", POSTGRES18_IMAGE, "--env-file", str(env_file),
+                      "--dir", str(tmp_path / "dumps"), timeout=1800)
+    output = upgraded.stdout + upgraded.stderr
+    assert upgraded.returncode == 0, output
+    assert "Traceback" not in output and token not in output and prod.env["POSTGRES_PASSWORD"] not in output
+    written = read_env_file(env_file)
+    settings = {name: written[name] for name in ("POSTGRES_IMAGE", "POSTGRES_VOLUME_TARGET", "POSTGRES_VOLUME_NAME")}
+    assert settings == {"POSTGRES_IMAGE": POSTGRES18_IMAGE, "POSTGRES_VOLUME_TARGET": "/var/lib/postgresql",
+                        "POSTGRES_VOLUME_NAME": new_volume}, settings
+    assert {n: written[n] for n in prod.env} == prod.env, "the env file's other lines changed"
+    [dump] = (tmp_path / "dumps").glob(f"{PROJECT}-postgres17-*.dump")
+    assert stat.S_IMODE(dump.stat().st_mode) == 0o600
+    prod.env.update(settings)  # from now on every compose command of this stack runs 18
+
+    try:
+        prod.wait_healthy()
+        version = postgres_version(prod)
+        versions.record("postgres:18", version, POSTGRES18_IMAGE)
+        assert version.startswith("18."), version
+        data_directory = prod.exec("postgres", "sh", "-c",
+                                   'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tA -c "SHOW data_directory"').stdout
+        assert data_directory.strip() == "/var/lib/postgresql/18/docker", data_directory
+        mount = next(m for m in prod.inspect("postgres")["Mounts"] if m["Type"] == "volume")
+        assert (mount["Name"], mount["Destination"]) == (new_volume, "/var/lib/postgresql"), mount
+        # The old volume holds PostgreSQL 17's data as it was.
+        old = docker("run", "--rm", "-v", f"{old_volume}:/old:ro", "--entrypoint", "cat", POSTGRES18_IMAGE,
+                     "/old/PG_VERSION").stdout.strip()
+        assert old == "17", old
+
+        assert api.request("GET", "/api/whoami/").status_code == 200, "the old token does not work on 18"
+        for name, job_id in ids.items():
+            after = api.job(job_id).json()
+            for key in ("state", "result", "error", "finished_at", "kind", "params"):
+                assert after[key] == before[name][key], (name, key, after, before[name])
+        assert {schedule, SCHEDULE} <= set(schedules(prod))
+        assert prod.manage("shell", "-c", "from django.contrib.auth.models import User; print(User.objects.count())"
+                           ).stdout.split()[-1] == users
+        again = api.submit("sum_number", {"x": 17, "y": 18}, name="pg18-sum")
+        assert again.status_code == 200 and again.json()["id"] == ids["sum"], again.text
+        fresh = api.submit("sum_number", {"x": 1, "y": 18}, name=f"on-18-{uuid.uuid4().hex[:6]}")
+        assert fresh.status_code == 202, fresh.text
+        assert api.wait_for_state(fresh.json()["id"], "SUCCESS", "FAILURE", timeout=120)["state"] == "SUCCESS"
+        # A second run has nothing to do and says so, changing nothing.
+        noop = script(prod, "upgrade-postgres", "--to", POSTGRES18_IMAGE, "--env-file", str(env_file),
+                      "--dir", str(tmp_path / "dumps"))
+        assert_clean_refusal(noop, "nothing to upgrade")
+        assert prod.healthy()
+    finally:
+        # The 17 volume is no longer the stack's (its `down -v` removes the 18 one): removed here.
+        docker("volume", "rm", old_volume, check=False)

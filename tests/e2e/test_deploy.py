@@ -19,6 +19,7 @@ from collections import Counter
 import pytest
 import requests
 
+from tests.e2e.helpers import caddy_version
 from tests.support.docker import docker
 from tests.support.production import gen_prod_env
 from tests.support.stack import ROOT, Api, Stack, running
@@ -136,6 +137,7 @@ def stack_inspect(cid: str) -> dict:
 
 
 def test_deploy_under_load_drops_nothing_and_a_failing_web_rolls_back(stack, root_cert):
+    caddy_version(stack)
     token = stack.create_token(f"deploy-{uuid.uuid4().hex[:8]}")
     assert len(stack.container_ids("web")) == 2
     v1 = docker("image", "inspect", "--format", "{{.Id}}", APP_IMAGE).stdout.strip()

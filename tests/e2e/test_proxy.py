@@ -13,6 +13,7 @@ import uuid
 import pytest
 import requests
 
+from tests.e2e.helpers import caddy_version
 from tests.support.production import gen_prod_env
 from tests.support.stack import Api, Stack, running
 from tests.support.wait import wait_until
@@ -78,6 +79,14 @@ def get(session, path, **kwargs) -> requests.Response:
     kwargs.setdefault("timeout", 30)
     kwargs.setdefault("allow_redirects", False)
     return session.get(url(path), **kwargs)
+
+
+def test_proxy_runs_a_caddy_with_request_buffers(stack):
+    """The Caddyfile buffers request bodies with `request_buffers` (Caddy 2.7 and later); Caddy
+    2.11.2 and later also resend a buffered body whole when they retry (docs/production.md)."""
+    major, minor = (int(part) for part in caddy_version(stack).split(".")[:2])
+    assert (major, minor) >= (2, 7)
+    assert "start-proxy: caddy" in stack.logs("proxy")
 
 
 def test_https_with_the_internal_ca_and_hsts(stack, https):

@@ -1,17 +1,22 @@
 """The stack on RabbitMQ (docker-compose.yml + docker-compose.rabbitmq.yml), end to end.
 
 A compose project of its own ("djcs-rabbit", own ports and image tag) on the overlay's
-defaults: jobs go through a quorum queue with publisher confirms, results stay in Redis. The
-consumer timeout, at a shortened scale: a 20 s job cut off by a 10 s timeout on the jobs queue,
-then run once under the stack's own setting. Then the chaos scenarios that apply to a broker,
-each with 200 jobs and lost = 0 asserted: a worker SIGKILLed mid-run, RabbitMQ restarted
-mid-run, a warm stop during a 20 s job, two workers with one SIGKILLed. Their report lines
-join the chaos report ("rabbitmq ...").
+defaults: jobs go through a quorum queue with publisher confirms, results stay in Redis, and
+RabbitMQ refuses transient non-exclusive queues (deprecated; compose/rabbitmq/20-jobs.conf), so
+every queue of Celery, Flower and the stack is durable or exclusive. Flower sees the worker and
+its jobs; a worker started again under its name while RabbitMQ still holds its old connection
+comes back healthy. The consumer timeout, at a shortened scale: a 20 s job cut off by a 10 s
+timeout on the jobs queue, then run once under the stack's own setting. Then the chaos
+scenarios that apply to a broker, each with 200 jobs and lost = 0 asserted: a worker SIGKILLed
+mid-run, RabbitMQ restarted mid-run, a warm stop during a 20 s job, two workers with one
+SIGKILLed. Their report lines join the chaos report ("rabbitmq ..."); the RabbitMQ version
+joins the versions printed at the end (tests/support/versions.py).
 """
 
 import json
 import os
 import re
+import subprocess
 import time
 from datetime import datetime, timedelta, timezone
 
@@ -27,11 +32,14 @@ from tests.support.chaos import (
     job_mix,
     long_job,
     new_ledger,
+    parse_time,
     short_job,
     two_workers_one_killed,
     worker_logs,
 )
-from tests.support.stack import Api, Stack, running
+from tests.e2e.helpers import flower, flower_workers_online, hostnames
+from tests.support import versions
+from tests.support.stack import ROOT, Api, Stack, running
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.slow
@@ -47,6 +55,7 @@ ENV = {
 }
 # The overlay's development defaults (docker-compose.rabbitmq.yml).
 USER, VHOST, PASSWORD = "app", "jobs", "insecure-dev-rabbitmq-password"
+ENV_IMAGE = os.environ.get("RABBITMQ_IMAGE", "rabbitmq:4-management-alpine")
 JOBS = 200
 TASK_TIME_LIMIT = 3600  # CELERY_TASK_TIME_LIMIT's default, seconds
 
@@ -86,6 +95,42 @@ def wait_all_healthy(stack: Stack) -> None:
 
 # --- the broker in the job flow -----------------------------------------------------------------
 
+def test_rabbitmq_denies_transient_nonexclusive_queues(rabbit):
+    """The overlay runs RabbitMQ with the deprecated feature `transient_nonexcl_queues` denied, as
+    RabbitMQ will by default: a queue neither durable nor exclusive is refused. Celery's own
+    control and event queues would be (the worker crash-loops); the stack declares them durable
+    and exclusive (config/settings.py), so none is in use."""
+    wait_all_healthy(rabbit)
+    version = rabbitmqctl(rabbit, "version").strip()
+    versions.record("rabbitmq:4-management-alpine", version, ENV_IMAGE)
+    assert version.startswith("4."), version
+    features = json.loads(rabbitmqctl(rabbit, "list_deprecated_features", "--formatter", "json"))
+    [feature] = [f for f in features if f["name"] == "transient_nonexcl_queues"]
+    assert feature["state"] == "denied", feature
+    in_use = json.loads(rabbitmqctl(rabbit, "list_deprecated_features", "--used", "--formatter", "json"))
+    assert in_use == [], in_use
+    worker = f"celery@{hostnames(rabbit, 'worker')[1]}"
+
+    def queues() -> list[dict]:
+        found = json.loads(rabbitmqctl(rabbit, "list_queues", "-p", VHOST, "name", "durable", "exclusive",
+                                       "--formatter", "json"))
+        names = {q["name"] for q in found}
+        # The worker's control queue, and Flower's event queue once its event capture runs.
+        return found if f"{worker}.celery.pidbox" in names and any(n.startswith("celeryev.") for n in names) else []
+
+    found = wait_until(queues, timeout=60, interval=1, what="the worker's control queue and an event queue")
+    transient = [q["name"] for q in found if not q["durable"] and not q["exclusive"]]
+    assert not transient, transient
+    assert_no_transient_queue_refused(rabbit)
+
+
+def assert_no_transient_queue_refused(stack: Stack) -> None:
+    """RabbitMQ logs each refused declaration of a transient non-exclusive queue."""
+    refused = [line for line in stack.logs("rabbitmq").splitlines()
+               if "Deprecated features: `transient_nonexcl_queues`" in line]
+    assert not refused, refused[:5]
+
+
 def test_job_goes_through_rabbitmq_and_is_read_by_id_from_any_container(rabbit, api):
     wait_all_healthy(rabbit)
     health = requests.get(rabbit.url("/healthz"), timeout=10).json()
@@ -110,6 +155,104 @@ def test_job_goes_through_rabbitmq_and_is_read_by_id_from_any_container(rabbit, 
                       "--token-stdin", input=token + "\n").stdout
     read = json.loads(out)
     assert read["id"] == body["id"] and read["state"] == "SUCCESS" and read["result"] == body["result"], read
+
+
+def test_flower_sees_the_worker_and_its_jobs(rabbit, api):
+    """Flower gets the workers' events (through its exclusive event queue) and answers its
+    inspect calls (replies through the durable control queues)."""
+    wait_all_healthy(rabbit)
+    worker = f"celery@{hostnames(rabbit, 'worker')[1]}"
+    submitted = api.submit("sum_number", {"x": 1, "y": 10}, name=f"flower-{time.monotonic_ns()}")
+    assert submitted.status_code == 202, submitted.text
+    job_id = submitted.json()["id"]
+    assert api.wait_for_state(job_id, "SUCCESS", "FAILURE")["state"] == "SUCCESS"
+    wait_until(lambda: flower_workers_online(rabbit).get(worker) is True, timeout=90, interval=1,
+               what=f"Flower showing {worker} online")
+    task = wait_until(lambda: flower(rabbit, f"/api/task/info/{job_id}").json(), timeout=60, interval=1,
+                      what=f"Flower knowing job {job_id}")
+    assert task["state"] == "SUCCESS" and task["worker"] == worker, task
+    # An inspect call through Flower: the worker answers on its control queue.
+    stats = wait_until(lambda: flower(rabbit, "/api/workers?refresh=1").json().get(worker),
+                       timeout=60, interval=2, what=f"Flower's inspect of {worker}")
+    assert stats.get("stats", {}).get("broker", {}).get("transport") == "amqp", stats
+
+
+# Holds a worker's control queue as that worker's connection did: declared as the stack's settings
+# declare it and consumed, on a connection kept alive (heartbeats) until its stdin closes (an
+# exec'd process outlives its `docker compose exec` client).
+STALE_CONNECTION = """
+import os, sys, threading
+from kombu import Consumer
+from config.celery import app
+threading.Thread(target=lambda: (sys.stdin.read(), os._exit(0)), daemon=True).start()
+conn = app.connection_for_write()
+channel = conn.channel()
+queue = app.control.mailbox.get_queue(sys.argv[1])(channel)
+queue.declare()
+Consumer(channel, queues=[queue], no_ack=True, callbacks=[lambda body, message: None]).consume()
+print("holding", queue.name, flush=True)
+while True:
+    conn.heartbeat_check()
+    try:
+        conn.drain_events(timeout=1)
+    except TimeoutError:
+        pass
+"""
+
+
+def control_queue_consumers(stack: Stack, worker: str) -> int:
+    queues = json.loads(rabbitmqctl(stack, "list_queues", "-p", VHOST, "name", "consumers", "--formatter", "json"))
+    return next((q["consumers"] for q in queues if q["name"] == f"{worker}.celery.pidbox"), 0)
+
+
+def test_worker_restarted_under_its_name_while_rabbitmq_holds_its_old_connection(rabbit, tmp_path):
+    """A SIGKILLed worker whose connection RabbitMQ has not seen close yet (its host vanished:
+    RabbitMQ notices when heartbeats stop, a minute later) is started again under the same name.
+    With exclusive control queues its start fails with RESOURCE_LOCKED until then and it restarts
+    in a loop (seen with Celery's control_queue_exclusive); with the stack's durable one it is
+    healthy at once, beside the old connection, and runs jobs."""
+    wait_all_healthy(rabbit)
+    container = rabbit.container_ids("worker")[0]
+    name = f"celery@{hostnames(rabbit, 'worker')[1]}"
+    restarts = rabbit.inspect("worker")["RestartCount"]
+    docker("kill", "-s", "KILL", container)
+    command = ["docker", "compose", "-p", rabbit.project, *(a for f in FILES for a in ("-f", str(ROOT / f))),
+               "exec", "-T", "web", "python", "-c", STALE_CONNECTION, name]
+    output = tmp_path / "stale-connection.log"
+    with output.open("w") as out:
+        holder = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **rabbit.env, "COMPOSE_DISABLE_ENV_FILE": "1"},
+                                  stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
+    try:
+        wait_until(lambda: "holding" in output.read_text() or holder.poll() is not None, timeout=60,
+                   what="a connection holding the worker's control queue")
+        assert holder.poll() is None, output.read_text()
+        began = time.monotonic()
+        rabbit.up("worker", timeout=180)
+        took = time.monotonic() - began
+        assert rabbit.container_ids("worker") == [container]
+        assert f"celery@{hostnames(rabbit, 'worker')[1]}" == name
+        # The old connection is still there: the queue has its consumer and the new worker's.
+        assert holder.poll() is None, output.read_text()
+        assert control_queue_consumers(rabbit, name) == 2
+        assert rabbit.inspect("worker")["RestartCount"] == restarts, "the worker restarted in a loop"
+        logs = rabbit.compose("logs", "--no-color", "--since", "3m", "worker").stdout
+        assert "RESOURCE_LOCKED" not in logs, logs[-3000:]
+        wait_until(lambda: flower_workers_online(rabbit).get(name) is True, timeout=90, interval=1,
+                   what=f"Flower showing {name} online again")
+        api = Api(rabbit.url(""), rabbit.create_token("rabbit-restart"))
+        job = api.submit("noop", name=f"after-restart-{time.monotonic_ns()}")
+        assert job.status_code == 202, job.text
+        assert api.wait_for_state(job.json()["id"], "SUCCESS", "FAILURE")["state"] == "SUCCESS"
+        print(f"\n[rabbitmq] {name} healthy {took:.0f} s after its start, its old connection still open")
+    finally:
+        holder.stdin.close()
+        try:
+            holder.wait(30)
+        except subprocess.TimeoutExpired:
+            holder.kill()
+    # Once the old connection is gone, the worker is its queue's only consumer.
+    wait_until(lambda: control_queue_consumers(rabbit, name) == 1, timeout=90, interval=1,
+               what="the old connection's consumer gone")
 
 
 def test_own_vhost_and_user_no_guest_and_management_behind_auth_on_localhost(rabbit):
@@ -141,7 +284,10 @@ def test_consumer_timeout_outlasts_the_longest_job(rabbit):
 SHORT_TIMEOUT_POLICY = "e2e-short-consumer-timeout"
 SHORT_CONSUMER_TIMEOUT = 10  # seconds, on the jobs queue only, for the first half of the test below
 CUT_JOB_STEPS = 20           # a 20 s job (model_inference, 20 steps of 1 s): twice the short timeout
-TIMED_OUT = "has timed out waiting for a consumer acknowledgement"
+# How a consumer past its timeout is cut off: up to RabbitMQ 4.2 the broker closes its channel
+# and logs this; from 4.3 on the quorum queue cancels the consumer (basic.cancel), which the worker
+# logs as ConsumerCancelled and takes for a lost connection. Either way the message goes back.
+CUT_OFF = ("has timed out waiting for a consumer acknowledgement", "ConsumerCancelled")
 
 
 def since(moment: datetime) -> str:
@@ -163,19 +309,30 @@ def starts(stack: Stack, job_id: str) -> int:
     return executions(worker_logs(stack))[job_id]
 
 
+def timed_lines(stack: Stack, began: datetime) -> list[tuple[float, str]]:
+    """(Unix time, text) of the worker's and RabbitMQ's log lines since `began`."""
+    out = stack.compose("logs", "--no-color", "--timestamps", "--since", since(began), "worker", "rabbitmq").stdout
+    found = (re.search(r"\| (\d{4}-\d\d-\d\dT\S+Z) (.*)$", line) for line in out.splitlines())
+    return sorted((parse_time(m.group(1)), m.group(2)) for m in found if m)
+
+
+def cut_offs(lines: list[tuple[float, str]]) -> list[float]:
+    return [at for at, text in lines if any(sign in text for sign in CUT_OFF)]
+
+
 def test_a_job_longer_than_the_consumer_timeout_is_cut_off_and_within_it_runs_once(rabbit, api):
     """The 30-minute scenario at a shortened scale. With a consumer timeout of 10 s on the jobs
-    queue (a policy on that queue only), a 20 s acks_late job is cut off: RabbitMQ closes the
-    worker's channel 10 s in ("timed out waiting for a consumer acknowledgement"), puts the
-    message back, and the job starts again, and again. With the policy gone the stack's own
+    queue (a policy on that queue only), a 20 s acks_late job is cut off 10 s in (RabbitMQ 4.3
+    cancels the worker's consumer, earlier releases closed its channel: CUT_OFF), the message goes
+    back, and the job starts again, and again. With the policy gone the stack's own
     consumer_timeout (2 h, compose/rabbitmq/20-jobs.conf) applies: the same job runs once and
     ends SUCCESS.
 
-    RabbitMQ 4.0 checks consumer timeouts on each channel's tick, once a minute by default
+    RabbitMQ before 4.3 checked consumer timeouts on each channel's tick, once a minute by default
     (channel_tick_interval), which would let a 20 s job slip between two checks: the test sets
     the tick to 1 s for channels opened meanwhile (a check of the mechanism, not of a promise;
-    restored at the end). A policy's timeout applies to consumers opened after it was set, so
-    the worker is restarted after each change."""
+    restored at the end; 4.3's quorum queues check on their own). A policy's timeout applies to
+    consumers opened after it was set, so the worker is restarted after each change."""
     wait_all_healthy(rabbit)
     tick = re.search(r"\{ok,(\d+)\}", rabbit.exec(
         "rabbitmq", "rabbitmqctl", "eval", "application:get_env(rabbit, channel_tick_interval).").stdout)
@@ -197,9 +354,11 @@ def test_a_job_longer_than_the_consumer_timeout_is_cut_off_and_within_it_runs_on
         cut_id = cut.json()["id"]
         wait_until(lambda: starts(rabbit, cut_id) >= 2, timeout=120, interval=1,
                    what=f"the {CUT_JOB_STEPS} s job started a second time")
-        broker_log = rabbit.compose("logs", "--no-color", "--since", since(began), "rabbitmq").stdout
-        assert TIMED_OUT in broker_log, broker_log[-3000:]
-        assert f"Timeout used: {SHORT_CONSUMER_TIMEOUT * 1000} ms" in broker_log, broker_log[-3000:]
+        lines = timed_lines(rabbit, began)
+        first_start = min(at for at, text in lines if f"Job {cut_id} started" in text)
+        cut_at = [at - first_start for at in cut_offs(lines) if at > first_start]
+        # Cut off by the 10 s timeout, not at the job's end (20 s).
+        assert cut_at and SHORT_CONSUMER_TIMEOUT - 1 <= cut_at[0] < CUT_JOB_STEPS, (cut_at, lines[-40:])
         cut_runs = starts(rabbit, cut_id)
 
         # Back to the stack's own setting; the cut job's last delivery ends (it runs to the end,
@@ -220,12 +379,11 @@ def test_a_job_longer_than_the_consumer_timeout_is_cut_off_and_within_it_runs_on
         wait_until(lambda: queue_counts(rabbit) == (0, 0), timeout=60, interval=1,
                    what="the job acknowledged")
         assert starts(rabbit, whole_id) == 1, f"the {CUT_JOB_STEPS} s job started {starts(rabbit, whole_id)}x"
-        broker_log = rabbit.compose("logs", "--no-color", "--since", since(began), "rabbitmq").stdout
-        assert TIMED_OUT not in broker_log, broker_log[-3000:]
-        worker_log = rabbit.compose("logs", "--no-color", "--since", since(began), "worker").stdout
-        assert "Couldn't ack" not in worker_log, worker_log[-3000:]
-        print(f"\n[consumer timeout] {SHORT_CONSUMER_TIMEOUT} s timeout: the {CUT_JOB_STEPS} s job started "
-              f"{cut_runs}x; without the policy (2 h): started once, SUCCESS")
+        lines = timed_lines(rabbit, began)
+        assert not cut_offs(lines), lines[-40:]
+        assert not [text for _, text in lines if "Couldn't ack" in text], lines[-40:]
+        print(f"\n[consumer timeout] {SHORT_CONSUMER_TIMEOUT} s timeout: the {CUT_JOB_STEPS} s job cut off "
+              f"{cut_at[0]:.1f} s in, started {cut_runs}x; without the policy (2 h): started once, SUCCESS")
     finally:
         if SHORT_TIMEOUT_POLICY in rabbitmqctl(rabbit, "list_policies", "-p", VHOST):
             rabbitmqctl(rabbit, "clear_policy", "-p", VHOST, SHORT_TIMEOUT_POLICY)
@@ -347,3 +505,10 @@ def test_chaos_two_workers_one_sigkilled(rabbit):
     two_workers_one_killed(rabbit, scenario="rabbit-scale", label="rabbitmq 5 two workers, one SIGKILLed",
                            jobs=JOBS, long=8, steps=VICTIM_STEPS)
     wait_all_healthy(rabbit)
+
+
+def test_no_queue_of_the_stack_was_refused_as_transient_nonexclusive(rabbit):
+    """After every scenario above (restarts, kills, Flower's inspect calls), RabbitMQ never had to
+    refuse a transient non-exclusive queue."""
+    assert_no_transient_queue_refused(rabbit)
+

@@ -1,5 +1,6 @@
 #!/usr/bin/env bash
-# Entrypoint of the CI stand-in for postgres:17; follows upstream's documented contract (POSTGRES_* variables, initdb.d).
+# Entrypoint of the CI stand-in for postgres:17 and :18; follows upstream's documented contract
+# (POSTGRES_* variables, initdb.d) and, from 18 on, its refusal to initialise beside old data.
 set -o errexit -o pipefail -o nounset
 
 # VAR_FILE support (docker secrets): VAR from the file named by VAR_FILE, else VAR, else the default.
@@ -26,8 +27,42 @@ setup_env() {
 	file_env POSTGRES_INITDB_ARGS
 	: "${POSTGRES_HOST_AUTH_METHOD:=}"
 	DATABASE_ALREADY_EXISTS=
+	OLD_DATABASES=()
 	if [ -s "$PGDATA/PG_VERSION" ]; then
 		DATABASE_ALREADY_EXISTS=true
+	elif [ "$PGDATA" = "/var/lib/postgresql/$PG_MAJOR/docker" ]; then
+		# 18's layout with no cluster of this version yet: data of another version (or a volume
+		# still mounted where 17 and earlier kept it) means an upgrade was skipped.
+		local d
+		for d in /var/lib/postgresql /var/lib/postgresql/data /var/lib/postgresql/*/docker; do
+			if [ -s "$d/PG_VERSION" ]; then
+				OLD_DATABASES+=("$d")
+			fi
+		done
+		if [ "${#OLD_DATABASES[@]}" -eq 0 ] && [ "$PG_MAJOR" -ge 18 ] && mountpoint -q /var/lib/postgresql/data; then
+			OLD_DATABASES+=('/var/lib/postgresql/data (unused mount/volume)')
+		fi
+	fi
+}
+
+# Upstream's message (18 and later), shortened: initialising a new cluster beside old data would
+# leave that data behind unseen.
+error_old_databases() {
+	if [ "${#OLD_DATABASES[@]}" -gt 0 ]; then
+		cat >&2 <<-EOE
+			Error: in 18+, these Docker images are configured to store database data in a
+			       format which is compatible with "pg_ctlcluster" (specifically, using
+			       major-version-specific directory names).
+
+			       Counter to that, there appears to be PostgreSQL data in:
+			         ${OLD_DATABASES[*]}
+
+			       This is usually the result of upgrading the Docker image without
+			       upgrading the underlying database using "pg_upgrade" (which requires both
+			       versions). The suggested container configuration for 18+ is to place a
+			       single mount at /var/lib/postgresql.
+		EOE
+		exit 1
 	fi
 }
 
@@ -177,6 +212,7 @@ main() {
 
 		if [ -z "$DATABASE_ALREADY_EXISTS" ]; then
 			verify_minimum_env
+			error_old_databases
 			ls /docker-entrypoint-initdb.d/ > /dev/null
 			init_database_dir
 			setup_hba_conf "$@"
