@@ -353,6 +353,41 @@ def test_no_secret_in_the_app_image(prod_up, secrets):
     assert not found, f"secrets baked into {image}: {found[:20]}"
 
 
+# --- what a token may do in production ----------------------------------------------------------
+
+def test_example_kinds_are_off_unless_named(prod_up, proxy):
+    api = Api(prod_up.url(""), prod_up.create_token(f"prod-kinds-{uuid.uuid4().hex[:8]}"))
+    api.session.headers.update(proxy.headers)
+    refused = api.submit("allocate", {"megabytes": 1})
+    assert refused.status_code == 400, refused.text
+    assert "JOB_DEMO_KINDS" in refused.json()["kind"][0]
+    # The kinds this stack's .env names in JOB_DEMO_KINDS (tests/support/production.py) run.
+    assert api.submit("noop").status_code == 202
+
+
+def test_a_token_over_its_submission_rate_is_answered_429(prod_up, proxy):
+    # The default rate, 600 submissions a minute per token (counted per calendar minute): 1,300
+    # sent within a minute put more than 600 into one of the minutes they span.
+    api = Api(prod_up.url(""), prod_up.create_token(f"prod-rate-{uuid.uuid4().hex[:8]}"))
+    api.session.headers.update(proxy.headers)
+    accepted, refused = 0, None
+    for _ in range(1300):
+        answer = api.request("POST", "/api/jobs/", json={"kind": "noop"})
+        if answer.status_code == 429:
+            refused = answer
+            break
+        assert answer.status_code == 202, answer.text
+        accepted += 1
+    assert refused is not None, f"{accepted} submissions and no 429"
+    assert accepted <= 1200, accepted
+    body = refused.json()
+    assert body["error"] == "rate_limited" and 0 < int(refused.headers["Retry-After"]) <= 60, body
+    # Another token is not held back by this one's count.
+    other = Api(prod_up.url(""), prod_up.create_token(f"prod-rate-{uuid.uuid4().hex[:8]}"))
+    other.session.headers.update(proxy.headers)
+    assert other.submit("noop").status_code == 202
+
+
 # --- 5. no token and no secret in any log --------------------------------------------------------
 
 def test_full_job_run_leaves_no_token_or_secret_in_any_log(prod_up, secrets, proxy):
