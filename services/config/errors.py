@@ -6,18 +6,18 @@ from django.conf import settings
 from django.db import InterfaceError, OperationalError
 from django.http import JsonResponse
 from kombu.exceptions import OperationalError as BrokerError
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework.exceptions import Throttled
 from rest_framework.views import exception_handler
+
+from jobs.store import REDIS_UNAVAILABLE
 
 # Errors that mean "a backing service is away or full", not "the code is wrong". Not
 # DatabaseError: its IntegrityError, DataError and ProgrammingError are bugs or bad input.
 # PostgreSQL out of disk space is an OperationalError (psycopg2's DiskFull), told apart below.
 UNAVAILABLE = {
     "database": (OperationalError, InterfaceError),
-    "redis": (RedisConnectionError, RedisTimeoutError, BrokerError),
+    "redis": (*REDIS_UNAVAILABLE, BrokerError),
     # Redis at its memory limit (maxmemory, no eviction), or above the share new jobs may fill
     # (jobs.store.JobStoreFull, an OutOfMemoryError).
     "job_store": (OutOfMemoryError,),

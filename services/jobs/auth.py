@@ -14,15 +14,13 @@ from django.conf import settings
 from knox.auth import TokenAuthentication as KnoxTokenAuthentication
 from knox.crypto import hash_token
 from knox.models import AuthToken
-from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError
-from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework import exceptions
 
 from jobs import token_cache
+from jobs.store import REDIS_UNAVAILABLE as REDIS_DOWN
 
 logger = logging.getLogger(__name__)
-REDIS_DOWN = (RedisConnectionError, RedisTimeoutError)
 
 
 @dataclass(frozen=True)

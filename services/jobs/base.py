@@ -14,15 +14,11 @@ from celery.utils.log import get_task_logger
 from celery.worker.request import Request
 from django.conf import settings
 from django.utils import timezone
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from rest_framework import serializers
 
 from jobs import metrics, store
 
 logger = get_task_logger(__name__)
 HOSTNAME = socket.gethostname()
-PROGRESS = "PROGRESS"
 # Pools whose time limits Celery does not enforce (no signal can stop a thread, and the solo pool
 # runs the job in the worker process itself): there a job is held to them at its progress reports.
 POOLS_WITHOUT_TIME_LIMITS = ("threads", "solo")
@@ -92,7 +88,7 @@ class JobTask(Task):
         self._stop_if_cancelled()
         self._hold_to_time_limits()
         self.update_state(
-            state=PROGRESS,
+            state=store.PROGRESS,
             meta={**self._running_meta(), "current": current, "total": total, "message": message},
         )
 
@@ -108,11 +104,10 @@ class JobTask(Task):
         # Celery's revoke list is per worker and in memory; the flag in Redis is durable.
         try:
             cancelled = store.is_revoked(self.request.id)
-        except (RedisConnectionError, RedisTimeoutError) as exc:
+        except store.REDIS_UNAVAILABLE as exc:
             # Redis is restarting. The check is advisory, so the job goes on: the state write
             # that follows waits for Redis (result_backend_always_retry) and the next check
-            # sees the flag. Raising here would end a job nobody cancelled as FAILURE - lost
-            # (seen in the chaos suite: every running job failed on `docker compose restart redis`).
+            # sees the flag. Raising here would end as FAILURE a job nobody cancelled.
             logger.warning("Job %s: cancellation flag unreadable (%s); going on",
                            self.request.id, type(exc).__name__)
             return
@@ -146,7 +141,7 @@ class JobTask(Task):
 class JobKind:
     name: str
     task: JobTask
-    params: type[serializers.Serializer]
+    params: type  # the kind's params serializer (rest_framework): what the API accepts
     description: str
     # An example shipped with the stack (jobs/tasks.py): on in development, off in production
     # unless named in JOB_DEMO_KINDS (some hold a worker for minutes or exhaust its memory).
@@ -157,7 +152,7 @@ class JobKind:
 KINDS: dict[str, JobKind] = {}
 
 
-def job_kind(params: type[serializers.Serializer], *, demo: bool = False):
+def job_kind(params: type, *, demo: bool = False):
     """Register a function as the job kind of the same name (task "jobs.<name>")."""
 
     def register(fn):

@@ -22,6 +22,7 @@ With BROKER=rabbitmq the message goes through kombu as usual (publisher confirms
 state is written; only the event dispatcher is per thread there.
 """
 
+import contextlib
 import logging
 import threading
 from contextlib import contextmanager
@@ -33,6 +34,9 @@ from redis.retry import Retry
 from django.conf import settings
 from kombu import Connection
 from kombu.transport import redis as kombu_redis
+
+from jobs import store
+from jobs.base import KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -184,3 +188,23 @@ def publish(task, *, task_id: str, kwargs: dict, state_writes: list[tuple[bytes 
         for name, args, kw in recorder.calls:
             getattr(pipe, name)(*args, **kw)
         pipe.execute()
+
+
+def pending_result() -> dict:
+    """The result part of a PENDING meta: no worker, not started."""
+    return {"hostname": None, "started_at": None}
+
+
+def publish_job(job) -> None:
+    """Publish a job record's run: its PENDING state and record copy, then its message (web's
+    submissions, and jobs.recovery for a message Redis lost).
+
+    PENDING is written before the message exists, so the worker's states always overwrite it
+    and a submitted id is never mistaken for an unknown one."""
+    try:
+        publish(KINDS[job.kind].task, task_id=job.id, kwargs=job.params,
+                state_writes=store.pending_writes(job, pending_result()))
+    except BaseException:
+        with contextlib.suppress(Exception):
+            store.forget_submission(job.id)
+        raise

@@ -34,7 +34,8 @@ from celery import states
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import service, store
+from jobs import publisher, store
+from jobs.base import KINDS
 from jobs.models import Job
 
 logger = logging.getLogger(__name__)
@@ -205,10 +206,10 @@ def recover_lost_jobs(scan: BrokerScan | None = None, **kwargs) -> list[str]:
 def _recover(**kwargs) -> list[str]:
     recovered = []
     for job in find_lost(**kwargs):
-        if job.kind not in service.KINDS:
+        if job.kind not in KINDS:
             logger.warning("Job %s looks lost but its kind %r no longer exists; left alone", job.id, job.kind)
             continue
-        service.publish(job)
+        publisher.publish_job(job)
         logger.warning("Job %s (%s) had no message in Redis (lost in a Redis crash?); published again",
                        job.id, job.kind)
         recovered.append(job.id)

@@ -3,7 +3,6 @@
 Kept apart from the HTTP layer so the `job` management command and tests use the same code.
 """
 
-import contextlib
 import logging
 import uuid
 from dataclasses import dataclass
@@ -15,7 +14,6 @@ from django.utils import timezone
 
 from jobs import ids, metrics, publisher, status, store
 from jobs.models import Job
-from jobs.base import KINDS
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +70,7 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
             job.save(force_insert=True)
             # Refused by Redis or RabbitMQ: rolled back, and the client gets a 503 naming it
             # (config/errors.py) instead of a job that will never run.
-            publish(job)
+            publisher.publish_job(job)
     except IntegrityError:
         # A concurrent request created this very run first: that one is the job.
         existing = Job.objects.get(owner=job.owner, name=name, run=run)
@@ -81,26 +79,7 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
     # With LOG_FORMAT=json this line also carries the request's id, which the worker's lines for
     # the job repeat (config/logs.py): the two ends of a job can be found by either id.
     logger.info("Job %s submitted (%s)", job.id, kind, extra={"job_id": job.id, "kind": kind})
-    return Submission(job, {"status": states.PENDING, "result": pending_result()}, created=True)
-
-
-def pending_result() -> dict:
-    return {"hostname": None, "started_at": None}
-
-
-def publish(job: Job) -> None:
-    """Write the job's PENDING state and record copy, then send its message, in one Redis
-    transaction on the Redis broker (jobs/publisher.py; also used by jobs.recovery).
-
-    PENDING is written before the message exists, so the worker's states always overwrite it
-    and a submitted id is never mistaken for an unknown one."""
-    try:
-        publisher.publish(KINDS[job.kind].task, task_id=job.id, kwargs=job.params,
-                          state_writes=store.pending_writes(job, pending_result()))
-    except BaseException:
-        with contextlib.suppress(Exception):
-            store.forget_submission(job.id)
-        raise
+    return Submission(job, {"status": states.PENDING, "result": publisher.pending_result()}, created=True)
 
 
 # Pools whose running job Celery can stop from outside: prefork (SIGTERM to the job's process)

@@ -2,7 +2,8 @@
 
 from celery import states
 
-PROGRESS = "PROGRESS"
+from jobs.store import PROGRESS, WORKER_LOST
+
 EXPIRED = "EXPIRED"
 # States after which a job never changes again (a new run needs rerun=true).
 FINISHED_STATES = frozenset(states.READY_STATES)
@@ -11,7 +12,6 @@ FINISHED_STATES = frozenset(states.READY_STATES)
 _TIME_LIMIT_ERRORS = {"SoftTimeLimitExceeded", "TimeLimitExceeded"}
 SAFE_MESSAGE_ERRORS = {"JobError"}
 GENERIC_FAILURE = "The job failed because of an internal error."
-WORKER_LOST = "WorkerLostError"
 WORKER_LOST_MESSAGE = ("The worker running this job stopped (killed, or out of memory); "
                        "the job is queued to run again.")
 

@@ -15,13 +15,19 @@ from datetime import datetime, timedelta
 from celery import current_app, states
 from django.conf import settings
 from django.utils import timezone
+from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import OutOfMemoryError, ResponseError
-
-from jobs.status import WORKER_LOST
+from redis.exceptions import TimeoutError as RedisTimeoutError
 
 logger = logging.getLogger(__name__)
 
+# What redis-py raises while Redis is away (restarting, unreachable): retry, or answer 503.
+REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)
 REVOKED_FLAG_PREFIX = "jobs:revoked:"
+# The state of a running job that reported progress (a custom state: Celery has none).
+PROGRESS = "PROGRESS"
+# The exc_type of a job whose worker died under it (Celery's own name for it).
+WORKER_LOST = "WorkerLostError"
 # Sorted set of finished jobs not yet archived: job id -> when it finished (epoch seconds).
 # Every finished state is written together with its entry (config/result_backend.py, write_meta).
 FINISHED_INDEX = "jobs:finished"

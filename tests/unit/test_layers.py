@@ -1,0 +1,106 @@
+"""The import directions of docs/architecture.md, read from the source (pure logic, no services).
+
+Only module-level imports count: a function-level import runs when it is called, where its
+caller already sits on the right side of the layers.
+"""
+
+import ast
+from pathlib import Path
+
+import pytest
+
+SERVICES = Path(__file__).resolve().parents[2] / "services"
+
+# What the worker runs, beside the job kinds: none of it may reach the web layer or DRF.
+WORKER_MODULES = [
+    "jobs.base", "jobs.store", "jobs.archive", "jobs.orphans", "jobs.recovery", "jobs.housekeeping",
+    "jobs.redis_transport", "jobs.publisher", "jobs.metrics", "config.result_backend",
+    "config.liveness", "config.beat", "config.celery",
+]
+WEB_ONLY = ("jobs.views", "jobs.serializers", "jobs.pages", "jobs.service", "jobs.kind_forms",
+            "jobs.auth", "jobs.throttling", "jobs.pagination", "config.urls", "config.middleware",
+            "rest_framework", "drf_spectacular", "knox")
+
+
+def module_path(name: str) -> Path | None:
+    base = SERVICES.joinpath(*name.split("."))
+    for path in (base.with_suffix(".py"), base / "__init__.py"):
+        if path.exists():
+            return path
+    return None
+
+
+def top_level_imports(name: str) -> set[str]:
+    """Modules named by the module-level import statements of services/<name>."""
+    path = module_path(name)
+    package = name if path.name == "__init__.py" else name.rpartition(".")[0]
+    found = set()
+    for node in ast.parse(path.read_text()).body:
+        if isinstance(node, ast.Import):
+            found.update(alias.name for alias in node.names)
+        elif isinstance(node, ast.ImportFrom):
+            parent = package
+            for _ in range(max(node.level - 1, 0)):
+                parent = parent.rpartition(".")[0]
+            module = node.module or ""
+            base = f"{parent}.{module}".strip(".") if node.level else module
+            # `from jobs import store` imports the module jobs.store (the package is loaded
+            # already); `from jobs.store import read_meta` imports jobs.store.
+            submodules = {f"{base}.{a.name}" for a in node.names if module_path(f"{base}.{a.name}")}
+            found.update(submodules)
+            if len(submodules) < len(node.names):
+                found.add(base)
+    return found
+
+
+def own_modules() -> list[str]:
+    names = []
+    for path in SERVICES.rglob("*.py"):
+        if "migrations" in path.parts:
+            continue
+        parts = path.relative_to(SERVICES).with_suffix("").parts
+        names.append(".".join(parts[:-1] if parts[-1] == "__init__" else parts))
+    return sorted(n for n in names if n)
+
+
+def graph() -> dict[str, set[str]]:
+    own = set(own_modules())
+    return {name: {m for m in top_level_imports(name) if m in own} for name in own}
+
+
+def reachable(start: str, edges: dict[str, set[str]]) -> dict[str, str]:
+    """Every own module start imports, directly or not: module -> the module that imports it."""
+    seen, stack = {}, [start]
+    while stack:
+        current = stack.pop()
+        for nxt in edges.get(current, ()):
+            if nxt not in seen and nxt != start:
+                seen[nxt] = current
+                stack.append(nxt)
+    return seen
+
+
+@pytest.mark.parametrize("module", WORKER_MODULES)
+def test_worker_modules_import_nothing_of_the_web_layer_or_drf(module):
+    edges = graph()
+    via = reachable(module, edges)
+    # Third-party imports of the module itself and of every own module it reaches.
+    for name in [module, *via]:
+        for imported in top_level_imports(name):
+            bad = next((w for w in WEB_ONLY if imported == w or imported.startswith(w + ".")), None)
+            assert bad is None, f"{module} reaches {imported} (imported by {name})"
+
+
+def test_no_import_cycle():
+    edges = graph()
+    # A cycle: a module imported by one of the modules it reaches.
+    cycles = [m for m in edges if any(m in edges.get(r, ()) for r in reachable(m, edges))]
+    assert not cycles, f"import cycles through {cycles}"
+
+
+def test_the_walk_sees_imports():
+    """The checks above would pass on an empty graph: make sure the walk finds real edges."""
+    edges = graph()
+    assert "jobs.store" in edges["jobs.base"]
+    assert "jobs.publisher" in edges["jobs.recovery"]
+    assert "rest_framework" in {m.split(".")[0] for m in top_level_imports("jobs.views")}
