@@ -104,3 +104,16 @@ def test_the_walk_sees_imports():
     assert "jobs.store" in edges["jobs.base"]
     assert "jobs.publisher" in edges["jobs.recovery"]
     assert "rest_framework" in {m.split(".")[0] for m in top_level_imports("jobs.views")}
+
+
+def test_every_module_the_architecture_page_names_exists():
+    import re
+
+    page = (SERVICES.parent / "docs" / "architecture.md").read_text()
+    paths = set(re.findall(r"\b((?:jobs|config)/[a-z_/]+\.py)", page))
+    modules = set(re.findall(r"\b((?:jobs|config)\.[a-z_]+)\b", page))
+    assert len(paths) > 15 and len(modules) > 15, (paths, modules)
+    assert [p for p in paths if not (SERVICES / p).exists()] == []
+    assert [m for m in modules if module_path(m) is None] == []
+    # The import diagram and the test name the same worker side.
+    assert [m for m in WORKER_MODULES if m not in page] == []
