@@ -23,7 +23,7 @@ from knox.models import AuthToken
 from rest_framework import serializers
 from rest_framework.test import APIClient
 
-from jobs import pages, store
+from jobs import job_listing, pages, store
 from jobs.base import KINDS, JobKind
 from jobs.models import Job, TokenName
 from jobs.serializers import JobSubmitSerializer
@@ -371,7 +371,7 @@ def test_keyset_pages_hold_with_thousands_of_jobs(carol, dave):
     expected = [job.id for job in sorted(mine, key=lambda j: (j.submitted_at, j.id), reverse=True)]
 
     first = carol.get("/jobs/").content.decode()
-    assert len(re.findall(r"<tr data-job-id=", first)) == pages.PAGE_SIZE
+    assert len(re.findall(r"<tr data-job-id=", first)) == job_listing.PAGE_SIZE
     assert "Newer jobs" not in first and "Older jobs" in first
     assert walk(carol) == expected
 
@@ -394,12 +394,12 @@ def test_keyset_pages_hold_with_thousands_of_jobs(carol, dave):
 
     # Deep in the list, a page is still one index range scan from the cursor.
     deep = Job.objects.get(pk=expected[2500])
-    older = pages.parse_cursor(pages.cursor_of(deep))
-    query = pages.keyset_page(Job.objects.filter(user=carol.user), older, None)
+    older = job_listing.parse_cursor(job_listing.cursor_of(deep))
+    query = job_listing.keyset_page(Job.objects.filter(user=carol.user), older, None)
     with connection.cursor() as cursor:
         at, job_id = older
         sql, params = (Job.objects.filter(user=carol.user, submitted_at__lte=at)
-                       .filter(pages.Q(submitted_at__lt=at) | pages.Q(id__lt=job_id))
+                       .filter(job_listing.Q(submitted_at__lt=at) | job_listing.Q(id__lt=job_id))
                        .order_by("-submitted_at", "-id")[:26].query.sql_with_params())
         cursor.execute("EXPLAIN (ANALYZE, FORMAT TEXT) " + sql, params)
         plan = "\n".join(row[0] for row in cursor.fetchall())

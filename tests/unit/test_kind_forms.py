@@ -1,5 +1,5 @@
 """unit: no services. The submit forms built from the kinds' params serializers (jobs.kind_forms),
-and the pure helpers of the pages (jobs.pages): durations, list cursors."""
+and the pure helpers of the pages (jobs.pages, jobs.job_display, jobs.job_listing): durations, list cursors."""
 
 from datetime import UTC, datetime, timedelta
 
@@ -7,7 +7,7 @@ import pytest
 from django.http import QueryDict
 from rest_framework import serializers
 
-from jobs import kind_forms, pages
+from jobs import job_display, job_listing, kind_forms, pages
 from jobs.base import KINDS, JobKind
 
 
@@ -99,7 +99,7 @@ def test_serializer_errors_land_at_their_fields():
     (86399, "23 h 59 min"), (90000, "1 d 1 h"), (-5, "0 s"),
 ])
 def test_durations_in_words(seconds, text):
-    assert pages.format_duration(seconds) == text
+    assert job_display.format_duration(seconds) == text
 
 
 def test_list_cursor_round_trips_to_the_microsecond():
@@ -107,13 +107,13 @@ def test_list_cursor_round_trips_to_the_microsecond():
         submitted_at = datetime(2026, 12, 7, 1, 2, 3, 456789, tzinfo=UTC)
         id = "5c1f0000-0000-4000-8000-000000000001"
 
-    cursor = pages.cursor_of(Row)
-    assert pages.parse_cursor(cursor) == (Row.submitted_at, Row.id)
-    assert pages.parse_cursor(cursor.replace(".", ".x")) is None
+    cursor = job_listing.cursor_of(Row)
+    assert job_listing.parse_cursor(cursor) == (Row.submitted_at, Row.id)
+    assert job_listing.parse_cursor(cursor.replace(".", ".x")) is None
     for junk in (None, "", "abc", "123", "12.not-an-id", "-5." + Row.id):
-        assert pages.parse_cursor(junk) is None
+        assert job_listing.parse_cursor(junk) is None
     # Microseconds since the epoch, exactly (no float rounding).
-    assert int(cursor.split(".")[0]) == (Row.submitted_at - pages.EPOCH) // timedelta(microseconds=1)
+    assert int(cursor.split(".")[0]) == (Row.submitted_at - job_listing.EPOCH) // timedelta(microseconds=1)
 
 
 def test_page_identity_cannot_be_a_knox_token():
