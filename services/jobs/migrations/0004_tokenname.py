@@ -1,4 +1,4 @@
-# Names of API tokens made on the tokens page (jobs/pages.py): a table of its own beside knox's.
+# Names of API tokens made on the tokens page (jobs/page_tokens.py): a table of its own beside knox's.
 
 import django.db.models.deletion
 from django.db import migrations, models

@@ -17,7 +17,7 @@
   const ERROR_POLL_MS = 8000; // after a failed poll (network, 5xx)
 
   function formatDuration(totalSeconds) {
-    // As jobs/pages.py format_duration.
+    // As jobs/job_display.py format_duration.
     let s = Math.max(0, Math.floor(totalSeconds));
     if (s < 60) return s + " s";
     let m = Math.floor(s / 60); s %= 60;
@@ -46,7 +46,7 @@
     if (region) region.textContent = text;
   }
 
-  // Show a job's new live state (jobs/pages.py live_state) in its row or on its page.
+  // Show a job's new live state (jobs/job_display.py live_state) in its row or on its page.
   function apply(root, job) {
     const state = field(root, "state");
     const changed = state.textContent !== job.state;
