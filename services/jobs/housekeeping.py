@@ -1,4 +1,4 @@
-"""Periodic housekeeping tasks (run by beat: CELERY_BEAT_SCHEDULE in config/settings.py).
+"""Periodic housekeeping tasks (run by beat: CELERY_BEAT_SCHEDULE in config/settings/celery_jobs.py).
 
 Not job kinds: clients cannot submit them. Workers load this module through CELERY_IMPORTS.
 """

@@ -12,8 +12,6 @@ from jobs import ids, status
 from jobs.models import Job
 
 PAGE_SIZE = 25
-
-
 STATE_FILTERS = {
     "active": "queued or running",
     states.SUCCESS: "SUCCESS",
@@ -21,8 +19,6 @@ STATE_FILTERS = {
     states.REVOKED: "REVOKED (cancelled)",
     status.EXPIRED: "EXPIRED",
 }
-
-
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
 

@@ -15,7 +15,7 @@ broker:
   and replays kombu's writes (broker database): PENDING lands before the message exists, so a
   worker's STARTED always follows it, and either all of it happens or none of it does.
 
-Broker and result backend are two databases of one Redis server (settings.py builds both URLs
+Broker and result backend are two databases of one Redis server (config/settings/core.py builds both URLs
 from REDIS_HOST): the transaction SELECTs the backend's database, writes, and SELECTs the
 broker's database again before the broker's writes (the connection stays on its own database).
 With BROKER=rabbitmq the message goes through kombu as usual (publisher confirms), after the

@@ -10,7 +10,7 @@ maxmemory for a moment even while new jobs are refused at JOB_STORE_ADMIT_PERCEN
 event streams being written out count too. So these writes are retried until they pass; the
 worker's loop waits meanwhile, while its jobs and the archive (jobs/archive.py) free memory.
 
-Used by every role on the Redis broker (CELERY_BROKER_TRANSPORT in config/settings.py).
+Used by every role on the Redis broker (CELERY_BROKER_TRANSPORT in config/settings/celery_jobs.py).
 """
 
 from kombu.transport import redis as kombu_redis

@@ -6,7 +6,7 @@ the token (jobs.auth.cache_key), never the token itself. A fixed window: a clien
 twice its rate across the turn of a minute, which is what a limit against runaway clients needs.
 A Redis that cannot count (away, or full) lets the request through: the limit protects the
 stack, and must not turn a Redis outage into refusing every client. Off in development (no rate
-set), on in production (config/settings.py).
+set), on in production (config/settings/api.py).
 """
 
 import time

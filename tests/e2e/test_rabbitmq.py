@@ -99,7 +99,7 @@ def test_rabbitmq_denies_transient_nonexclusive_queues(rabbit):
     """The overlay runs RabbitMQ with the deprecated feature `transient_nonexcl_queues` denied, as
     RabbitMQ will by default: a queue neither durable nor exclusive is refused. Celery's own
     control and event queues would be (the worker crash-loops); the stack declares them durable
-    and exclusive (config/settings.py), so none is in use."""
+    and exclusive (config/settings/celery_jobs.py), so none is in use."""
     wait_all_healthy(rabbit)
     version = rabbitmqctl(rabbit, "version").strip()
     versions.record("rabbitmq:4-management-alpine", version, ENV_IMAGE)
