@@ -5,11 +5,15 @@ import http.client
 import json
 import os
 import subprocess
+import sys
 import threading
 import time
 import uuid
 from collections import Counter
 from pathlib import Path
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+from composelib import ComposeError, ComposeProject  # noqa: E402
 
 ROOT = Path(__file__).resolve().parents[2]
 SERVICES = ("postgres", "redis", "web", "worker", "beat", "flower")
@@ -17,12 +21,7 @@ FINISHED = ("SUCCESS", "FAILURE", "REVOKED", "EXPIRED")
 # 503s the API documents: Redis over its admission limit or at maxmemory, a service away.
 DOCUMENTED_503 = ("job_store_full", "service_unavailable")
 LIST_PAGE = 200  # the list endpoint's largest page
-
-
-class SoakError(Exception):
-    pass
-
-
+SoakError = ComposeError
 T0 = time.monotonic()
 
 
@@ -30,26 +29,13 @@ def log(message: str) -> None:
     print(f"[soak {time.monotonic() - T0:6.1f}s] {message}", flush=True)
 
 
-class Stack:
+class Stack(ComposeProject):
     def __init__(self, project: str, port: int, env: dict[str, str]):
-        self.project, self.port = project, port
-        self.env = {**os.environ, "COMPOSE_DISABLE_ENV_FILE": "1", **env, "WEB_PORT": str(port),
-                    "APP_IMAGE": env.get("APP_IMAGE", os.environ.get("APP_IMAGE", f"{project}-app:latest"))}
-        self.env.setdefault("FLOWER_PORT", str(port + 555))
-
-    def compose(self, *args: str, timeout: float = 600, check: bool = True) -> str:
-        result = subprocess.run(["docker", "compose", "-p", self.project, *args], cwd=ROOT, env=self.env,
-                                capture_output=True, text=True, timeout=timeout)
-        if check and result.returncode != 0:
-            raise SoakError(f"docker compose {' '.join(args[:3])} exited {result.returncode}: "
-                            f"{result.stderr.strip()[-1500:]}")
-        return result.stdout
-
-    def exec(self, service: str, *command: str, timeout: float = 600) -> str:
-        return self.compose("exec", "-T", service, *command, timeout=timeout)
-
-    def running(self) -> set[str]:
-        return set(self.compose("ps", "--status", "running", "--services", check=False).split())
+        self.port = port
+        env = {**os.environ, "COMPOSE_DISABLE_ENV_FILE": "1", **env, "WEB_PORT": str(port),
+               "APP_IMAGE": env.get("APP_IMAGE", os.environ.get("APP_IMAGE", f"{project}-app:latest"))}
+        env.setdefault("FLOWER_PORT", str(port + 555))
+        super().__init__(project, env)
 
     def up(self) -> None:
         self.compose("up", "-d", "--build", "--wait", "--wait-timeout", "600", timeout=900)
@@ -70,7 +56,7 @@ class Stack:
 
     def containers(self) -> dict[str, dict]:
         """Service -> {restarts, oom_killed} over its containers."""
-        ids = self.compose("ps", "-aq").split()
+        ids = self.container_ids(all=True)
         if not ids:
             return {}
         out = subprocess.run(["docker", "inspect", *ids], capture_output=True, text=True, check=True).stdout

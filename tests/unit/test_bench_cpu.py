@@ -3,6 +3,7 @@ time (scripts/benchlib/cgroup_cpu.py, cgroup v1 and v2), the arithmetic, and the
 
 import importlib.machinery
 import importlib.util
+import types
 from pathlib import Path
 
 import pytest
@@ -40,11 +41,16 @@ V2_MOUNTINFO = ("30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime sha
 
 
 def load_bench():
+    """scripts/bench's row modules (scripts/benchlib), as the driver loads them."""
     loader = importlib.machinery.SourceFileLoader("bench", str(ROOT / "scripts" / "bench"))
     spec = importlib.util.spec_from_loader("bench", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    loader.exec_module(importlib.util.module_from_spec(spec))  # puts scripts/benchlib on the path
+    import abba
+    import bench_stack
+    import report
+
+    return types.SimpleNamespace(**{name: getattr(module, name) for module in (abba, bench_stack, report)
+                                    for name in dir(module) if not name.startswith("_")})
 
 
 # --- /proc/<pid>/cgroup and mountinfo ------------------------------------------------------------
