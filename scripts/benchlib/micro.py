@@ -50,8 +50,8 @@ print(f"redis-py default parser: {DefaultParser.__name__}")
 try:
     for parser in (_RESP2Parser, _HiredisParser):
         client = redis.Redis.from_url(url, parser_class=parser)
-        get = per_second(lambda: client.get(keys[0]))
-        mget = per_second(lambda: client.mget(keys))
+        get = per_second(lambda client=client: client.get(keys[0]))
+        mget = per_second(lambda client=client: client.mget(keys))
         print(f"{parser.__name__:14} GET one meta {get:8.0f}/s   MGET 200 metas {mget:6.0f}/s")
 finally:
     setup.delete(*keys)

@@ -98,7 +98,7 @@ class _ThreadPublisher:
             connection = Connection(settings.CELERY_BROKER_URL, transport=RecordingTransport,
                                     transport_options=app.conf.broker_transport_options,
                                     connect_timeout=settings.REDIS_SOCKET_TIMEOUT)
-            connection.default_channel  # connect now (kombu pings), not while recording
+            _ = connection.default_channel  # connect now (kombu pings), not while recording
             self._producer = app.amqp.Producer(connection, auto_declare=False)
         return self._producer
 

@@ -115,7 +115,7 @@ def test_forwarded_headers_come_from_the_proxy_only(stack, https):
                                         "X-Forwarded-Host": "attacker.example"})
     # Proto "http" from the client is not believed (no redirect loop) and the spoofed host is not used.
     assert answer.status_code == 404, (answer.status_code, answer.headers)
-    line = wait_until(lambda: next((l for l in stack.logs("web").splitlines() if probe in l and '"GET' in l), None),
+    line = wait_until(lambda: next((row for row in stack.logs("web").splitlines() if probe in row and '"GET' in row), None),
                       timeout=30, what="web's access log line of the probe")
     assert SPOOFED not in line, line
     # gunicorn's access log: "<peer> <X-Forwarded-For> ..." - the peer is the proxy, the forwarded
