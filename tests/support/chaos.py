@@ -8,7 +8,6 @@ again after an answer was lost); it is lost if it is not SUCCESS when the scenar
 import json
 import os
 import re
-import subprocess
 import threading
 import time
 import uuid
@@ -21,6 +20,7 @@ from pathlib import Path
 
 import requests
 
+from tests.support.docker import docker
 from tests.support.stack import ARTIFACTS, Api, Stack
 from tests.support.wait import wait_until
 
@@ -204,7 +204,7 @@ def held_by(worker_log: str) -> set[str]:
 
 def container_logs(container: str) -> str:
     """One container's log (it may be dead: `docker logs` still has it until it is removed)."""
-    logs = subprocess.run(["docker", "logs", container], capture_output=True, text=True, timeout=60)
+    logs = docker("logs", container, check=False, timeout=60)
     return logs.stdout + logs.stderr
 
 
@@ -344,11 +344,6 @@ class OutageWatch:
 
 # --- containers ---------------------------------------------------------------------------------
 
-def docker(*args: str, timeout: float = 120) -> str:
-    return subprocess.run(["docker", *args], capture_output=True, text=True, check=True,
-                          timeout=timeout).stdout
-
-
 def parse_time(value: str) -> float:
     """Unix time of an ISO-8601 timestamp (Docker's nanoseconds cut to microseconds)."""
     value = re.sub(r"(\.\d{6})\d+", r"\1", value.replace("Z", "+00:00"))
@@ -399,8 +394,8 @@ def two_workers_one_killed(stack: Stack, *, scenario: str, label: str, jobs: int
                      if j["worker"] == victim and j["progress"] and j["progress"]["current"] <= 5],
             timeout=180, interval=0.5, what=f"long jobs running on worker 2 ({victim})")
         # Its restart policy would not bring it back after `docker kill` anyway; say so.
-        docker("update", "--restart=no", victim_container)
-        docker("kill", "-s", "KILL", victim_container)
+        docker("update", "--restart=no", victim_container, timeout=120)
+        docker("kill", "-s", "KILL", victim_container, timeout=120)
         killed = time.monotonic()
         # What the victim held when it died: received and not finished, by its own log.
         victim_ids = held_by(container_logs(victim_container))
@@ -482,9 +477,9 @@ def worker_sigkilled_mid_run(stack: Stack, *, scenario: str, label: str) -> None
     before = wait_until(early, timeout=180, interval=0.3, what="the 20-step job running")
     interrupted = {job["id"] for job in ledger.running()}
     container = stack.container_ids("worker")[0]
-    docker("kill", "-s", "KILL", container)
+    docker("kill", "-s", "KILL", container, timeout=120)
     killed, killed_at = time.monotonic(), time.time()
-    wait_until(lambda: not json.loads(docker("inspect", container))[0]["State"]["Running"],
+    wait_until(lambda: not json.loads(docker("inspect", container, timeout=120).stdout)[0]["State"]["Running"],
                timeout=60, what="the killed worker to be gone")
     stack.up("worker")
 
