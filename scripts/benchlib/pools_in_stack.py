@@ -31,7 +31,7 @@ def _broker():
 
 
 def _send_and_wait(queue: str, kind: str, n: int, params: dict, timeout: float) -> float:
-    from jobs import store
+    from jobs import job_store
     from jobs.base import KINDS
 
     backend = current_app.backend
@@ -39,7 +39,7 @@ def _send_and_wait(queue: str, kind: str, n: int, params: dict, timeout: float) 
     task = KINDS[kind].task
     ids = [str(uuid.uuid4()) for _ in range(n)]
     for job_id in ids:  # the PENDING records first: only the sends are in the timed part
-        store.write_meta(job_id, "PENDING", {"hostname": None, "started_at": None})
+        job_store.write_meta(job_id, "PENDING", {"hostname": None, "started_at": None})
     pending = [backend.get_key_for_task(job_id) for job_id in ids]
     start = time.perf_counter()
     for job_id in ids:

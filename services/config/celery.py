@@ -10,7 +10,7 @@ app = Celery("config")
 app.config_from_object("django.conf:settings", namespace="CELERY")
 app.autodiscover_tasks()
 
-from config.liveness import LivenessFile  # noqa: E402 - needs the app above
+from jobs.worker_liveness import LivenessFile  # noqa: E402 - needs the app above
 
 app.steps["consumer"].add(LivenessFile)
 

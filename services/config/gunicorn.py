@@ -7,8 +7,8 @@ bind = f"0.0.0.0:{os.environ.get('WEB_CONTAINER_PORT', '8000')}"
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
 threads = int(os.environ.get("GUNICORN_THREADS", "4"))
 # gthread, but draining its queue and closing its listening socket as soon as a graceful stop begins
-# (config/gunicorn_worker.py: no request is reset while a web container stops during a deploy).
-worker_class = "config.gunicorn_worker.DrainingThreadWorker" if threads > 1 else "sync"
+# (web/gunicorn_worker.py: no request is reset while a web container stops during a deploy).
+worker_class = "web.gunicorn_worker.DrainingThreadWorker" if threads > 1 else "sync"
 timeout = int(os.environ.get("GUNICORN_TIMEOUT", "30"))
 graceful_timeout = int(os.environ.get("GUNICORN_GRACEFUL_TIMEOUT", "20"))
 keepalive = int(os.environ.get("GUNICORN_KEEPALIVE", "5"))
@@ -47,7 +47,7 @@ if os.environ.get("LOG_FORMAT", "text") == "json":
 
 def when_ready(server):
     # On SIGTERM the socket first stops taking new connections, in every process at once.
-    from config.gunicorn_worker import refuse_new_connections_on_sigterm
+    from web.gunicorn_worker import refuse_new_connections_on_sigterm
 
     refuse_new_connections_on_sigterm(server)
     # The metrics of every worker process, served by the master (config/metrics.py).

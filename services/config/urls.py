@@ -6,7 +6,7 @@ from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
 
-from config.health import healthz
+from web.health import healthz
 
 
 def index(request):
@@ -24,7 +24,7 @@ urlpatterns = [
 if settings.BENCH_PEER_APP:  # bench-only peer baseline (scripts/bench row 6); never in production
     urlpatterns.insert(-1, path("bench-peer/api/", include("benchpeer.urls")))
 
-handler400 = "config.errors.bad_request"
-handler403 = "config.errors.permission_denied"
-handler404 = "config.errors.not_found"
-handler500 = "config.errors.server_error"
+handler400 = "web.errors.bad_request"
+handler403 = "web.errors.permission_denied"
+handler404 = "web.errors.not_found"
+handler500 = "web.errors.server_error"

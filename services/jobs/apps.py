@@ -8,10 +8,10 @@ class JobsConfig(AppConfig):
 
     def ready(self):
         # Registers every job kind (jobs.base.KINDS) in each process: web validates and
-        # publishes them, workers run them. jobs.orphans and jobs.archive connect the worker
+        # publishes them, workers run them. jobs.dead_workers and jobs.archive connect the worker
         # signals that put back the jobs of dead workers and move finished jobs to PostgreSQL
         # (they never fire outside a worker). jobs.metrics counts what the jobs do.
-        from jobs import archive, metrics, orphans, tasks  # noqa: F401
+        from jobs import archive, dead_workers, metrics, tasks  # noqa: F401
 
         # A deleted token or a deactivated user is refused at once by every web process,
         # whatever the token cache holds (jobs/token_cache.py).

@@ -2,7 +2,7 @@
 in flight, not the jobs of the day.
 
 Every finished state (SUCCESS, FAILURE, REVOKED) reaches Redis together with an entry in the
-sorted set store.FINISHED_INDEX (job id -> when it finished). An archiver takes the oldest
+sorted set job_store.FINISHED_INDEX (job id -> when it finished). An archiver takes the oldest
 entries, at most BATCH per pass, and
 1. reads their metas (MGETs) and copies each finished one into its job's record (`outcome`,
    `finished_at`) in one UPDATE, committed;
@@ -13,8 +13,8 @@ entries, at most BATCH per pass, and
    (JOB_STORE_ADMIT_PERCENT), when the room is needed.
 
 So a result leaves Redis only once PostgreSQL has it, and reads answer from the record after
-(store.current_meta). A job can finish before its record is committed (web commits the INSERT
-after the Redis transaction that publishes the job, jobs/service.py): its entry is left for a
+(job_store.current_meta). A job can finish before its record is committed (web commits the INSERT
+after the Redis transaction that publishes the job, jobs/job_actions.py): its entry is left for a
 later pass until the record shows up, for RECORD_WAIT at most (a record that never commits is
 a submission that failed, answered 503). Entries of tasks that are not job kinds (the
 housekeeping tasks) match no record and have their keys cut at once.
@@ -39,7 +39,7 @@ from celery import signals, states
 from django.conf import settings
 from redis.exceptions import OutOfMemoryError
 
-from jobs import store
+from jobs import job_store
 from jobs.base import KINDS
 from jobs.models import Job
 
@@ -166,7 +166,7 @@ class Archiver:
 
     def run_pass(self) -> int:
         """One pass under the stack-wide lock; returns how many entries it handled."""
-        client = store.backend_client()
+        client = job_store.backend_client()
         token = uuid.uuid4().hex.encode()
         try:
             locked = bool(client.set(LOCK_KEY, token, nx=True, ex=LOCK_SECONDS))
@@ -182,17 +182,17 @@ class Archiver:
                 client.delete(LOCK_KEY)
 
     def archive_batch(self) -> int:
-        client = store.backend_client()
-        entries = client.zrange(store.FINISHED_INDEX, 0, BATCH - 1, withscores=True)
+        client = job_store.backend_client()
+        entries = client.zrange(job_store.FINISHED_INDEX, 0, BATCH - 1, withscores=True)
         if not entries:
             return 0
         ids = [member.decode() for member, _ in entries]
         # Read in small replies: a reply counts towards Redis's memory while it is written out.
         metas = []
         for start in range(0, len(ids), READ_CHUNK):
-            raws = client.mget([store.meta_key(job_id) for job_id in ids[start:start + READ_CHUNK]])
+            raws = client.mget([job_store.meta_key(job_id) for job_id in ids[start:start + READ_CHUNK]])
             self.largest_reply = max(self.largest_reply, sum(len(raw) for raw in raws if raw))
-            metas += [store.decode_meta(raw) for raw in raws]
+            metas += [job_store.decode_meta(raw) for raw in raws]
         finished = {job_id: meta for job_id, meta in zip(ids, metas, strict=True)
                     if meta is not None and meta.get("status") in states.READY_STATES}
         rows = [(job_id, json.dumps(outcome_of(meta)), finished_at(meta, score))
@@ -203,13 +203,13 @@ class Archiver:
         release = [(job_id, score) for job_id, (_, score) in zip(ids, entries, strict=True)
                    if not (job_id in finished and job_id not in archived and is_job(finished[job_id])
                            and now - score < RECORD_WAIT)]
-        used, maximum = store.memory_use(max_age=0)
-        keep = 0 if store.over_admit_limit(used, maximum, settings.JOB_STORE_ADMIT_PERCENT) \
+        used, maximum = job_store.memory_use(max_age=0)
+        keep = 0 if job_store.over_admit_limit(used, maximum, settings.JOB_STORE_ADMIT_PERCENT) \
             else settings.JOB_HOT_SECONDS
-        keys = [store.FINISHED_INDEX]
+        keys = [job_store.FINISHED_INDEX]
         argv = [keep, now]
         for job_id, score in release:
-            keys += [store.meta_key(job_id), store.RECORD_PREFIX + job_id, store.DELIVERIES_PREFIX + job_id]
+            keys += [job_store.meta_key(job_id), job_store.RECORD_PREFIX + job_id, job_store.DELIVERIES_PREFIX + job_id]
             argv += [job_id, repr(score)]
         if release:
             client.eval(RELEASE, len(keys), *keys, *argv)

@@ -18,7 +18,7 @@ from redis.exceptions import OutOfMemoryError
 from rest_framework import exceptions
 
 from jobs import token_cache
-from jobs.store import REDIS_UNAVAILABLE as REDIS_DOWN
+from jobs.job_store import REDIS_UNAVAILABLE as REDIS_DOWN
 
 logger = logging.getLogger(__name__)
 

@@ -15,7 +15,7 @@ from celery.worker.request import Request
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import metrics, store
+from jobs import job_store, metrics
 
 logger = get_task_logger(__name__)
 HOSTNAME = socket.gethostname()
@@ -47,7 +47,7 @@ class JobRequest(Request):
     def on_failure(self, exc_info, send_failed_event=True, return_ok=False):
         super().on_failure(exc_info, send_failed_event=send_failed_event, return_ok=return_ok)
         if isinstance(exc_info.exception, WorkerLostError) and self.task.reject_on_worker_lost:
-            store.mark_worker_lost(self.id)
+            job_store.mark_worker_lost(self.id)
 
 
 class JobTask(Task):
@@ -64,7 +64,7 @@ class JobTask(Task):
     def before_start(self, task_id, args, kwargs):
         # Counted per attempt: a retry (TransientJobError) is a new attempt, not a redelivery.
         # The cancellation flag is read in the same transaction (one round trip to Redis).
-        total, this_attempt, cancelled = store.start_delivery(task_id, self.request.retries)
+        total, this_attempt, cancelled = job_store.start_delivery(task_id, self.request.retries)
         if cancelled:
             self._stop_cancelled()
         self.request.started_at = timezone.now().isoformat()
@@ -88,7 +88,7 @@ class JobTask(Task):
         self._stop_if_cancelled()
         self._hold_to_time_limits()
         self.update_state(
-            state=store.PROGRESS,
+            state=job_store.PROGRESS,
             meta={**self._running_meta(), "current": current, "total": total, "message": message},
         )
 
@@ -103,8 +103,8 @@ class JobTask(Task):
     def _stop_if_cancelled(self) -> None:
         # Celery's revoke list is per worker and in memory; the flag in Redis is durable.
         try:
-            cancelled = store.is_revoked(self.request.id)
-        except store.REDIS_UNAVAILABLE as exc:
+            cancelled = job_store.is_revoked(self.request.id)
+        except job_store.REDIS_UNAVAILABLE as exc:
             # Redis is restarting. The check is advisory, so the job goes on: the state write
             # that follows waits for Redis (result_backend_always_retry) and the next check
             # sees the flag. Raising here would end as FAILURE a job nobody cancelled.

@@ -23,7 +23,7 @@ from django.db import connection
 from django.utils import timezone
 from prometheus_client.core import GaugeMetricFamily
 
-from jobs import store
+from jobs import job_store
 from jobs.models import Job
 
 logger = logging.getLogger(__name__)
@@ -50,7 +50,7 @@ def oldest_waiting_age(now=None) -> float:
     jobs = list(Job.objects.filter(finished_at=None, cancelled_at=None,
                                    submitted_at__gte=now - timedelta(seconds=settings.CELERY_RESULT_EXPIRES))
                 .only("id", "submitted_at").order_by("submitted_at")[:OLDEST_SCANNED])
-    metas = store.read_many([job.id for job in jobs])
+    metas = job_store.read_many([job.id for job in jobs])
     for job, meta in zip(jobs, metas, strict=True):
         if meta is not None and meta.get("status") in WAITING:
             return max(0.0, (now - job.submitted_at).total_seconds())

@@ -9,7 +9,7 @@ from celery import shared_task
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import recovery
+from jobs import lost_messages
 from jobs.models import Job
 
 
@@ -38,9 +38,9 @@ def purge_old_job_records() -> int:
 
 @shared_task(name="jobs.recover_lost_jobs")
 def recover_lost_jobs() -> int:
-    """Publish again the jobs whose message a Redis crash lost (jobs/recovery.py). Only on the
+    """Publish again the jobs whose message a Redis crash lost (jobs/lost_messages.py). Only on the
     Redis broker: RabbitMQ confirms each publish only once its quorum queue holds the message
     durably, and its queues cannot be read without taking the messages."""
     if settings.BROKER != "redis":
         return 0
-    return len(recovery.recover_lost_jobs())
+    return len(lost_messages.recover_lost_jobs())

@@ -8,8 +8,8 @@ from celery import states
 from django.urls import reverse
 from django.utils import timezone
 
-from config.errors import DETAILS, unavailable_service
-from jobs import status
+from web.errors import DETAILS, unavailable_service
+from jobs import presentation
 from jobs.models import Job
 
 # A job's result shown as JSON on its page up to this many characters (the API has all of it).
@@ -63,7 +63,7 @@ def live_state(job: Job, meta: dict | None) -> dict:
     """What a page shows of a job and updates live: the same in the page's HTML and in the live
     poll's JSON. Nothing in it changes while the job does not (the poll's ETag is its hash): the
     elapsed time is counted by the page itself from these timestamps."""
-    body = status.describe(meta)
+    body = presentation.describe(meta)
     state = body["state"]
     progress = body["progress"]
     if state == states.SUCCESS:
@@ -76,7 +76,7 @@ def live_state(job: Job, meta: dict | None) -> dict:
     return {
         "id": job.id,
         "state": state,
-        "finished": state in status.FINISHED_STATES or state == status.EXPIRED,
+        "finished": state in presentation.FINISHED_STATES or state == presentation.EXPIRED,
         "percent": percent,
         "current": progress["current"] if progress else None,
         "total": progress["total"] if progress else None,

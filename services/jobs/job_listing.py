@@ -8,7 +8,7 @@ from django.conf import settings
 from django.db.models import Q
 from django.utils import timezone
 
-from jobs import ids, status
+from jobs import ids, presentation
 from jobs.models import Job
 
 PAGE_SIZE = 25
@@ -17,7 +17,7 @@ STATE_FILTERS = {
     states.SUCCESS: "SUCCESS",
     states.FAILURE: "FAILURE",
     states.REVOKED: "REVOKED (cancelled)",
-    status.EXPIRED: "EXPIRED",
+    presentation.EXPIRED: "EXPIRED",
 }
 EPOCH = datetime(1970, 1, 1, tzinfo=UTC)
 
@@ -42,7 +42,7 @@ def state_filter(state: str) -> Q:
     expired_before = timezone.now() - timedelta(seconds=settings.CELERY_RESULT_EXPIRES)
     if state == "active":
         return Q(finished_at__isnull=True, cancelled_at__isnull=True)
-    if state == status.EXPIRED:
+    if state == presentation.EXPIRED:
         return Q(finished_at__lte=expired_before)
     live = Q(outcome__status=state, finished_at__gt=expired_before)
     if state == states.REVOKED:  # cancelled, and the worker has not said so yet

@@ -1,6 +1,6 @@
 """What the jobs do, as Prometheus counters by kind (served by config/metrics.py).
 
-Counted where it happens: submissions in web (jobs/service.py), executions in the worker's pool
+Counted where it happens: submissions in web (jobs/job_actions.py), executions in the worker's pool
 processes through Celery's task signals, redeliveries where a worker starts a job its Redis
 delivery count says was started before under the same attempt (jobs/base.py). Only job kinds
 (jobs/tasks.py) are counted, not the housekeeping tasks. Labels are kinds, outcomes and states:

@@ -1,6 +1,6 @@
 """A job record per submitted run: who, what, when, and how it ended.
 
-While a job is queued or running its state lives in Redis (jobs/store.py); once it finished,
+While a job is queued or running its state lives in Redis (jobs/job_store.py); once it finished,
 jobs/archive.py copies the final state into `outcome`, and Redis keeps it only for
 JOB_HOT_SECONDS more. Reads take Redis's copy while there is one, else this record's.
 """

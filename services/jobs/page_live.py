@@ -8,7 +8,7 @@ from django.http import HttpResponse, JsonResponse
 from django.utils.cache import get_conditional_response, patch_cache_control, patch_vary_headers
 from django.views.decorators.http import require_GET
 
-from jobs import ids, store
+from jobs import ids, job_store
 from jobs.job_display import live_state
 from jobs.models import Job
 
@@ -22,12 +22,12 @@ def read_own_jobs(user, job_ids: list[str]) -> list[tuple[Job, dict | None]]:
     and archived) - the API's status read, for several jobs at once."""
     if not job_ids:
         return []
-    raws = store.backend_client().mget(
-        [key for job_id in job_ids for key in (store.meta_key(job_id), store.RECORD_PREFIX + job_id)])
+    raws = job_store.backend_client().mget(
+        [key for job_id in job_ids for key in (job_store.meta_key(job_id), job_store.RECORD_PREFIX + job_id)])
     found: dict[str, tuple[Job, dict | None]] = {}
     elsewhere: dict[str, dict | None] = {}
     for i, job_id in enumerate(job_ids):
-        meta, record = store.decode_meta(raws[2 * i]), store.decode_record(job_id, raws[2 * i + 1])
+        meta, record = job_store.decode_meta(raws[2 * i]), job_store.decode_record(job_id, raws[2 * i + 1])
         if meta is not None and record is not None:
             if record.user_id == user.pk:
                 found[job_id] = (record, meta)
@@ -35,7 +35,7 @@ def read_own_jobs(user, job_ids: list[str]) -> list[tuple[Job, dict | None]]:
             elsewhere[job_id] = meta
     if elsewhere:
         for job in Job.objects.filter(user=user, pk__in=list(elsewhere)):
-            found[job.id] = (job, store.current_meta(job, elsewhere[job.id]))
+            found[job.id] = (job, job_store.current_meta(job, elsewhere[job.id]))
     return [found[job_id] for job_id in job_ids if job_id in found]
 
 

@@ -28,8 +28,8 @@ from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
 
-from config.errors import RETRY_AFTER_SECONDS
-from jobs import ids, kind_forms, service, status, store
+from web.errors import RETRY_AFTER_SECONDS
+from jobs import ids, job_actions, job_store, kind_forms, presentation
 from jobs.base import KINDS
 from jobs.job_display import job_view, result_view, unavailable_message
 from jobs.job_listing import STATE_FILTERS, cursor_of, keyset_page, parse_cursor, state_filter
@@ -73,9 +73,9 @@ def job_list(request):
         kind = ""
     page, has_older, has_newer = keyset_page(jobs, parse_cursor(request.GET.get("older")),
                                              parse_cursor(request.GET.get("newer")))
-    metas = store.read_many([job.id for job in page])
+    metas = job_store.read_many([job.id for job in page])
     now = timezone.now()
-    rows = [job_view(job, store.current_meta(job, meta), now) for job, meta in zip(page, metas, strict=True)]
+    rows = [job_view(job, job_store.current_meta(job, meta), now) for job, meta in zip(page, metas, strict=True)]
     filters = {key: value for key, value in (("state", state), ("kind", kind)) if value}
 
     def link(**cursor) -> str:
@@ -158,7 +158,7 @@ def submit(request, kind):
             else:
                 data = serializer.validated_data
                 try:
-                    submission = service.submit(user=request.user, token=page_identity(request.user),
+                    submission = job_actions.submit(user=request.user, token=page_identity(request.user),
                                                 kind=kind, params=data["params"], name=data.get("name"),
                                                 rerun=rerun)
                 except Exception as exc:
@@ -169,7 +169,7 @@ def submit(request, kind):
                     job = submission.job
                     if submission.created:
                         messages.success(request, f"Job {job.name} submitted.")
-                    elif status.is_finished(submission.meta):
+                    elif presentation.is_finished(submission.meta):
                         messages.info(request, f"A job named {job.name} already finished: here it is. "
                                                "Re-run it below, or submit with “run again” ticked.")
                     else:
@@ -203,9 +203,9 @@ def job_detail(request, job_id):
     job = own_job(request, job_id)
     if job is None:
         return not_found(request)
-    meta = store.current_meta(job, store.read_meta(job.id))
+    meta = job_store.current_meta(job, job_store.read_meta(job.id))
     view = job_view(job, meta)
-    body = status.describe(meta)
+    body = presentation.describe(meta)
     return render(request, "jobs/job_detail.html", {
         "nav": "jobs",
         "job": view,
@@ -224,10 +224,10 @@ def cancel(request, job_id):
         return not_found(request)
     try:
         # As the API's DELETE: a job that already finished is left as it is.
-        if status.is_finished(store.current_meta(job, store.read_meta(job.id))):
+        if presentation.is_finished(job_store.current_meta(job, job_store.read_meta(job.id))):
             messages.info(request, f"Job {job.name} had already finished: nothing to cancel.")
         else:
-            service.cancel(job)
+            job_actions.cancel(job)
             messages.success(request, f"Job {job.name} cancelled.")
     except Exception as exc:
         problem = unavailable_message(exc)
@@ -252,10 +252,10 @@ def rerun(request, job_id):
                        + " ".join(kind_forms.flatten_errors(serializer.errors)) + ").")
         return redirect("job-page", job.id)
     try:
-        if not status.is_finished(store.current_meta(job, store.read_meta(job.id))):
+        if not presentation.is_finished(job_store.current_meta(job, job_store.read_meta(job.id))):
             messages.info(request, f"Job {job.name} has not finished yet: cancel it or wait.")
             return redirect("job-page", job.id)
-        submission = service.submit(user=request.user, token=page_identity(request.user), kind=job.kind,
+        submission = job_actions.submit(user=request.user, token=page_identity(request.user), kind=job.kind,
                                     params=serializer.validated_data["params"], name=job.name, rerun=True)
     except Exception as exc:
         problem = unavailable_message(exc)

@@ -35,7 +35,7 @@ from django.conf import settings
 from kombu import Connection
 from kombu.transport import redis as kombu_redis
 
-from jobs import store
+from jobs import job_store
 from jobs.base import KINDS
 
 logger = logging.getLogger(__name__)
@@ -197,14 +197,14 @@ def pending_result() -> dict:
 
 def publish_job(job) -> None:
     """Publish a job record's run: its PENDING state and record copy, then its message (web's
-    submissions, and jobs.recovery for a message Redis lost).
+    submissions, and jobs.lost_messages for a message Redis lost).
 
     PENDING is written before the message exists, so the worker's states always overwrite it
     and a submitted id is never mistaken for an unknown one."""
     try:
         publish(KINDS[job.kind].task, task_id=job.id, kwargs=job.params,
-                state_writes=store.pending_writes(job, pending_result()))
+                state_writes=job_store.pending_writes(job, pending_result()))
     except BaseException:
         with contextlib.suppress(Exception):
-            store.forget_submission(job.id)
+            job_store.forget_submission(job.id)
         raise

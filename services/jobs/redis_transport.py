@@ -5,7 +5,7 @@ On the Redis broker a worker takes a message with BRPOP and then records it as u
 (ZADD + HSET), and acknowledges it later (ZREM + HDEL, in MULTI). Redis at maxmemory (no
 eviction) refuses those writes - inside MULTI even the ZREM - and kombu then raises in the
 worker's event loop: the worker exits, and a message already taken from the queue but not yet
-recorded is in no list at all (jobs.recovery publishes it again, minutes later). Redis can pass
+recorded is in no list at all (jobs.lost_messages publishes it again, minutes later). Redis can pass
 maxmemory for a moment even while new jobs are refused at JOB_STORE_ADMIT_PERCENT: replies and
 event streams being written out count too. So these writes are retried until they pass; the
 worker's loop waits meanwhile, while its jobs and the archive (jobs/archive.py) free memory.
@@ -15,7 +15,7 @@ Used by every role on the Redis broker (CELERY_BROKER_TRANSPORT in config/settin
 
 from kombu.transport import redis as kombu_redis
 
-from jobs.store import retry_while_full
+from jobs.job_store import retry_while_full
 
 
 class QoS(kombu_redis.QoS):

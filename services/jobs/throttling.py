@@ -15,7 +15,7 @@ from django.conf import settings
 from redis.exceptions import RedisError
 from rest_framework.throttling import BaseThrottle, SimpleRateThrottle
 
-from jobs import auth, store
+from jobs import auth, job_store
 
 KEY_PREFIX = "jobs:rate:"
 
@@ -42,7 +42,7 @@ class TokenRateThrottle(BaseThrottle):
         window = int(now // period)
         key = f"{KEY_PREFIX}{'submit' if is_submission else 'read'}:{auth.cache_key(token)}:{window}"
         try:
-            with store.backend_client().pipeline(transaction=False) as pipe:
+            with job_store.backend_client().pipeline(transaction=False) as pipe:
                 pipe.incr(key)
                 pipe.expire(key, period + 1)
                 count, _ = pipe.execute()

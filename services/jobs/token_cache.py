@@ -64,9 +64,9 @@ def decode_user(raw: bytes | None):
 
 
 def _client():
-    from jobs import store
+    from jobs import job_store
 
-    return store.backend_client()
+    return job_store.backend_client()
 
 
 def lookup(key: str):

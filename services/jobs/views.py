@@ -9,7 +9,7 @@ from rest_framework.generics import GenericAPIView
 from rest_framework.response import Response
 from rest_framework.views import APIView
 
-from jobs import auth, ids, service, status, store, token_cache
+from jobs import auth, ids, job_actions, job_store, presentation, token_cache
 from jobs.models import Job
 from jobs.serializers import (
     ErrorSerializer,
@@ -27,7 +27,7 @@ def job_body(request, job: Job, meta: dict | None) -> dict:
         "kind": job.kind,
         "run": job.run,
         "params": job.params,
-        **status.describe(meta),
+        **presentation.describe(meta),
         "submitted_at": job.submitted_at.isoformat(),
         "url": reverse("job-detail", args=[job.id]),
         "page": reverse("job-page", args=[job.id]),
@@ -64,9 +64,9 @@ class JobListView(GenericAPIView):
                    responses={200: JobSerializer(many=True), **ERRORS})
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
-        metas = store.read_many([job.id for job in page])
+        metas = job_store.read_many([job.id for job in page])
         return self.get_paginated_response(
-            [job_body(request, job, store.current_meta(job, meta)) for job, meta in zip(page, metas, strict=True)]
+            [job_body(request, job, job_store.current_meta(job, meta)) for job, meta in zip(page, metas, strict=True)]
         )
 
     @extend_schema(
@@ -80,7 +80,7 @@ class JobListView(GenericAPIView):
         serializer = JobSubmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
-        submission = service.submit(
+        submission = job_actions.submit(
             user=request.user, token=request.auth.raw, kind=data["kind"],
             params=data["params"], name=data.get("name"), rerun=data["rerun"],
         )
@@ -111,7 +111,7 @@ class JobDetailView(GenericAPIView):
         job_id = kwargs.get("job_id", "")
         raw = auth.raw_token_of(request)
         if request.method == "GET" and raw and ids.is_job_id(job_id) and token_cache.cache_seconds():
-            meta, job, (entry,) = store.read_status(job_id, auth.cache_key(raw))
+            meta, job, (entry,) = job_store.read_status(job_id, auth.cache_key(raw))
             user = token_cache.user_of(entry)
             if user is not None:
                 request.user, request.auth = user, auth.ApiToken(raw=raw)
@@ -132,10 +132,10 @@ class JobDetailView(GenericAPIView):
         if self.prefetched is not None:
             meta, job = self.prefetched
         else:
-            meta, job, _ = store.read_status(job_id)
+            meta, job, _ = job_store.read_status(job_id)
         if job is None or meta is None:
             job = self.get_object()
-            meta = store.current_meta(job, meta)
+            meta = job_store.current_meta(job, meta)
         elif job.user_id != request.user.pk:
             raise Http404
         return Response(job_body(request, job, meta),
@@ -148,7 +148,7 @@ class JobDetailView(GenericAPIView):
     )
     def delete(self, request, job_id):
         job = self.get_object()
-        meta = store.current_meta(job, store.read_meta(job.id))
-        if status.is_finished(meta):
+        meta = job_store.current_meta(job, job_store.read_meta(job.id))
+        if presentation.is_finished(meta):
             return Response(job_body(request, job, meta), status=http.HTTP_409_CONFLICT)
-        return Response(job_body(request, job, service.cancel(job)), status=http.HTTP_202_ACCEPTED)
+        return Response(job_body(request, job, job_actions.cancel(job)), status=http.HTTP_202_ACCEPTED)

@@ -5,7 +5,7 @@ Each scenario submits at least 200 jobs under a token of its own - a few long on
 the rest short (noop, sum_number) - breaks something mid-run, lets it come back, and then waits
 until every job finished. The stack runs every timeout as docker-compose.yml sets it (the
 visibility timeout stays 2 h): a dead worker's jobs come back through the live workers'
-recovery of orphaned deliveries (services/jobs/orphans.py, JOB_WORKER_LOST_AFTER 30 s).
+recovery of orphaned deliveries (services/jobs/dead_workers.py, JOB_WORKER_LOST_AFTER 30 s).
 It records one line:
 
     submitted / finished (SUCCESS) / lost (accepted but not SUCCESS at the end) / run twice

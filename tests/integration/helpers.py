@@ -14,7 +14,7 @@ from django.conf import settings
 from knox.models import AuthToken
 from rest_framework.test import APIClient
 
-from jobs import store
+from jobs import job_store
 from jobs.base import KINDS
 
 from tests.support.stack import ARTIFACTS
@@ -154,10 +154,10 @@ def send(kind: str, queue: str, **params) -> str:
     """Publish a job of this kind straight to a queue of the test's own (the session worker
     consumes only "jobs"), with its PENDING record as a submission writes it."""
     job_id = str(uuid.uuid4())
-    store.write_meta(job_id, "PENDING", {"hostname": None, "started_at": None})
+    job_store.write_meta(job_id, "PENDING", {"hostname": None, "started_at": None})
     KINDS[kind].task.apply_async(kwargs=params, task_id=job_id, queue=queue)
     return job_id
 
 
 def state(job_id: str) -> dict:
-    return store.read_meta(job_id) or {}
+    return job_store.read_meta(job_id) or {}

@@ -15,7 +15,7 @@ from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
-from jobs import archive, store
+from jobs import archive, job_store
 from jobs.models import Job
 
 from tests.integration.helpers import redis_client
@@ -31,7 +31,7 @@ def archived(job_id: str, timeout: float = 30) -> Job:
 
 
 def job_keys(job_id: str) -> list[bytes | str]:
-    return [store.meta_key(job_id), store.RECORD_PREFIX + job_id, store.DELIVERIES_PREFIX + job_id]
+    return [job_store.meta_key(job_id), job_store.RECORD_PREFIX + job_id, job_store.DELIVERIES_PREFIX + job_id]
 
 
 def drop_from_redis(job_id: str) -> None:
@@ -63,7 +63,7 @@ def test_a_finished_job_reads_the_same_after_it_left_redis_until_it_expires(alic
         assert 0 < redis_client(1).ttl(key) <= settings.JOB_HOT_SECONDS, key
 
     drop_from_redis(job_id)
-    assert store.read_meta(job_id) is None
+    assert job_store.read_meta(job_id) is None
     after = alice.get(job_id)
     assert after.status_code == 200
     assert after.json() == before
@@ -107,7 +107,7 @@ def test_failed_and_cancelled_jobs_keep_their_answers_after_they_left_redis(alic
 def archive_paused():
     """The worker's archiver skips its passes (the stack-wide lock is held here), so a test can
     run passes itself, one at a time."""
-    client = store.backend_client()
+    client = job_store.backend_client()
     client.set(archive.LOCK_KEY, b"held-by-test", ex=120)
     yield
     client.delete(archive.LOCK_KEY)
@@ -120,85 +120,85 @@ def fake_finished(count: int, ago: float = 3600, task: str = "jobs.purge_old_job
     import uuid
 
     ids = [str(uuid.uuid4()) for _ in range(count)]
-    client = store.backend_client()
+    client = job_store.backend_client()
     finished = time.time() - ago
     with client.pipeline(transaction=False) as pipe:
         for number, job_id in enumerate(ids):
-            pipe.set(store.meta_key(job_id), json.dumps({"status": "SUCCESS", "result": None, "name": task,
+            pipe.set(job_store.meta_key(job_id), json.dumps({"status": "SUCCESS", "result": None, "name": task,
                                                          "task_id": job_id}), ex=3600)
-            pipe.zadd(store.FINISHED_INDEX, {job_id: finished + number / 1000})
+            pipe.zadd(job_store.FINISHED_INDEX, {job_id: finished + number / 1000})
         pipe.execute()
     return ids
 
 
 def test_a_pass_takes_at_most_a_batch_and_cuts_the_life_of_what_it_took(archive_paused):
     ids = fake_finished(archive.BATCH + 20)
-    client = store.backend_client()
+    client = job_store.backend_client()
     assert archive.Archiver().archive_batch() == archive.BATCH
-    left = {member.decode() for member in client.zrange(store.FINISHED_INDEX, 0, -1)}
+    left = {member.decode() for member in client.zrange(job_store.FINISHED_INDEX, 0, -1)}
     assert len(left & set(ids)) == 20
     taken = [job_id for job_id in ids if job_id not in left]
     # They finished longer ago than the hot window: gone from Redis at once.
-    assert not any(client.exists(store.meta_key(job_id)) for job_id in taken)
+    assert not any(client.exists(job_store.meta_key(job_id)) for job_id in taken)
     assert archive.Archiver().archive_batch() >= 20
-    assert not {member.decode() for member in client.zrange(store.FINISHED_INDEX, 0, -1)} & set(ids)
+    assert not {member.decode() for member in client.zrange(job_store.FINISHED_INDEX, 0, -1)} & set(ids)
 
 
 def test_a_job_that_finished_again_meanwhile_keeps_its_newer_entry(archive_paused):
     (job_id,) = fake_finished(1)
-    client = store.backend_client()
-    read_score = client.zscore(store.FINISHED_INDEX, job_id)
-    client.zadd(store.FINISHED_INDEX, {job_id: read_score + 5})  # it finished again
-    keys = [store.FINISHED_INDEX, *job_keys(job_id)]
+    client = job_store.backend_client()
+    read_score = client.zscore(job_store.FINISHED_INDEX, job_id)
+    client.zadd(job_store.FINISHED_INDEX, {job_id: read_score + 5})  # it finished again
+    keys = [job_store.FINISHED_INDEX, *job_keys(job_id)]
     assert client.eval(archive.RELEASE, len(keys), *keys, 0, time.time(), job_id, repr(read_score)) == 0
-    assert client.zscore(store.FINISHED_INDEX, job_id) == read_score + 5
-    assert client.ttl(store.meta_key(job_id)) > settings.JOB_HOT_SECONDS
+    assert client.zscore(job_store.FINISHED_INDEX, job_id) == read_score + 5
+    assert client.ttl(job_store.meta_key(job_id)) > settings.JOB_HOT_SECONDS
 
 
 def test_a_running_job_is_never_cut_short(archive_paused):
     # An entry whose job runs again (delivered anew after it finished) loses its entry, not its state.
     (job_id,) = fake_finished(1)
-    client = store.backend_client()
-    client.set(store.meta_key(job_id), json.dumps({"status": "STARTED", "result": None}), ex=3600)
+    client = job_store.backend_client()
+    client.set(job_store.meta_key(job_id), json.dumps({"status": "STARTED", "result": None}), ex=3600)
     assert archive.Archiver().archive_batch() >= 1
-    assert client.zscore(store.FINISHED_INDEX, job_id) is None
-    assert client.ttl(store.meta_key(job_id)) > 3000
+    assert client.zscore(job_store.FINISHED_INDEX, job_id) is None
+    assert client.ttl(job_store.meta_key(job_id)) > 3000
 
 
 def test_a_job_that_finished_before_its_record_was_committed_waits_for_it(archive_paused, alice):
     # Web commits a job's record after the Redis transaction that publishes it: a fast job can
     # finish first. Its entry must wait for the record, not leave Redis with no outcome kept.
     (job_id,) = fake_finished(1, ago=5, task="jobs.noop")
-    client = store.backend_client()
+    client = job_store.backend_client()
     assert archive.Archiver().archive_batch() >= 1
-    assert client.zscore(store.FINISHED_INDEX, job_id) is not None
-    assert client.ttl(store.meta_key(job_id)) > settings.JOB_HOT_SECONDS
+    assert client.zscore(job_store.FINISHED_INDEX, job_id) is not None
+    assert client.ttl(job_store.meta_key(job_id)) > settings.JOB_HOT_SECONDS
 
     Job.objects.create(id=job_id, owner="0" * 32, user=alice.user, name="late-record", kind="noop")
     archive_all([job_id])
     record = Job.objects.get(pk=job_id)
     assert record.outcome["status"] == "SUCCESS"
-    assert 0 < client.ttl(store.meta_key(job_id)) <= settings.JOB_HOT_SECONDS
+    assert 0 < client.ttl(job_store.meta_key(job_id)) <= settings.JOB_HOT_SECONDS
 
 
 def test_a_record_that_never_comes_is_waited_for_only_so_long(archive_paused):
     (job_id,) = fake_finished(1, ago=archive.RECORD_WAIT + 10, task="jobs.noop")
     archive_all([job_id])
-    assert not store.backend_client().exists(store.meta_key(job_id))
+    assert not job_store.backend_client().exists(job_store.meta_key(job_id))
 
 
 def archive_all(ids: list[str]) -> None:
     """Run passes until none of these ids is left in the index."""
-    client = store.backend_client()
-    while any(client.zscore(store.FINISHED_INDEX, job_id) is not None for job_id in ids):
+    client = job_store.backend_client()
+    while any(client.zscore(job_store.FINISHED_INDEX, job_id) is not None for job_id in ids):
         archive.Archiver().archive_batch()
 
 
 def test_while_redis_is_short_of_memory_archived_jobs_leave_it_at_once(archive_paused, settings):
-    client = store.backend_client()
+    client = job_store.backend_client()
     calm = fake_finished(5, ago=0)
     archive_all(calm)
-    assert all(0 < client.ttl(store.meta_key(job_id)) <= settings.JOB_HOT_SECONDS for job_id in calm)
+    assert all(0 < client.ttl(job_store.meta_key(job_id)) <= settings.JOB_HOT_SECONDS for job_id in calm)
 
     pressed = fake_finished(5, ago=0)
     used = int(client.info("memory")["used_memory"])
@@ -208,4 +208,4 @@ def test_while_redis_is_short_of_memory_archived_jobs_leave_it_at_once(archive_p
         archive_all(pressed)
     finally:
         client.config_set("maxmemory", 0)
-    assert not any(client.exists(store.meta_key(job_id)) for job_id in pressed)
+    assert not any(client.exists(job_store.meta_key(job_id)) for job_id in pressed)

@@ -6,7 +6,7 @@ reserves nothing beyond them: while two long jobs run, a third stays in the brok
 
 import pytest
 
-from jobs import store
+from jobs import job_store
 from jobs.models import Job
 from tests.integration.helpers import (queue_length, received_count, wait_in_log, wait_worker_idle,
                                        worker_log)
@@ -56,7 +56,7 @@ def test_cancelled_queued_job_never_runs(alice):
     final = alice.get(job_id).json()
     assert final["state"] == "REVOKED"
     assert final["started_at"] is None and final["worker"] is None and final["result"] is None
-    meta = store.read_meta(job_id)
+    meta = job_store.read_meta(job_id)
     assert meta["status"] == "REVOKED"
     assert "started_at" not in (meta["result"] or {}) or meta["result"].get("started_at") is None
 

@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from jobs import store
+from jobs import job_store
 from tests.integration.helpers import worker_log
 from tests.support.wait import wait_until
 
@@ -21,7 +21,7 @@ def test_failing_job_shows_its_message_and_no_traceback(alice):
     assert body["finished_at"]
 
     # The backend holds the worker's traceback; the API body must not carry any of it.
-    stored = store.read_meta(job_id)
+    stored = job_store.read_meta(job_id)
     assert "Traceback" in (stored["traceback"] or "")
     response = alice.get(job_id)
     assert response.status_code == 200
@@ -37,7 +37,7 @@ def test_flaky_job_is_retried_until_it_succeeds(alice):
     body = alice.wait_for_state(job_id, "SUCCESS", "FAILURE", timeout=30)
     assert body["state"] == "SUCCESS", body
     assert body["result"] == {"attempts": 3}
-    assert store.read_meta(job_id)["retries"] == 2
+    assert job_store.read_meta(job_id)["retries"] == 2
     # Two retries were scheduled by the worker (autoretry with backoff). An attempt logs its
     # "retry" line after publishing the next attempt, which may finish first (a backoff of 0 s
     # is possible with jitter): wait for both lines rather than for "succeeded".

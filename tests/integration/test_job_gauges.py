@@ -8,7 +8,7 @@ from datetime import timedelta
 import pytest
 from celery import current_app, states
 from django.utils import timezone
-from jobs import gauges, service, store
+from jobs import gauges, job_actions, job_store
 from jobs.models import Job
 
 pytestmark = pytest.mark.django_db
@@ -17,10 +17,10 @@ pytestmark = pytest.mark.django_db
 def record(caller, *, submitted_at, state: str | None) -> Job:
     """A job record of caller's submitted then, with that state in the result backend (no message)."""
     name = f"gauge-{uuid.uuid4().hex[:8]}"
-    job = Job.objects.create(id=service.job_id_for(caller.token, name), owner=service.owner_for(caller.token),
+    job = Job.objects.create(id=job_actions.job_id_for(caller.token, name), owner=job_actions.owner_for(caller.token),
                              user=caller.user, name=name, kind="noop", params={}, submitted_at=submitted_at)
     if state is not None:
-        store.write_meta(job.id, state, {"hostname": None, "started_at": None})
+        job_store.write_meta(job.id, state, {"hostname": None, "started_at": None})
     return job
 
 

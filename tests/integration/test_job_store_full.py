@@ -10,15 +10,15 @@ import time
 
 import pytest
 
-from jobs import store
+from jobs import job_store
 from jobs.models import Job
 
 from tests.integration.helpers import redis_client, redis_keys
 
 pytestmark = pytest.mark.django_db
 
-# A submission's reading of Redis's memory is at most this old (jobs/store.py).
-FRESH = store.MEMORY_READ_EVERY + 0.1
+# A submission's reading of Redis's memory is at most this old (jobs/job_store.py).
+FRESH = job_store.MEMORY_READ_EVERY + 0.1
 
 
 @pytest.fixture
@@ -87,7 +87,7 @@ def test_a_worker_keeps_a_finished_result_until_redis_has_room(alice, maxmemory)
     # Redis refuses every write from here on: the job's progress and its result must wait.
     maxmemory(1)
     time.sleep(3)
-    assert store.read_meta(job_id)["status"] == "PROGRESS"
+    assert job_store.read_meta(job_id)["status"] == "PROGRESS"
     maxmemory(0)
     body = alice.wait_for_state(job_id, "SUCCESS", "FAILURE", timeout=60)
     assert body["state"] == "SUCCESS"

@@ -1,4 +1,4 @@
-"""integration: a dead worker's jobs are put back in the queue by live workers (jobs.orphans),
+"""integration: a dead worker's jobs are put back in the queue by live workers (jobs.dead_workers),
 on the real Redis 5.0 broker with real worker processes killed with SIGKILL.
 
 The workers here run with JOB_WORKER_LOST_AFTER=10 (the minimum; 30 by default) so the
@@ -16,7 +16,7 @@ import pytest
 from celery import current_app
 
 from jobs.base import too_many_deliveries_message
-from jobs.orphans import UNACKED, WORKER_KEY_PREFIX
+from jobs.dead_workers import UNACKED, WORKER_KEY_PREFIX
 from tests.integration.helpers import redis_client, send, state
 from tests.integration.workers import running_worker, start_worker
 from tests.support.wait import wait_until

@@ -23,7 +23,7 @@ from knox.models import AuthToken
 from rest_framework import serializers
 from rest_framework.test import APIClient
 
-from jobs import job_listing, pages, store
+from jobs import job_listing, job_store, pages
 from jobs.base import KINDS, JobKind
 from jobs.models import Job, TokenName
 from jobs.serializers import JobSubmitSerializer
@@ -208,7 +208,7 @@ def test_a_full_job_store_is_a_message_not_a_crash(carol, settings):
     client = redis_client(0)
     settings.JOB_STORE_ADMIT_PERCENT = 10
     client.config_set("maxmemory", int(client.info("memory")["used_memory"]) * 3)
-    time.sleep(store.MEMORY_READ_EVERY + 0.1)
+    time.sleep(job_store.MEMORY_READ_EVERY + 0.1)
     try:
         jobs_before = Job.objects.count()
         response = submit_form(carol, "noop", name="while-full")
@@ -219,7 +219,7 @@ def test_a_full_job_store_is_a_message_not_a_crash(carol, settings):
         assert Job.objects.count() == jobs_before
     finally:
         client.config_set("maxmemory", 0)
-        time.sleep(store.MEMORY_READ_EVERY + 0.1)
+        time.sleep(job_store.MEMORY_READ_EVERY + 0.1)
     assert submit_form(carol, "noop", name="while-full").status_code == 302
 
 
@@ -231,7 +231,7 @@ def test_submit_watch_and_rerun_from_the_pages(carol):
     job = Job.objects.get(pk=job_id)
     assert (job.user, job.kind, job.name, job.run) == (carol.user, "model_inference", "pages-demo", 1)
     assert job.params == {"text": "hello", "steps": 3, "step_seconds": 0.3}
-    assert job.owner == pages.service.owner_for(pages.page_identity(carol.user))
+    assert job.owner == pages.job_actions.owner_for(pages.page_identity(carol.user))
 
     seen = set()
     wait_until(lambda: seen.add((s := live_state(carol, job_id))["state"]) or s["state"] == "SUCCESS",
@@ -326,7 +326,7 @@ def test_live_poll_reads_archived_jobs_from_postgresql(carol):
     job_id = job_id_of(submit_form(carol, "noop"))
     wait_for(carol, job_id, "SUCCESS")
     wait_until(lambda: Job.objects.get(pk=job_id).outcome, timeout=30, interval=0.1, what="archived")
-    store.backend_client().delete(store.meta_key(job_id), store.RECORD_PREFIX + job_id)
+    job_store.backend_client().delete(job_store.meta_key(job_id), job_store.RECORD_PREFIX + job_id)
     assert live_state(carol, job_id)["state"] == "SUCCESS"
     assert 'data-field="state">SUCCESS<' in carol.get(f"/jobs/{job_id}/").content.decode()
 

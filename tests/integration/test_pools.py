@@ -11,7 +11,7 @@ from datetime import datetime
 
 import pytest
 
-from jobs import service, status
+from jobs import job_actions, presentation
 from tests.integration.helpers import send, state
 from tests.integration.workers import running_worker
 from tests.support.wait import wait_until
@@ -28,7 +28,7 @@ def pool_worker(pool: str, queue: str, concurrency: int = 2):
 
 
 def job(job_id: str) -> dict:
-    return status.describe(state(job_id) or None)
+    return presentation.describe(state(job_id) or None)
 
 
 @pytest.mark.parametrize("pool", POOLS)
@@ -42,10 +42,10 @@ def test_cancel_stops_a_running_job_as_documented(pool, settings):
         wait_until(lambda: job(long)["state"] == "PROGRESS", timeout=60, interval=0.2,
                    what=f"the long job running on {pool}")
         settings.CELERY_WORKER_POOL = pool  # web's view of the pool, as compose gives both
-        service.stop_delivery(long)
+        job_actions.stop_delivery(long)
         wait_until(lambda: job(long)["state"] == "REVOKED", timeout=30, interval=0.2,
                    what="the cancelled job REVOKED")
-        if pool in service.TERMINATING_POOLS:
+        if pool in job_actions.TERMINATING_POOLS:
             wait_until(lambda: f"Terminating {long}" in worker.log(), timeout=30,
                        what="the worker terminating the job")
         else:

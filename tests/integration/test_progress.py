@@ -5,7 +5,7 @@ from datetime import datetime
 
 import pytest
 
-from jobs import store
+from jobs import job_store
 from tests.integration.helpers import WORKER_NODE
 from tests.support.wait import wait_until
 
@@ -49,4 +49,4 @@ def test_model_inference_progress_then_success(alice):
     assert done["started_at"] and done["finished_at"]
     assert datetime.fromisoformat(done["started_at"]) < datetime.fromisoformat(done["finished_at"])
     # Celery's extended result names the worker node that ran it.
-    assert store.read_meta(job_id)["worker"] == WORKER_NODE
+    assert job_store.read_meta(job_id)["worker"] == WORKER_NODE

@@ -14,7 +14,7 @@ from datetime import datetime
 import pytest
 from celery import current_app
 
-from jobs import store
+from jobs import job_store
 from jobs.base import KINDS
 from tests.integration.workers import running_worker
 from tests.support.wait import wait_until
@@ -53,7 +53,7 @@ def test_rate_limited_jobs_are_spaced_out(rate_limited_worker):
         KINDS["noop"].task.apply_async(task_id=job_id, queue=QUEUE)
 
     def all_done():
-        metas = store.read_many(job_ids)
+        metas = job_store.read_many(job_ids)
         return metas if all(meta and meta["status"] == "SUCCESS" for meta in metas) else None
 
     metas = wait_until(all_done, timeout=30, interval=0.1, what="the rate-limited jobs to finish")

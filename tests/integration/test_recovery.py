@@ -13,7 +13,7 @@ from celery import current_app, states
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import recovery, service, store
+from jobs import job_actions, job_store, lost_messages
 from jobs.models import Job
 
 pytestmark = pytest.mark.django_db
@@ -23,11 +23,11 @@ def stranded(caller, *, age: timedelta, state: str | None, cancelled: bool = Fal
     """A job record of caller's, submitted `age` ago, with no message in the broker."""
     name = f"stranded-{uuid.uuid4().hex[:8]}"
     job = Job.objects.create(
-        id=service.job_id_for(caller.token, name), owner=service.owner_for(caller.token),
+        id=job_actions.job_id_for(caller.token, name), owner=job_actions.owner_for(caller.token),
         user=caller.user, name=name, kind="sum_number", params={"x": 1, "y": 10},
         submitted_at=timezone.now() - age, cancelled_at=timezone.now() if cancelled else None)
     if state is not None:
-        store.write_meta(job.id, state, {"hostname": None, "started_at": None})
+        job_store.write_meta(job.id, state, {"hostname": None, "started_at": None})
     return job
 
 
@@ -44,12 +44,12 @@ def test_every_beat_entry_names_a_task_the_worker_runs(worker):
 def test_a_stranded_job_is_published_again_and_runs_once(alice, state):
     job = stranded(alice, age=timedelta(hours=1), state=state)
 
-    assert recovery.recover_lost_jobs(settle=0.2) == [job.id]
+    assert lost_messages.recover_lost_jobs(settle=0.2) == [job.id]
 
     body = alice.wait_for_state(job.id, "SUCCESS")
     assert body["result"] == {"sum": 55, "count": 10}
     # Once it ran, nothing about it looks lost any more.
-    assert recovery.recover_lost_jobs(settle=0.2) == []
+    assert lost_messages.recover_lost_jobs(settle=0.2) == []
 
 
 def test_jobs_that_are_fine_are_left_alone(alice):
@@ -58,11 +58,11 @@ def test_jobs_that_are_fine_are_left_alone(alice):
     cancelled = stranded(alice, age=timedelta(hours=1), state=states.PENDING, cancelled=True)
     expired = stranded(alice, age=timedelta(seconds=settings.CELERY_RESULT_EXPIRES + 60), state=None)
 
-    assert recovery.recover_lost_jobs(settle=0.2) == []
+    assert lost_messages.recover_lost_jobs(settle=0.2) == []
     for job in (fresh, cancelled):
-        assert store.read_meta(job.id)["status"] == states.PENDING
-    assert store.read_meta(finished.id)["status"] == states.SUCCESS
-    assert store.read_meta(expired.id) is None
+        assert job_store.read_meta(job.id)["status"] == states.PENDING
+    assert job_store.read_meta(finished.id)["status"] == states.SUCCESS
+    assert job_store.read_meta(expired.id) is None
 
 
 def test_a_job_whose_message_a_worker_holds_is_not_published_twice(alice):
@@ -73,20 +73,20 @@ def test_a_job_whose_message_a_worker_holds_is_not_published_twice(alice):
     job = stranded(alice, age=timedelta(hours=1), state=states.PENDING)
     KINDS["sum_number"].task.apply_async(kwargs=job.params, task_id=job.id, countdown=4)
 
-    assert recovery.recover_lost_jobs(settle=0.5) == []
-    assert store.read_meta(job.id)["status"] == states.PENDING
+    assert lost_messages.recover_lost_jobs(settle=0.5) == []
+    assert job_store.read_meta(job.id)["status"] == states.PENDING
     assert alice.wait_for_state(job.id, "SUCCESS")["result"] == {"sum": 55, "count": 10}
 
 
 def test_one_pass_at_a_time(alice):
     # A pass holding the lock (here: this test) makes an overlapping one do nothing.
     job = stranded(alice, age=timedelta(hours=1), state=None)
-    client = store.backend_client()
-    client.set(recovery.LOCK_KEY, b"another-pass", ex=60)
+    client = job_store.backend_client()
+    client.set(lost_messages.LOCK_KEY, b"another-pass", ex=60)
     try:
-        assert recovery.recover_lost_jobs(settle=0.2) == []
-        assert store.read_meta(job.id) is None
+        assert lost_messages.recover_lost_jobs(settle=0.2) == []
+        assert job_store.read_meta(job.id) is None
     finally:
-        client.delete(recovery.LOCK_KEY)
-    assert recovery.recover_lost_jobs(settle=0.2) == [job.id]
+        client.delete(lost_messages.LOCK_KEY)
+    assert lost_messages.recover_lost_jobs(settle=0.2) == [job.id]
     assert alice.wait_for_state(job.id, "SUCCESS")["result"] == {"sum": 55, "count": 10}

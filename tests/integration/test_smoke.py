@@ -6,7 +6,7 @@ import pytest
 import redis
 from django.conf import settings
 
-from jobs import service, store
+from jobs import job_actions, job_store
 from tests.support.wait import wait_until
 
 
@@ -21,8 +21,8 @@ def test_redis_is_5_0():
 @pytest.mark.django_db
 def test_job_runs_in_real_worker(celery_worker_process, django_user_model):
     user = django_user_model.objects.create(username="smoke")
-    submission = service.submit(user=user, token="t" * 64, kind="sum_number", params={"x": 1, "y": 100})
-    meta = wait_until(lambda: (m := store.read_meta(submission.job.id)) and m["status"] == "SUCCESS" and m,
+    submission = job_actions.submit(user=user, token="t" * 64, kind="sum_number", params={"x": 1, "y": 100})
+    meta = wait_until(lambda: (m := job_store.read_meta(submission.job.id)) and m["status"] == "SUCCESS" and m,
                       timeout=60, what="SUCCESS")
     assert meta["result"]["output"] == {"sum": 5050, "count": 100}
     assert meta["result"]["hostname"] == socket.gethostname()

@@ -1,7 +1,7 @@
 """A stopping web process refuses new connections at once and answers every one it accepted.
 
 Real gunicorn with the stack's configuration (services/config/gunicorn.py: the draining gthread
-worker of config/gunicorn_worker.py), serving a small WSGI app with a slow URL. While a slow
+worker of web/gunicorn_worker.py), serving a small WSGI app with a slow URL. While a slow
 request is in flight, the master gets SIGTERM, as `docker stop` sends it during scripts/deploy:
 the request in flight must still be answered, and a connection opened meanwhile must be refused
 (the proxy then tries another replica), not accepted into a queue nobody reads and reset later,

@@ -54,7 +54,7 @@ def start_worker(name: str, queues: str, *, concurrency: int = 2, env: dict | No
     ARTIFACTS.mkdir(exist_ok=True)
     node = f"{name}@%h"
     log_path = ARTIFACTS / f"integration-{name}.log"
-    # Each worker its own liveness file (services/config/liveness.py), not the shared /tmp one,
+    # Each worker its own liveness file (services/jobs/worker_liveness.py), not the shared /tmp one,
     # and the tests' database (pytest-django's test_<name>, set up by then), where its archiver
     # writes the outcomes of finished jobs (services/jobs/archive.py).
     own = {"WORKER_LIVENESS_FILE": str(ARTIFACTS / f"integration-{name}.alive"),

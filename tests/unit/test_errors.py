@@ -1,4 +1,4 @@
-"""unit: no services. JSON error answers and backing-service failure classification (config.errors)."""
+"""unit: no services. JSON error answers and backing-service failure classification (web.errors)."""
 
 import json
 
@@ -12,8 +12,8 @@ from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework.exceptions import NotAuthenticated, ValidationError
 
-from config import errors
-from jobs.store import JobStoreFull
+from web import errors
+from jobs.job_store import JobStoreFull
 
 
 @pytest.mark.parametrize(

@@ -1,19 +1,19 @@
 """unit: no services. The job store's pure parts: when new jobs are refused, which record outcome
-a read may show, what the archive keeps of a meta (jobs/store.py, jobs/archive.py)."""
+a read may show, what the archive keeps of a meta (jobs/job_store.py, jobs/archive.py)."""
 
 from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobs import archive, store
+from jobs import archive, job_store
 from jobs.models import Job
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
 
 def test_memory_info_gives_used_and_max():
-    assert store.parse_memory_info({"used_memory": 1500, "maxmemory": 2000, "used_memory_rss": 9}) == (1500, 2000)
-    assert store.parse_memory_info({}) == (0, 0)
+    assert job_store.parse_memory_info({"used_memory": 1500, "maxmemory": 2000, "used_memory_rss": 9}) == (1500, 2000)
+    assert job_store.parse_memory_info({}) == (0, 0)
 
 
 @pytest.mark.parametrize("used, maximum, percent, full", [
@@ -22,7 +22,7 @@ def test_memory_info_gives_used_and_max():
     (322_122_547 * 80 // 100, 322_122_547, 80, False), (322_122_547 * 80 // 100 + 1, 322_122_547, 80, True),
 ])
 def test_admission_limit(used, maximum, percent, full):
-    assert store.over_admit_limit(used, maximum, percent) is full
+    assert job_store.over_admit_limit(used, maximum, percent) is full
 
 
 def job(outcome=None, finished_at=None) -> Job:
@@ -32,17 +32,17 @@ def job(outcome=None, finished_at=None) -> Job:
 def test_a_record_outcome_is_shown_until_the_result_expiry(settings):
     settings.CELERY_RESULT_EXPIRES = 3600
     outcome = {"status": "SUCCESS", "result": {"output": 1}, "date_done": "2026-12-07T11:00:00+00:00"}
-    assert store.archived_meta(job(outcome, NOW - timedelta(seconds=3599)), now=NOW) == outcome
-    assert store.archived_meta(job(outcome, NOW - timedelta(seconds=3600)), now=NOW) is None
-    assert store.archived_meta(job(), now=NOW) is None  # not finished (or not archived yet)
+    assert job_store.archived_meta(job(outcome, NOW - timedelta(seconds=3599)), now=NOW) == outcome
+    assert job_store.archived_meta(job(outcome, NOW - timedelta(seconds=3600)), now=NOW) is None
+    assert job_store.archived_meta(job(), now=NOW) is None  # not finished (or not archived yet)
 
 
 def test_redis_state_wins_over_the_record(settings):
     settings.CELERY_RESULT_EXPIRES = 3600
     archived = job({"status": "FAILURE", "result": None}, datetime.now(UTC))
     running_again = {"status": "STARTED", "result": {}}
-    assert store.current_meta(archived, running_again) is running_again
-    assert store.current_meta(archived, None) == {"status": "FAILURE", "result": None}
+    assert job_store.current_meta(archived, running_again) is running_again
+    assert job_store.current_meta(archived, None) == {"status": "FAILURE", "result": None}
 
 
 def test_the_archive_keeps_what_a_read_shows_and_no_traceback():

@@ -13,12 +13,12 @@ SERVICES = Path(__file__).resolve().parents[2] / "services"
 
 # What the worker runs, beside the job kinds: none of it may reach the web layer or DRF.
 WORKER_MODULES = [
-    "jobs.base", "jobs.store", "jobs.archive", "jobs.orphans", "jobs.recovery", "jobs.housekeeping",
-    "jobs.redis_transport", "jobs.publisher", "jobs.metrics", "config.result_backend",
-    "config.liveness", "config.beat", "config.celery",
+    "jobs.base", "jobs.job_store", "jobs.archive", "jobs.dead_workers", "jobs.lost_messages", "jobs.housekeeping",
+    "jobs.redis_transport", "jobs.publisher", "jobs.metrics", "jobs.result_backend",
+    "jobs.worker_liveness", "jobs.beat_scheduler", "config.celery",
 ]
-WEB_ONLY = ("jobs.views", "jobs.serializers", "jobs.pages", "jobs.service", "jobs.kind_forms",
-            "jobs.auth", "jobs.throttling", "jobs.pagination", "config.urls", "config.middleware",
+WEB_ONLY = ("jobs.views", "jobs.serializers", "jobs.pages", "jobs.job_actions", "jobs.kind_forms",
+            "jobs.auth", "jobs.throttling", "jobs.pagination", "config.urls", "web",
             "rest_framework", "drf_spectacular", "knox")
 
 
@@ -44,8 +44,8 @@ def top_level_imports(name: str) -> set[str]:
                 parent = parent.rpartition(".")[0]
             module = node.module or ""
             base = f"{parent}.{module}".strip(".") if node.level else module
-            # `from jobs import store` imports the module jobs.store (the package is loaded
-            # already); `from jobs.store import read_meta` imports jobs.store.
+            # `from jobs import job_store` imports the module jobs.job_store (the package is loaded
+            # already); `from jobs.job_store import read_meta` imports jobs.job_store.
             submodules = {f"{base}.{a.name}" for a in node.names if module_path(f"{base}.{a.name}")}
             found.update(submodules)
             if len(submodules) < len(node.names):
@@ -101,8 +101,8 @@ def test_no_import_cycle():
 def test_the_walk_sees_imports():
     """The checks above would pass on an empty graph: make sure the walk finds real edges."""
     edges = graph()
-    assert "jobs.store" in edges["jobs.base"]
-    assert "jobs.publisher" in edges["jobs.recovery"]
+    assert "jobs.job_store" in edges["jobs.base"]
+    assert "jobs.publisher" in edges["jobs.lost_messages"]
     assert "rest_framework" in {m.split(".")[0] for m in top_level_imports("jobs.views")}
 
 

@@ -1,11 +1,11 @@
 """Unit test (no services; loopback sockets of this machine's kernel): the socket filter a
-stopping gunicorn master puts on its listening socket (config/gunicorn_worker.py)."""
+stopping gunicorn master puts on its listening socket (web/gunicorn_worker.py)."""
 
 import socket
 
 import pytest
 
-from config.gunicorn_worker import refuse_new_connections
+from web.gunicorn_worker import refuse_new_connections
 
 
 def test_a_listener_refusing_new_connections_still_hands_out_those_queued():

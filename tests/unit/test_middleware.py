@@ -1,4 +1,4 @@
-"""unit: no services. BodySizeLimitMiddleware with RequestFactory (config.middleware)."""
+"""unit: no services. BodySizeLimitMiddleware with RequestFactory (web.middleware)."""
 
 import json
 
@@ -6,7 +6,7 @@ import pytest
 from django.http import HttpResponse
 from django.test import RequestFactory, override_settings
 
-from config.middleware import BodySizeLimitMiddleware, ServiceUnavailableMiddleware
+from web.middleware import BodySizeLimitMiddleware, ServiceUnavailableMiddleware
 
 LIMIT = 1000
 

@@ -1,7 +1,7 @@
 """unit: no services. Which unacknowledged deliveries count as held by no live worker
-(jobs.orphans.orphaned), and how a put-back message is marked."""
+(jobs.dead_workers.orphaned), and how a put-back message is marked."""
 
-from jobs.orphans import CLOCK_MARGIN, WorkerRecord, orphaned, put_back
+from jobs.dead_workers import CLOCK_MARGIN, WorkerRecord, orphaned, put_back
 
 LOST_AFTER = 30.0
 NOW = 10_000.0

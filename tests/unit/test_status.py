@@ -1,10 +1,10 @@
-"""unit: no services. How stored Celery metas are shown to API clients (jobs.status)."""
+"""unit: no services. How stored Celery metas are shown to API clients (jobs.presentation)."""
 
 import json
 
 import pytest
 
-from jobs import status
+from jobs import presentation
 
 STARTED_AT = "2026-11-23T11:32:34.822088+00:00"
 DATE_DONE = "2026-11-23T11:32:35.000000+00:00"
@@ -31,13 +31,13 @@ KEYS = {"state", "progress", "result", "error", "worker", "started_at", "finishe
 
 
 def test_pending():
-    body = status.describe(meta("PENDING", {"hostname": None, "started_at": None}))
+    body = presentation.describe(meta("PENDING", {"hostname": None, "started_at": None}))
     assert body == {"state": "PENDING", "progress": None, "result": None, "error": None,
                     "worker": None, "started_at": None, "finished_at": None, "deliveries": None}
 
 
 def test_started_shows_worker_and_start_time():
-    body = status.describe(meta("STARTED", running()))
+    body = presentation.describe(meta("STARTED", running()))
     assert body["state"] == "STARTED"
     assert body["worker"] == "worker-7"
     assert body["started_at"] == STARTED_AT
@@ -45,7 +45,7 @@ def test_started_shows_worker_and_start_time():
 
 
 def test_progress_with_percent_and_message():
-    body = status.describe(meta("PROGRESS", running(current=3, total=4, message="step 3 of 4")))
+    body = presentation.describe(meta("PROGRESS", running(current=3, total=4, message="step 3 of 4")))
     assert body["state"] == "PROGRESS"
     assert body["progress"] == {"current": 3, "total": 4, "percent": 75.0, "message": "step 3 of 4"}
     assert body["worker"] == "worker-7"
@@ -53,28 +53,28 @@ def test_progress_with_percent_and_message():
 
 
 def test_deliveries_shown_while_running_and_after_success():
-    assert status.describe(meta("PROGRESS", running(current=1, total=2, deliveries=2)))["deliveries"] == 2
+    assert presentation.describe(meta("PROGRESS", running(current=1, total=2, deliveries=2)))["deliveries"] == 2
     done = meta("SUCCESS", running(deliveries=2, output={"x": 1}), date_done=DATE_DONE)
-    assert status.describe(done)["deliveries"] == 2
-    assert status.describe(meta("STARTED", running()))["deliveries"] is None  # a job started before
+    assert presentation.describe(done)["deliveries"] == 2
+    assert presentation.describe(meta("STARTED", running()))["deliveries"] is None  # a job started before
 
 
 def test_worker_lost_is_a_retry_that_says_so():
-    body = status.describe(meta("RETRY", {"exc_type": "WorkerLostError", "exc_message": ["worker lost"]}))
+    body = presentation.describe(meta("RETRY", {"exc_type": "WorkerLostError", "exc_message": ["worker lost"]}))
     assert body["state"] == "RETRY"
-    assert body["error"] == status.WORKER_LOST_MESSAGE
+    assert body["error"] == presentation.WORKER_LOST_MESSAGE
     assert body["progress"] is None and body["worker"] is None and body["finished_at"] is None
 
 
 def test_progress_percent_is_rounded_and_none_without_total():
-    assert status.describe(meta("PROGRESS", running(current=1, total=3)))["progress"]["percent"] == 33.3
-    zero = status.describe(meta("PROGRESS", running(current=0, total=0)))["progress"]
+    assert presentation.describe(meta("PROGRESS", running(current=1, total=3)))["progress"]["percent"] == 33.3
+    zero = presentation.describe(meta("PROGRESS", running(current=0, total=0)))["progress"]
     assert zero["percent"] is None
     assert zero["message"] == ""
 
 
 def test_success_result_is_the_output():
-    body = status.describe(meta("SUCCESS", running(output={"sum": 5050, "count": 100}), date_done=DATE_DONE))
+    body = presentation.describe(meta("SUCCESS", running(output={"sum": 5050, "count": 100}), date_done=DATE_DONE))
     assert body["state"] == "SUCCESS"
     assert body["result"] == {"sum": 5050, "count": 100}
     assert body["worker"] == "worker-7"
@@ -85,13 +85,13 @@ def test_success_result_is_the_output():
 
 def test_success_of_a_plain_task_shows_its_value():
     # e.g. the housekeeping task returns an int, not a job dict
-    body = status.describe(meta("SUCCESS", 7, date_done=DATE_DONE))
+    body = presentation.describe(meta("SUCCESS", 7, date_done=DATE_DONE))
     assert body["result"] == 7
     assert body["worker"] is None
 
 
 def test_failure_of_job_error_shows_its_message():
-    body = status.describe(failure("JobError", ["The input file is empty."]))
+    body = presentation.describe(failure("JobError", ["The input file is empty."]))
     assert body["state"] == "FAILURE"
     assert body["error"] == "The input file is empty."
     assert body["result"] is None
@@ -99,7 +99,7 @@ def test_failure_of_job_error_shows_its_message():
 
 
 def test_failure_of_job_error_with_a_plain_string_message():
-    assert status.describe(failure("JobError", "plain message"))["error"] == "plain message"
+    assert presentation.describe(failure("JobError", "plain message"))["error"] == "plain message"
 
 
 @pytest.mark.parametrize(
@@ -113,30 +113,30 @@ def test_failure_of_job_error_with_a_plain_string_message():
     ],
 )
 def test_failure_of_other_exceptions_is_generic(exc_type, message):
-    body = status.describe(failure(exc_type, message))
-    assert body["error"] == status.GENERIC_FAILURE
+    body = presentation.describe(failure(exc_type, message))
+    assert body["error"] == presentation.GENERIC_FAILURE
     for secret in ("password", "hunter2", "division"):
         assert secret not in json.dumps(body)
 
 
 def test_failure_with_a_non_dict_result_is_generic():
-    assert status.describe(meta("FAILURE", "boom /app/x.py"))["error"] == status.GENERIC_FAILURE
+    assert presentation.describe(meta("FAILURE", "boom /app/x.py"))["error"] == presentation.GENERIC_FAILURE
 
 
 @pytest.mark.parametrize("exc_type", ["SoftTimeLimitExceeded", "TimeLimitExceeded"])
 def test_failure_by_time_limit(exc_type):
-    body = status.describe(failure(exc_type, ["SoftTimeLimitExceeded()"], module="celery.exceptions"))
+    body = presentation.describe(failure(exc_type, ["SoftTimeLimitExceeded()"], module="celery.exceptions"))
     assert body["error"] == "The job exceeded its time limit."
 
 
 def test_failure_after_transient_retries():
-    body = status.describe(failure("TransientJobError", ["transient failure on attempt 6"]))
+    body = presentation.describe(failure("TransientJobError", ["transient failure on attempt 6"]))
     assert "retries" in body["error"]
     assert "attempt 6" not in body["error"]
 
 
 def test_revoked():
-    body = status.describe(meta("REVOKED", {"exc_type": "TaskRevokedError", "exc_message": ["cancelled"]},
+    body = presentation.describe(meta("REVOKED", {"exc_type": "TaskRevokedError", "exc_message": ["cancelled"]},
                                 date_done=DATE_DONE))
     assert body["state"] == "REVOKED"
     assert body["error"] == "The job was cancelled."
@@ -145,7 +145,7 @@ def test_revoked():
 
 
 def test_retry():
-    body = status.describe(meta("RETRY", {"exc_type": "TransientJobError", "exc_message": ["x"]},
+    body = presentation.describe(meta("RETRY", {"exc_type": "TransientJobError", "exc_message": ["x"]},
                                 traceback=TRACEBACK))
     assert body["state"] == "RETRY"
     assert "retried" in body["error"]
@@ -153,8 +153,8 @@ def test_retry():
 
 
 def test_absent_meta_is_expired():
-    body = status.describe(None)
-    assert body["state"] == status.EXPIRED == "EXPIRED"
+    body = presentation.describe(None)
+    assert body["state"] == presentation.EXPIRED == "EXPIRED"
     assert "expired" in body["error"]
     assert body["result"] is None and body["finished_at"] is None
 
@@ -164,7 +164,7 @@ def test_absent_meta_is_expired():
 def test_no_traceback_ever_in_the_body(state):
     info = running(current=1, total=2, output={"ok": True}, exc_type="ValueError",
                    exc_message=["/app/services/jobs/tasks.py secret internals"])
-    body = status.describe(meta(state, info, traceback=TRACEBACK, date_done=DATE_DONE))
+    body = presentation.describe(meta(state, info, traceback=TRACEBACK, date_done=DATE_DONE))
     assert set(body) == KEYS
     text = json.dumps(body)
     for leak in ("Traceback", "tasks.py", "line 42", "secret internals", "traceback"):
@@ -185,9 +185,9 @@ def test_no_traceback_ever_in_the_body(state):
     ],
 )
 def test_is_finished(value, finished):
-    assert status.is_finished(value) is finished
+    assert presentation.is_finished(value) is finished
 
 
 def test_state_of():
-    assert status.state_of(None) == "EXPIRED"
-    assert status.state_of(meta("STARTED")) == "STARTED"
+    assert presentation.state_of(None) == "EXPIRED"
+    assert presentation.state_of(meta("STARTED")) == "STARTED"

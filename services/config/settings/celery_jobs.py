@@ -31,8 +31,8 @@ RABBITMQ_VHOST = env.str("RABBITMQ_VHOST", default="jobs")
 if BROKER == "rabbitmq":
     CELERY_BROKER_URL = (f"amqp://{quote(RABBITMQ_USER, safe='')}:{quote(RABBITMQ_PASSWORD, safe='')}"
                          f"@{RABBITMQ_HOST}:{RABBITMQ_PORT}/{quote(RABBITMQ_VHOST, safe='')}")
-# Celery's Redis backend, minus two pub/sub round trips per task sent (config/result_backend.py).
-CELERY_RESULT_BACKEND = "config.result_backend:JobResultBackend+" + redis_url(1)
+# Celery's Redis backend, minus two pub/sub round trips per task sent (jobs/result_backend.py).
+CELERY_RESULT_BACKEND = "jobs.result_backend:JobResultBackend+" + redis_url(1)
 CELERY_ACCEPT_CONTENT = ["json"]
 CELERY_TASK_SERIALIZER = "json"
 CELERY_RESULT_SERIALIZER = "json"
@@ -55,7 +55,7 @@ JOB_STORE_ADMIT_PERCENT = env.int("JOB_STORE_ADMIT_PERCENT", default=80)
 if not 10 <= JOB_STORE_ADMIT_PERCENT <= 95:
     raise ImproperlyConfigured("JOB_STORE_ADMIT_PERCENT must be between 10 and 95.")
 # Stores the worker's hostname, task name and retries with each state (not the arguments:
-# config/result_backend.py leaves them out, the job's record has them).
+# jobs/result_backend.py leaves them out, the job's record has them).
 CELERY_RESULT_EXTENDED = True
 CELERY_TASK_DEFAULT_QUEUE = "jobs"
 
@@ -94,7 +94,7 @@ if BROKER == "rabbitmq":
     # the message. Quorum queues: replicated, durable, and they count deliveries; Celery then
     # uses per-consumer prefetch and RabbitMQ's native delayed delivery for retry countdowns.
     # A dead worker's unacknowledged messages return to the queue when its connection closes
-    # (heartbeats notice a vanished one), so jobs/orphans.py is for Redis only.
+    # (heartbeats notice a vanished one), so jobs/dead_workers.py is for Redis only.
     CELERY_BROKER_TRANSPORT_OPTIONS = {"confirm_publish": True}
     CELERY_BROKER_TRANSPORT = None  # the URL's (amqp)
     CELERY_TASK_DEFAULT_QUEUE_TYPE = "quorum"
@@ -150,7 +150,7 @@ CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
 # A worker that dies without a clean stop (SIGKILL, OOM killer, power loss) is noticed this
 # many seconds after its last liveness write; live workers then put its jobs back in the queue
-# (jobs/orphans.py, Redis broker). The visibility timeout above stays the last resort.
+# (jobs/dead_workers.py, Redis broker). The visibility timeout above stays the last resort.
 JOB_WORKER_LOST_AFTER = env.int("JOB_WORKER_LOST_AFTER", default=30)
 if not 10 <= JOB_WORKER_LOST_AFTER < CELERY_VISIBILITY_TIMEOUT:
     raise ImproperlyConfigured("JOB_WORKER_LOST_AFTER must be at least 10 seconds and shorter than "
@@ -162,11 +162,11 @@ if JOB_MAX_DELIVERIES < 1:
     raise ImproperlyConfigured("JOB_MAX_DELIVERIES must be at least 1.")
 # Periodic housekeeping tasks, not job kinds (the kinds are found in jobs/tasks.py).
 CELERY_IMPORTS = ["jobs.housekeeping"]
-CELERY_BEAT_SCHEDULER = "config.beat:DatabaseScheduler"
+CELERY_BEAT_SCHEDULER = "jobs.beat_scheduler:DatabaseScheduler"
 # Save each entry's last run right after it fires, so a restarted beat never fires it twice.
 CELERY_BEAT_SYNC_EVERY = 1
 # A job whose message a Redis crash lost is published again once its record is this old and
-# it is still PENDING (or stateless) with no message in Redis: jobs/recovery.py.
+# it is still PENDING (or stateless) with no message in Redis: jobs/lost_messages.py.
 JOB_RECOVERY_AFTER = env.int("JOB_RECOVERY_AFTER", default=300)
 if JOB_RECOVERY_AFTER < 60:
     raise ImproperlyConfigured("JOB_RECOVERY_AFTER must be at least 60 seconds.")

@@ -78,8 +78,8 @@ if BENCH_PEER_APP:
 MIDDLEWARE = [
     "django.middleware.security.SecurityMiddleware",
     "whitenoise.middleware.WhiteNoiseMiddleware",
-    "config.middleware.ServiceUnavailableMiddleware",
-    "config.middleware.BodySizeLimitMiddleware",
+    "web.middleware.ServiceUnavailableMiddleware",
+    "web.middleware.BodySizeLimitMiddleware",
     "django.contrib.sessions.middleware.SessionMiddleware",
     "django.middleware.common.CommonMiddleware",
     "django.middleware.csrf.CsrfViewMiddleware",

@@ -13,7 +13,7 @@ import time
 from django.conf import settings
 from django.core.management.base import BaseCommand
 
-from jobs import archive, orphans, recovery
+from jobs import archive, dead_workers, lost_messages
 
 
 def timed(run) -> dict:
@@ -23,16 +23,16 @@ def timed(run) -> dict:
 
 
 def recovery_pass() -> dict:
-    scan = recovery.BrokerScan()
-    recovered = recovery.recover_lost_jobs(scan=scan)
+    scan = lost_messages.BrokerScan()
+    recovered = lost_messages.recover_lost_jobs(scan=scan)
     return {"published_again": len(recovered), "messages_read": scan.messages, "replies": scan.replies,
             "largest_reply_bytes": scan.largest_reply, "broker_read_whole": scan.complete}
 
 
 def sweep_pass() -> dict:
-    if not orphans.enabled():
+    if not dead_workers.enabled():
         return {"skipped": "not on the Redis broker"}
-    watch = orphans.DeliveryWatch("housekeeping-command", settings.JOB_WORKER_LOST_AFTER)
+    watch = dead_workers.DeliveryWatch("housekeeping-command", settings.JOB_WORKER_LOST_AFTER)
     try:
         return {"put_back": len(watch.sweep()), "largest_reply_bytes": watch.largest_reply}
     finally:

@@ -13,7 +13,7 @@ import sys
 
 from django.core.management.base import BaseCommand, CommandError
 
-from jobs import service, status, store
+from jobs import job_actions, job_store, presentation
 from jobs.models import Job
 
 
@@ -33,16 +33,16 @@ class Command(BaseCommand):
         if not token:
             raise CommandError("Give the token in the JOB_TOKEN environment variable or with --token-stdin.")
         if run is None:
-            latest = service.latest_run(token, name)
+            latest = job_actions.latest_run(token, name)
             run = latest.run if latest else 1
-        job_id = service.job_id_for(token, name, run)
-        meta = store.read_meta(job_id)
+        job_id = job_actions.job_id_for(token, name, run)
+        meta = job_store.read_meta(job_id)
         if meta is None:
             # Finished and no longer in Redis: the outcome its record keeps (jobs/archive.py).
             record = Job.objects.filter(pk=job_id).first()
-            meta = store.archived_meta(record) if record is not None else None
+            meta = job_store.archived_meta(record) if record is not None else None
         if meta is None:
             raise CommandError(f"No state for job {name!r} run {run} (id {job_id}): "
                                "never submitted with this token, or its result expired.")
-        self.stdout.write(json.dumps({"id": job_id, "name": name, "run": run, **status.describe(meta)},
+        self.stdout.write(json.dumps({"id": job_id, "name": name, "run": run, **presentation.describe(meta)},
                                      indent=2, sort_keys=True))

@@ -46,7 +46,7 @@ from dataclasses import dataclass
 from celery import current_app, signals
 from django.conf import settings
 
-from jobs import store
+from jobs import job_store
 
 logger = logging.getLogger(__name__)
 
@@ -293,7 +293,7 @@ class DeliveryWatch:
         # Say so before the message is visible again: a worker that takes it at once then
         # writes STARTED after this, not before.
         if job_id:
-            store.mark_worker_lost(job_id)
+            job_store.mark_worker_lost(job_id)
         payload = json.dumps(put_back(message))
         moved = False
 

@@ -10,7 +10,7 @@ from redis.exceptions import OutOfMemoryError
 from rest_framework.exceptions import Throttled
 from rest_framework.views import exception_handler
 
-from jobs.store import REDIS_UNAVAILABLE
+from jobs.job_store import REDIS_UNAVAILABLE
 
 # Errors that mean "a backing service is away or full", not "the code is wrong". Not
 # DatabaseError: its IntegrityError, DataError and ProgrammingError are bugs or bad input.
@@ -19,7 +19,7 @@ UNAVAILABLE = {
     "database": (OperationalError, InterfaceError),
     "redis": (*REDIS_UNAVAILABLE, BrokerError),
     # Redis at its memory limit (maxmemory, no eviction), or above the share new jobs may fill
-    # (jobs.store.JobStoreFull, an OutOfMemoryError).
+    # (jobs.job_store.JobStoreFull, an OutOfMemoryError).
     "job_store": (OutOfMemoryError,),
 }
 DETAILS = {

@@ -29,7 +29,7 @@ PROGRESS = "PROGRESS"
 # The exc_type of a job whose worker died under it (Celery's own name for it).
 WORKER_LOST = "WorkerLostError"
 # Sorted set of finished jobs not yet archived: job id -> when it finished (epoch seconds).
-# Every finished state is written together with its entry (config/result_backend.py, write_meta).
+# Every finished state is written together with its entry (jobs/result_backend.py, write_meta).
 FINISHED_INDEX = "jobs:finished"
 DELIVERIES_PREFIX = "jobs:deliveries:"
 # A copy of the job's PostgreSQL record, written with its PENDING state (same expiry), so a
@@ -200,7 +200,7 @@ def memory_use(max_age: float = MEMORY_READ_EVERY) -> tuple[int, int]:
 
 class JobStoreFull(OutOfMemoryError):
     """Redis holds JOB_STORE_ADMIT_PERCENT of its maxmemory: no new job until running ones
-    free room (answered 503, config/errors.py, like Redis's own refusal at maxmemory)."""
+    free room (answered 503, web/errors.py, like Redis's own refusal at maxmemory)."""
 
 
 def over_admit_limit(used: int, maximum: int, percent: int) -> bool:

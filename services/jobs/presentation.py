@@ -2,7 +2,7 @@
 
 from celery import states
 
-from jobs.store import PROGRESS, WORKER_LOST
+from jobs.job_store import PROGRESS, WORKER_LOST
 
 EXPIRED = "EXPIRED"
 # States after which a job never changes again (a new run needs rerun=true).

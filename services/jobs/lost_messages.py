@@ -34,7 +34,7 @@ from celery import states
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import publisher, store
+from jobs import job_store, publisher
 from jobs.base import KINDS
 from jobs.models import Job
 
@@ -86,7 +86,7 @@ def _candidates(oldest: datetime, newest: datetime) -> list[Job]:
 
 
 def _lost_states(jobs: list[Job]) -> list[Job]:
-    metas = store.read_many([job.id for job in jobs])
+    metas = job_store.read_many([job.id for job in jobs])
     return [job for job, meta in zip(jobs, metas, strict=True) if looks_lost(meta)]
 
 
@@ -184,7 +184,7 @@ def recover_lost_jobs(scan: BrokerScan | None = None, **kwargs) -> list[str]:
     """Publish each lost job again under its id; returns the ids. One pass at a time: two
     overlapping passes (a beat restart, two workers) would both publish the same job. What the
     pass read of the broker is added to `scan`."""
-    client = store.backend_client()
+    client = job_store.backend_client()
     token = uuid.uuid4().hex.encode()
     if not client.set(LOCK_KEY, token, nx=True, ex=LOCK_SECONDS):
         logger.info("Another lost-job recovery pass is running; skipping this one")

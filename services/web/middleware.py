@@ -5,7 +5,7 @@ import io
 from django.conf import settings
 from django.http import JsonResponse
 
-from config.errors import service_unavailable, unavailable_service
+from web.errors import service_unavailable, unavailable_service
 
 
 class ServiceUnavailableMiddleware:

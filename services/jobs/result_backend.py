@@ -4,7 +4,7 @@ sent, finished states listed for the archive, and writes that wait out a full Re
 - Celery's RedisBackend subscribes to a task's result channel as the task is sent (ready for an
   AsyncResult.get() that may follow) and unsubscribes when that AsyncResult is dropped: two
   extra Redis round trips on every apply_async. Nothing in this stack waits on
-  AsyncResult.get(): job state is read with one GET (jobs/store.py). AsyncResult.get() still
+  AsyncResult.get(): job state is read with one GET (jobs/job_store.py). AsyncResult.get() still
   works where someone calls it: it subscribes then, and reads the stored state after
   subscribing, so no result is missed.
 - A finished state (SUCCESS, FAILURE, REVOKED) goes to Redis in one transaction with its entry
@@ -22,7 +22,7 @@ from celery import states
 from celery.backends.redis import RedisBackend
 from redis.exceptions import OutOfMemoryError
 
-from jobs.store import FINISHED_INDEX
+from jobs.job_store import FINISHED_INDEX
 
 
 class JobResultBackend(RedisBackend):

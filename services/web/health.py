@@ -7,7 +7,7 @@ from django.db import connection
 from django.http import JsonResponse
 from django.views.decorators.cache import never_cache
 
-from config.errors import unavailable_service
+from web.errors import unavailable_service
 
 
 def _check_database() -> None:

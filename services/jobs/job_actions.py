@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from jobs import ids, metrics, publisher, status, store
+from jobs import ids, job_store, metrics, presentation, publisher
 from jobs.models import Job
 
 logger = logging.getLogger(__name__)
@@ -52,29 +52,29 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
         # A committed record's state is in Redis (its INSERT commits after the Redis transaction
         # that writes it, below) until it finished and was archived into the record; None once
         # it expired.
-        meta = store.current_meta(latest, store.read_meta(latest.id))
-        if not (rerun and status.is_finished(meta)):
+        meta = job_store.current_meta(latest, job_store.read_meta(latest.id))
+        if not (rerun and presentation.is_finished(meta)):
             return Submission(latest, meta, created=False)
         run = latest.run + 1
 
     # Redis near its memory limit: the jobs already accepted need the rest (503, job store full).
-    store.check_room_for_new_job()
+    job_store.check_room_for_new_job()
     job = Job(id=job_id_for(token, name, run), owner=owner_for(token), user=user,
               name=name, run=run, kind=kind, params=params)
     try:
         # The INSERT commits only once Redis (or RabbitMQ) has the job: a web process dying in
         # between leaves no record whose message was never sent (the client, answered nothing,
         # sends it again and creates it then). Committed on its own first, such a record was
-        # answered to that retry as an existing job and waited for jobs.recovery (5 minutes).
+        # answered to that retry as an existing job and waited for jobs.lost_messages (5 minutes).
         with transaction.atomic():
             job.save(force_insert=True)
             # Refused by Redis or RabbitMQ: rolled back, and the client gets a 503 naming it
-            # (config/errors.py) instead of a job that will never run.
+            # (web/errors.py) instead of a job that will never run.
             publisher.publish_job(job)
     except IntegrityError:
         # A concurrent request created this very run first: that one is the job.
         existing = Job.objects.get(owner=job.owner, name=name, run=run)
-        return Submission(existing, store.current_meta(existing, store.read_meta(existing.id)), created=False)
+        return Submission(existing, job_store.current_meta(existing, job_store.read_meta(existing.id)), created=False)
     metrics.submitted(kind)
     # With LOG_FORMAT=json this line also carries the request's id, which the worker's lines for
     # the job repeat (config/logs.py): the two ends of a job can be found by either id.
@@ -91,20 +91,20 @@ TERMINATING_POOLS = ("prefork", "gevent")
 def stop_delivery(job_id: str) -> None:
     """Flag the job cancelled (durable: every later start or progress report sees it) and ask
     the workers to drop it, terminating it where the configured pool can."""
-    store.flag_revoked(job_id)
+    job_store.flag_revoked(job_id)
     terminate = settings.CELERY_WORKER_POOL in TERMINATING_POOLS
     current_app.control.revoke(job_id, terminate=terminate, **({"signal": "SIGTERM"} if terminate else {}))
 
 
 def cancel(job: Job) -> dict | None:
     """Cancel: a queued job never runs, a running one is terminated. Returns the new meta."""
-    meta = store.current_meta(job, store.read_meta(job.id))
-    if status.is_finished(meta):
+    meta = job_store.current_meta(job, job_store.read_meta(job.id))
+    if presentation.is_finished(meta):
         return meta
     stop_delivery(job.id)
     if meta["status"] in (states.PENDING, states.RETRY):
         # Nobody runs it now: say so at once rather than when a worker dequeues it.
-        store.write_meta(job.id, states.REVOKED, {"exc_type": "TaskRevokedError",
+        job_store.write_meta(job.id, states.REVOKED, {"exc_type": "TaskRevokedError",
                                                    "exc_message": ["cancelled"]})
     Job.objects.filter(pk=job.pk).update(cancelled_at=timezone.now())
-    return store.read_meta(job.id)
+    return job_store.read_meta(job.id)

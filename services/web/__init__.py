@@ -1,0 +1,1 @@
+"""Web runtime beside Django's views: middleware, JSON error answers, /healthz, the gunicorn worker."""
