@@ -4,7 +4,8 @@
 """Backup archives of a running compose stack.
 
 An archive is one gzip-compressed tar file named `<project>-<UTC time>.backup.tar.gz` holding
-  manifest.json   what was saved, when, from which project, and the SHA-256 and size of each file
+  manifest.json   what was saved, when, from which project, the SHA-256 and size of each file, and
+                  the fingerprint of the JOB_ID_SECRET the stack ran with (an HMAC, not the secret)
   postgres.dump   pg_dump of the app database, custom format (one consistent snapshot)
   redis.rdb       Redis's snapshot, copied after a BGSAVE started by the backup has finished
   flower.tar      the contents of Flower's state volume (/data/flower), saved by a Flower stop
@@ -310,6 +311,22 @@ def require_running(compose: Compose, project: str, services=("postgres", "redis
                           f"{'is' if len(down) == 1 else 'are'} not up. Start it with `docker compose up -d --wait` "
                           "(and pass the same -p/-f options as for the stack).")
     return running
+
+
+def job_id_secret_fingerprint(compose: Compose) -> str:
+    """The fingerprint of the JOB_ID_SECRET the app runs with: asked of a running app container
+    (what a restart of it will use), or of a one-off migrate container when none runs."""
+    command = ["python", "manage.py", "job_id_secret_fingerprint"]
+    running = compose.running()
+    service = next((name for name in APP_SERVICES if running.get(name)), None)
+    if service:
+        out = compose.text("exec", "-T", service, *command, timeout=120)
+    else:
+        out = compose.text("run", "--rm", "--no-deps", "-T", "migrate", *command, timeout=300)
+    lines = out.strip().splitlines()
+    if not lines or not re.fullmatch(r"[0-9a-f]{64}", lines[-1]):
+        raise BackupError(f"could not read the app's JOB_ID_SECRET fingerprint (got {out.strip()[-200:]!r})")
+    return lines[-1]
 
 
 def redis_info(compose: Compose, section: str) -> dict[str, str]:

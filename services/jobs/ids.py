@@ -16,6 +16,9 @@ import uuid
 JOB_ID_PATTERN = re.compile(r"^[0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}$")
 # Job names: what a client calls a job. Printable and short, so they are safe in URLs and logs.
 JOB_NAME_PATTERN = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._:-]{0,99}$")
+# What the secret's fingerprint is a MAC of. Not length-prefixed like _digest's messages (which
+# start with a digit), so no job id or owner key can equal a fingerprint.
+FINGERPRINT_LABEL = b"jobs: JOB_ID_SECRET fingerprint v1"
 
 
 def _digest(secret: str, *parts: str) -> bytes:
@@ -39,3 +42,9 @@ def owner_key(secret: str, token: str) -> str:
 def is_job_id(value: str) -> bool:
     # fullmatch: with match(), "$" also matches before a trailing newline ("<id>\n" passed).
     return bool(JOB_ID_PATTERN.fullmatch(value))
+
+
+def secret_fingerprint(secret: str) -> str:
+    """Names a JOB_ID_SECRET without revealing it: a backup records it, and a restore compares it
+    with the target stack's, since every job id and owner key derives from the secret."""
+    return hmac.new(secret.encode(), FINGERPRINT_LABEL, hashlib.sha256).hexdigest()

@@ -7,12 +7,16 @@ backed up with scripts/backup, the stack is removed with its volumes (`down -v`)
 again empty, then scripts/restore brings everything back: the old token still works, the job
 records and results are there, the schedule and Flower's history too, and Redis keeps the restored
 data across its own restart (it starts from its append-only file). A truncated archive and a
-restore over a stack holding data are refused, with a one-line reason and nothing changed.
+restore over a stack holding data are refused, with a one-line reason and nothing changed, and so is a
+restore onto a stack with another JOB_ID_SECRET (issue 21, must-show 5): the manifest names the
+secret the backup needs by its fingerprint.
 Last, scripts/upgrade-postgres moves the stack from PostgreSQL 17 to 18 with all of that in place.
 """
 
+import json
 import os
 import re
+import tarfile
 import stat
 import subprocess
 import uuid
@@ -26,6 +30,7 @@ from tests.support.docker import docker
 from tests.support.production import gen_prod_env, proxy_session, read_env_file
 from tests.support.stack import Api, Stack, running
 from tests.support.wait import wait_until
+from jobs.ids import secret_fingerprint
 
 pytestmark = pytest.mark.slow
 
@@ -118,6 +123,24 @@ def test_backup_down_v_restore_brings_everything_back(prod, tmp_path):
     prod.down(volumes=True)
     prod.up(timeout=UP_TIMEOUT)
     assert api.request("GET", "/api/whoami/").status_code == 401, "the data survived down -v: nothing to restore"
+
+    # --- a stack with another JOB_ID_SECRET (a fresh gen-prod-env's) is refused, naming it ------
+    right = prod.env["JOB_ID_SECRET"]
+    with tarfile.open(newest) as tar:
+        raw = tar.extractfile("manifest.json").read().decode()
+    assert json.loads(raw)["job_id_secret_fingerprint"] == secret_fingerprint(right), raw
+    assert right not in raw
+    prod.env["JOB_ID_SECRET"] = f"another-{uuid.uuid4().hex}{uuid.uuid4().hex}"
+    try:
+        prod.up(timeout=UP_TIMEOUT)  # the app containers take the other secret
+        refused = script(prod, "restore", str(newest), "--force")
+        assert_clean_refusal(refused, "JOB_ID_SECRET", "Nothing was changed")
+        assert right not in refused.stdout + refused.stderr
+        assert api.request("GET", "/api/whoami/").status_code == 401, "a refused restore restored"
+        assert prod.healthy(), "a refused restore stopped services"
+    finally:
+        prod.env["JOB_ID_SECRET"] = right
+        prod.up(timeout=UP_TIMEOUT)
     marker = prod.create_token(f"fresh-{uuid.uuid4().hex[:8]}")
 
     # --- a truncated archive is refused, nothing overwritten ----------------------------------

@@ -53,8 +53,10 @@ ENV = {
     "FLOWER_PORT": os.environ.get("RABBIT_E2E_FLOWER_PORT", "19555"),
     "RABBITMQ_MANAGEMENT_PORT": str(MANAGEMENT_PORT),
 }
-# The overlay's development defaults (docker-compose.rabbitmq.yml).
+# The overlay's development defaults (docker-compose.rabbitmq.yml): the app's account, and the
+# management UI's administrator.
 USER, VHOST, PASSWORD = "app", "jobs", "insecure-dev-rabbitmq-password"
+ADMIN = ("admin", "insecure-dev-rabbitmq-admin-password")
 ENV_IMAGE = os.environ.get("RABBITMQ_IMAGE", "rabbitmq:4-management-alpine")
 JOBS = 200
 TASK_TIME_LIMIT = 3600  # CELERY_TASK_TIME_LIMIT's default, seconds
@@ -71,7 +73,7 @@ def api(rabbit) -> Api:
     return Api(rabbit.url(""), rabbit.create_token("rabbit-alice"))
 
 
-def management(path: str, auth: tuple[str, str] | None = (USER, PASSWORD)) -> requests.Response:
+def management(path: str, auth: tuple[str, str] | None = ADMIN) -> requests.Response:
     return requests.get(f"http://127.0.0.1:{MANAGEMENT_PORT}/api/{path}", auth=auth, timeout=30)
 
 
@@ -255,19 +257,39 @@ def test_worker_restarted_under_its_name_while_rabbitmq_holds_its_old_connection
                what="the old connection's consumer gone")
 
 
+def user_tags(stack: Stack) -> dict[str, str]:
+    rows = rabbitmqctl(stack, "list_users", "--no-table-headers").splitlines()
+    return {name: tags.strip() for name, _, tags in (row.partition("\t") for row in rows if row.strip())}
+
+
 def test_own_vhost_and_user_no_guest_and_management_behind_auth_on_localhost(rabbit):
-    users = rabbitmqctl(rabbit, "list_users").split()
-    assert USER in users and "guest" not in users, users
+    # The app's user: no tag (no management UI, no administration); the UI's login is another one.
+    assert user_tags(rabbit) == {USER: "[]", ADMIN[0]: "[administrator]"}, user_tags(rabbit)
     assert VHOST in rabbitmqctl(rabbit, "list_vhosts").split()
     permissions = rabbitmqctl(rabbit, "list_user_permissions", USER)
     assert re.search(rf"^{VHOST}\s+\.\*\s+\.\*\s+\.\*$", permissions, re.M), permissions
 
     assert management("overview", auth=None).status_code == 401
     assert management("overview", auth=("guest", "guest")).status_code == 401
+    assert management("overview", auth=(USER, PASSWORD)).status_code == 401, "the app's login opens the UI"
     assert management("overview").status_code == 200
     bindings = rabbit.inspect("rabbitmq")["NetworkSettings"]["Ports"]["15672/tcp"]
     assert {binding["HostIp"] for binding in bindings} == {"127.0.0.1"}, bindings
     assert "5672/tcp" not in rabbit.inspect("rabbitmq")["HostConfig"]["PortBindings"]
+
+
+def test_an_app_user_left_administrator_by_the_older_overlay_is_demoted_at_the_next_start(rabbit, api):
+    """Before the split the app's user was RabbitMQ's first user, an administrator; a volume from
+    then keeps it so until rabbitmq starts again with the accounts imported."""
+    rabbitmqctl(rabbit, "set_user_tags", USER, "administrator")
+    assert user_tags(rabbit)[USER] == "[administrator]"
+    rabbit.compose("restart", "rabbitmq", timeout=300)
+    wait_all_healthy(rabbit)
+    assert user_tags(rabbit) == {USER: "[]", ADMIN[0]: "[administrator]"}, user_tags(rabbit)
+    assert management("overview", auth=(USER, PASSWORD)).status_code == 401
+    answer = api.submit("sum_number", {"x": 2, "y": 3}, name=f"after-demotion-{int(time.time())}")
+    assert answer.status_code == 202, answer.text
+    assert api.wait_for_state(answer.json()["id"], "SUCCESS", "FAILURE", timeout=180)["state"] == "SUCCESS"
 
 
 def test_consumer_timeout_outlasts_the_longest_job(rabbit):

@@ -108,3 +108,14 @@ def test_owner_key_is_not_a_job_id_of_the_same_token():
 )
 def test_is_job_id(value, expected):
     assert ids.is_job_id(value) is expected
+
+
+def test_secret_fingerprint_names_the_secret_without_revealing_it():
+    fingerprint = ids.secret_fingerprint(SECRET)
+    label = b"jobs: JOB_ID_SECRET fingerprint v1"
+    assert fingerprint == hmac.new(SECRET.encode(), label, hashlib.sha256).hexdigest()
+    assert fingerprint == ids.secret_fingerprint(SECRET)
+    assert fingerprint != ids.secret_fingerprint(SECRET + "x")
+    assert SECRET not in fingerprint and SECRET.encode().hex() not in fingerprint
+    # Not any digest the secret keys elsewhere (job ids, owner keys).
+    assert fingerprint[:32] != ids.owner_key(SECRET, "")
