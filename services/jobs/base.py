@@ -63,12 +63,22 @@ class JobTask(Task):
 
     def before_start(self, task_id, args, kwargs):
         # Counted per attempt: a retry (TransientJobError) is a new attempt, not a redelivery.
-        # The cancellation flag is read in the same transaction (one round trip to Redis).
-        total, this_attempt, cancelled = job_store.start_delivery(task_id, self.request.retries)
-        if cancelled:
-            self._stop_cancelled()
+        # The cancellation flag is read and STARTED written in the same script (one round trip
+        # to Redis); STARTED is not written for a cancelled job nor for one over its deliveries.
         self.request.started_at = timezone.now().isoformat()
         self.request.started_clock = time.monotonic()
+
+        def started_meta(deliveries):
+            meta = self.backend._get_result_meta(
+                result={**self._running_meta(), "deliveries": deliveries}, state=states.STARTED,
+                traceback=None, request=self.request)
+            meta["task_id"] = task_id
+            return self.backend.encode(meta)
+
+        total, this_attempt, cancelled = job_store.start_delivery(
+            task_id, self.request.retries, started_meta, settings.JOB_MAX_DELIVERIES)
+        if cancelled:
+            self._stop_cancelled()
         self.request.deliveries = total
         # One line per execution: a job delivered again after a worker died shows up twice.
         logger.info("Job %s started (%s, attempt %d, delivery %d)",
@@ -80,7 +90,6 @@ class JobTask(Task):
             # again on each delivery): end it instead of crashing workers forever.
             logger.error("Job %s delivered %d times without finishing; failing it", task_id, this_attempt)
             raise JobError(too_many_deliveries_message(this_attempt - 1))
-        self.update_state(state=states.STARTED, meta=self._running_meta())
 
     def progress(self, current: int, total: int, message: str = "") -> None:
         """Report progress; ends the job here if it was cancelled meanwhile, or (threads and solo

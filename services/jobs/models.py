@@ -30,11 +30,13 @@ class Job(models.Model):
     class Meta:
         ordering = ["-submitted_at"]
         constraints = [
+            # Its index also serves a (token, name) pair's latest run (service.latest_run: the
+            # same columns scanned backwards), so no second index on them: each index is one
+            # more write per submission and per archived outcome.
             models.UniqueConstraint(fields=["owner", "name", "run"], name="job_unique_run"),
         ]
         indexes = [
             models.Index(fields=["user", "-submitted_at"], name="job_user_recent"),
-            models.Index(fields=["owner", "name", "-run"], name="job_owner_name_run"),
             # The lost-job recovery and the purge look jobs up by submission time.
             models.Index(fields=["submitted_at"], name="job_submitted"),
             # The lost-job recovery's candidates: only jobs not yet finished, so its query does

@@ -1,5 +1,6 @@
 """Celery's Redis result backend, fitted to the job store: no pub/sub round trips per task
-sent, finished states listed for the archive, and writes that wait out a full Redis.
+sent, one round trip per state written, finished states listed for the archive, and writes that
+wait out a full Redis.
 
 - Celery's RedisBackend subscribes to a task's result channel as the task is sent (ready for an
   AsyncResult.get() that may follow) and unsubscribes when that AsyncResult is dropped: two
@@ -7,8 +8,11 @@ sent, finished states listed for the archive, and writes that wait out a full Re
   AsyncResult.get(): job state is read with one GET (jobs/job_store.py). AsyncResult.get() still
   works where someone calls it: it subscribes then, and reads the stored state after
   subscribing, so no result is missed.
-- A finished state (SUCCESS, FAILURE, REVOKED) goes to Redis in one transaction with its entry
-  in store.FINISHED_INDEX, from which jobs/archive.py copies it into PostgreSQL.
+- Celery reads a task's state before each write (a GET, then the SET in a second round trip) so
+  that a SUCCESS is never overwritten by a late duplicate. Here the same rule runs inside Redis,
+  in one script (STORE_UNLESS_SUCCEEDED): one round trip per state instead of two.
+- A finished state (SUCCESS, FAILURE, REVOKED) goes to Redis in that same script with its entry
+  in job_store.FINISHED_INDEX, from which jobs/archive.py copies it into PostgreSQL.
 - No copy of the job's arguments in each state it writes (result_extended would add them):
   they are in the job's record already, and would double a big job's footprint in Redis.
 - Redis at maxmemory refuses writes (noeviction). A state write is then retried with backoff
@@ -20,12 +24,35 @@ import time
 
 from celery import states
 from celery.backends.redis import RedisBackend
-from redis.exceptions import OutOfMemoryError
+from celery.exceptions import BackendStoreError
+from kombu.utils.encoding import bytes_to_str
+from redis.exceptions import OutOfMemoryError, ResponseError
 
-from jobs.job_store import FINISHED_INDEX
+from jobs.job_store import FINISHED_INDEX, refused_for_memory
+
+# KEYS: the state's key, FINISHED_INDEX. ARGV: the encoded meta, its expiry in s (0: none),
+# "1" if the state is a finished one, the job id, now (epoch s). Celery's rule, kept: a stored
+# SUCCESS is never replaced. Returns 1 if written.
+STORE_UNLESS_SUCCEEDED = """
+local current = redis.call('GET', KEYS[1])
+if current then
+  local ok, meta = pcall(cjson.decode, current)
+  if ok and type(meta) == 'table' and meta.status == 'SUCCESS' then return 0 end
+end
+if ARGV[2] ~= '0' then
+  redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
+else
+  redis.call('SET', KEYS[1], ARGV[1])
+end
+if ARGV[3] == '1' then redis.call('ZADD', KEYS[2], ARGV[5], ARGV[4]) end
+redis.call('PUBLISH', KEYS[1], ARGV[1])
+return 1
+"""
 
 
 class JobResultBackend(RedisBackend):
+    _store_script = None
+
     def on_task_call(self, producer, task_id):
         return {}
 
@@ -38,20 +65,27 @@ class JobResultBackend(RedisBackend):
     def exception_safe_to_retry(self, exc):
         return isinstance(exc, OutOfMemoryError) or super().exception_safe_to_retry(exc)
 
-    def _set_with_state(self, key, value, state):
-        if state not in states.READY_STATES:
-            return self.set(key, value)
+    def _store_result(self, task_id, result, state, traceback=None, request=None, **kwargs):
+        meta = self._get_result_meta(result=result, state=state, traceback=traceback, request=request)
+        meta["task_id"] = bytes_to_str(task_id)
+        value = self.encode(meta)
         if isinstance(value, str) and len(value) > self._MAX_STR_VALUE_SIZE:
-            return self.set(key, value)  # Celery's own refusal (BackendStoreError)
-        return self.ensure(self._set_finished, (key, value))
+            raise BackendStoreError("value too large for Redis backend", state=state, task_id=task_id)
+        self.ensure(self._store_unless_succeeded, (task_id, value, state))
+        return result
 
-    def _set_finished(self, key, value):
-        job_id = key[len(self.task_keyprefix):]
-        with self.client.pipeline() as pipe:
-            if self.expires:
-                pipe.setex(key, self.expires, value)
-            else:
-                pipe.set(key, value)
-            pipe.zadd(FINISHED_INDEX, {job_id: time.time()})
-            pipe.publish(key, value)
-            pipe.execute()
+    def _store_unless_succeeded(self, task_id, value, state):
+        if self._store_script is None:
+            # EVALSHA, loading the script again after a Redis restart (NOSCRIPT).
+            self._store_script = self.client.register_script(STORE_UNLESS_SUCCEEDED)
+        task_id = bytes_to_str(task_id)
+        try:
+            return self._store_script(
+                keys=[self.get_key_for_task(task_id), FINISHED_INDEX],
+                args=[value, int(self.expires or 0), int(state in states.READY_STATES), task_id, time.time()])
+        except ResponseError as exc:
+            # A full Redis refuses the script's first write, so nothing was written: say so as
+            # the retryable refusal it is (exception_safe_to_retry).
+            if refused_for_memory(exc):
+                raise OutOfMemoryError(str(exc)) from exc
+            raise
