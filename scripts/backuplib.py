@@ -271,10 +271,13 @@ class Compose:
         return self.text("exec", "-T", "redis", "redis-cli", "--no-auth-warning", *args).strip()
 
 
-PSQL_ENV = 'PGPASSWORD="$POSTGRES_PASSWORD" PGHOST=127.0.0.1 PGUSER="$POSTGRES_USER"'
+# The administrator (PostgreSQL's superuser) in the postgres container; POSTGRES_USER there is the
+# app's role, as in the app containers (docker-compose.yml, compose/postgres/start-postgres).
+PSQL_ENV = 'PGPASSWORD="$POSTGRES_ADMIN_PASSWORD" PGHOST=127.0.0.1 PGUSER="$POSTGRES_ADMIN_USER"'
 
-# The app database dropped, created again (owned by POSTGRES_USER) and loaded from a custom-format
-# dump on stdin in one transaction: all of it or nothing.
+# The app database dropped, created again (owned by the app's role) and loaded from a
+# custom-format dump on stdin in one transaction: all of it or nothing. The objects are created
+# as the app's role (--role), so the app owns them as it owns those its migrations create.
 RECREATE_DB = f"""set -e
 {PSQL_ENV} psql --no-password -q -v ON_ERROR_STOP=1 -v db="$POSTGRES_DB" -v owner="$POSTGRES_USER" \\
     --dbname=postgres <<'SQL'
@@ -282,7 +285,7 @@ DROP DATABASE IF EXISTS :"db" WITH (FORCE);
 CREATE DATABASE :"db" OWNER :"owner";
 SQL
 {PSQL_ENV} exec pg_restore --no-password --exit-on-error --single-transaction --no-owner \\
-    --dbname="$POSTGRES_DB"
+    --no-privileges --role="$POSTGRES_USER" --dbname="$POSTGRES_DB"
 """
 
 

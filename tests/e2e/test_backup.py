@@ -255,9 +255,16 @@ def test_postgres_17_to_18_in_one_command(prod, tmp_path):
         version = postgres_version(prod)
         versions.record("postgres:18", version, POSTGRES18_IMAGE)
         assert version.startswith("18."), version
+        # Only a superuser (or pg_read_all_settings) may read it: the administrator, not the app's role.
         data_directory = prod.exec("postgres", "sh", "-c",
-                                   'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tA -c "SHOW data_directory"').stdout
+                                   'psql -U "$POSTGRES_ADMIN_USER" -d "$POSTGRES_DB" -tA -c "SHOW data_directory"').stdout
         assert data_directory.strip() == "/var/lib/postgresql/18/docker", data_directory
+        # On 18 too the app's role is no superuser and owns every table it was loaded with.
+        roles = prod.exec("postgres", "sh", "-c", 'psql -U "$POSTGRES_ADMIN_USER" -d "$POSTGRES_DB" -tA -v app="$POSTGRES_USER"',
+                          input="SELECT string_agg(rolname, ',') FROM pg_roles WHERE rolsuper;\n"
+                                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner <> :'app';\n"
+                                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public';\n").stdout.split()
+        assert roles[0] == "postgres" and roles[1] == "0" and int(roles[2]) > 10, roles
         mount = next(m for m in prod.inspect("postgres")["Mounts"] if m["Type"] == "volume")
         assert (mount["Name"], mount["Destination"]) == (new_volume, "/var/lib/postgresql"), mount
         # The old volume holds PostgreSQL 17's data as it was.

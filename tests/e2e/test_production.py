@@ -21,7 +21,7 @@ import requests
 from tests.e2e.helpers import contains_secret
 from tests.support.docker import docker
 from tests.support.production import (
-    APP_ROLES, DEV_WARNING, LINT_ACCEPTED, LINTED_FILES, SECRET_NAMES, accepting_entry,
+    APP_ROLES, DEV_WARNING, LINT_ACCEPTED, LINTED_FILES, SECRET_NAMES, SERVICE_SECRET_NAMES, accepting_entry,
     compose_lint, finding_key, gen_prod_env, load_accepted, proxy_session, read_env_file,
     Redacted, secrets_in_image,
 )
@@ -54,7 +54,7 @@ def generated(tmp_path_factory):
 @pytest.fixture(scope="module")
 def secrets(generated) -> dict[str, str]:
     _, values, _ = generated
-    return Redacted({name: values[name] for name in SECRET_NAMES})
+    return Redacted({name: values[name] for name in (*SECRET_NAMES, *SERVICE_SECRET_NAMES)})
 
 
 @pytest.fixture(scope="module")
@@ -160,6 +160,15 @@ def test_each_other_default_secret_is_refused_by_name(prod, name):
     output = run.stdout + run.stderr
     assert REFUSAL in output, output[-3000:]
     assert refused_variables(output) == [name], output[-3000:]
+
+
+@pytest.mark.parametrize("name", ["POSTGRES_ADMIN_PASSWORD", "POSTGRES_PASSWORD"])
+def test_postgres_refuses_a_default_password_by_name(prod, name):
+    # compose/postgres/start-postgres checks before it touches the data directory.
+    run = prod.without(name).compose("run", "--rm", "--no-deps", "-T", "postgres", check=False, timeout=180)
+    output = run.stdout + run.stderr
+    assert run.returncode != 0, output[-3000:]
+    assert f"APP_ENV=production with the development default of {name}:" in output, output[-3000:]
 
 
 def test_default_flower_password_stops_flower_naming_it(prod):
@@ -323,6 +332,62 @@ for password in ("", "not-the-password"):
     assert "password authentication failed" in out, out
 
 
+def test_the_apps_postgres_role_is_no_superuser_and_owns_only_its_database(prod_up, generated):
+    _, values, _ = generated
+    # Over the app's own connection (its settings, its password), as every app role connects.
+    probe = prod_up.exec("web", "python", "-c", """
+import json, django
+django.setup()
+from django.db import connection
+with connection.cursor() as cursor:
+    cursor.execute("SELECT rolname, rolsuper, rolcreaterole, rolcreatedb, rolreplication, rolbypassrls"
+                   " FROM pg_roles WHERE rolname = current_user")
+    role = cursor.fetchone()
+    cursor.execute("SELECT datname FROM pg_database WHERE datdba = (SELECT oid FROM pg_roles WHERE rolname = current_user)")
+    owned = sorted(row[0] for row in cursor.fetchall())
+    cursor.execute("SELECT count(*), count(*) FILTER (WHERE c.relowner <> (SELECT oid FROM pg_roles WHERE rolname = current_user))"
+                   " FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace WHERE n.nspname = 'public'"
+                   " AND c.relkind IN ('r', 'S', 'v')")
+    relations, foreign = cursor.fetchone()
+    refused = []
+    for statement in ("ALTER ROLE current_user SUPERUSER", "CREATE DATABASE other", "CREATE ROLE other"):
+        try:
+            with connection.cursor() as attempt:
+                attempt.execute(statement)
+        except Exception as exc:
+            refused.append(type(exc).__name__)
+print(json.dumps({"role": role, "owned": owned, "relations": relations, "foreign": foreign, "refused": refused}))
+""")
+    found = json.loads(probe.stdout.strip().splitlines()[-1])
+    assert found["role"] == [values.get("POSTGRES_USER", "app"), False, False, False, False, False], found
+    assert found["owned"] == [values.get("POSTGRES_DB", "app")], found
+    assert found["relations"] > 10 and found["foreign"] == 0, found  # the migrations' tables are its own
+    assert len(found["refused"]) == 3, found
+    # `\du` as the administrator, with its password over TCP: the superuser is someone else.
+    roles = prod_up.exec("postgres", "sh", "-c",
+                         'PGPASSWORD="$POSTGRES_ADMIN_PASSWORD" psql -h 127.0.0.1 -U "$POSTGRES_ADMIN_USER" -d postgres '
+                         '--no-password -c "\\du"').stdout
+    lines = {line.split("|")[0].strip(): line for line in roles.splitlines() if "|" in line}
+    app, admin = values.get("POSTGRES_USER", "app"), values.get("POSTGRES_ADMIN_USER", "postgres")
+    assert app in lines and "Superuser" not in lines[app], roles
+    assert admin in lines and "Superuser" in lines[admin], roles
+    assert [name for name, line in lines.items() if "Superuser" in line] == [admin], roles
+    # From an app container, the app's password does not open the administrator's account.
+    wrong = prod_up.exec("web", "python", "-c", f"""
+import psycopg
+from django.conf import settings
+import django
+django.setup()
+try:
+    psycopg.connect(host="postgres", dbname="postgres", user={admin!r},
+                    password=settings.DATABASES["default"]["PASSWORD"], connect_timeout=5)
+    print("admin: open")
+except psycopg.OperationalError as exc:
+    print("admin: refused", str(exc).splitlines()[0])
+""").stdout
+    assert "admin: refused" in wrong and "password authentication failed" in wrong, wrong
+
+
 def test_flower_is_on_loopback_and_needs_its_credentials(prod_up, secrets):
     user = prod_up.env["FLOWER_USER"]
     bindings = prod_up.inspect("flower")["NetworkSettings"]["Ports"]["5555/tcp"]
@@ -426,6 +491,19 @@ def test_no_secret_on_any_process_command_line(prod_up, secrets):
             assert value not in commands, f"{name} is on a command line in {service}"
 
 
+@pytest.mark.xfail(strict=True, reason="issue 21, must-show 4: the app roles still get their secrets as "
+                   "environment variables (secrets as files in production is not built yet)")
+def test_no_secret_value_in_docker_inspect_of_any_app_container(prod_up, secrets):
+    inspected = {}
+    for role in (*APP_ROLES, "migrate"):
+        for container in prod_up.container_ids(role, all=True):
+            inspected[f"{role} {container[:12]}"] = docker("inspect", container).stdout
+    assert {name.split()[0] for name in inspected} == {*APP_ROLES, "migrate"}, list(inspected)
+    shown = {where: [name for name, value in secrets.items() if value in text]
+             for where, text in inspected.items()}
+    assert not any(shown.values()), f"secret values in docker inspect: {shown}"
+
+
 # --- the development warning ----------------------------------------------------------------------
 
 def test_dev_secrets_warning_only_without_production_env(prod_up, generated):
@@ -440,3 +518,63 @@ def test_dev_secrets_warning_only_without_production_env(prod_up, generated):
         warning = next((line for line in output.splitlines() if DEV_WARNING in line), None)
         assert warning, f"{role} gave no dev-secrets warning:\n{output[-2000:]}"
         assert all(name in warning for name in expected), warning
+
+
+# --- a volume made before the admin/app split -----------------------------------------------------
+
+def test_volume_whose_superuser_was_the_apps_role_is_converted_on_up(prod, generated):
+    """A data volume initialised as docker-compose.yml did before the split (the image's first role,
+    the bootstrap superuser, was the app's POSTGRES_USER): `up` renames that role to the
+    administrator's, the app's role is an ordinary one again, owns what it had, and the app works."""
+    _, values, _ = generated
+    volume = f"{PROJECT}-legacy_postgres-data"
+    legacy = Stack(project=f"{PROJECT}-legacy",
+                   env={**BASE_ENV, **values, "POSTGRES_VOLUME_NAME": volume,
+                        "WEB_PORT": os.environ.get("PROD_E2E_LEGACY_WEB_PORT", "26010"),
+                        "FLOWER_PORT": os.environ.get("PROD_E2E_LEGACY_FLOWER_PORT", "26565")})
+    old = f"{PROJECT}-legacy-init"
+    legacy.down()
+    docker("rm", "-f", old, check=False)
+    docker("volume", "rm", "-f", volume)
+    try:
+        docker("run", "-d", "--name", old, "-v", f"{volume}:/var/lib/postgresql/data",
+               "-e", "POSTGRES_USER=app", "-e", "POSTGRES_DB=app", "-e", f"POSTGRES_PASSWORD={values['POSTGRES_PASSWORD']}",
+               os.environ.get("POSTGRES_IMAGE", "postgres:17"))
+        # Over TCP only once initialisation is over (the image listens on its socket only before).
+        wait_until(lambda: docker("exec", old, "pg_isready", "-h", "127.0.0.1", check=False).returncode == 0,
+                   timeout=120, interval=1, what="the old-layout PostgreSQL")
+        docker("exec", old, "psql", "-U", "app", "-d", "app", "-v", "ON_ERROR_STOP=1", "-c",
+               "CREATE TABLE legacy (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, note text);"
+               " INSERT INTO legacy (note) VALUES ('kept')")
+        before = docker("exec", old, "psql", "-U", "app", "-d", "app", "-tA", "-c",
+                        "SELECT rolsuper FROM pg_roles WHERE rolname = 'app'").stdout.strip()
+        assert before == "t", before  # the layout being converted
+        docker("stop", old)
+        docker("rm", old)
+
+        legacy.up("web", timeout=UP_TIMEOUT)
+        assert "renaming the bootstrap superuser app to postgres" in legacy.logs("postgres")
+        roles = legacy.exec("postgres", "sh", "-c",
+                            'psql -U "$POSTGRES_ADMIN_USER" -d "$POSTGRES_DB" -tA -c '
+                            '"SELECT rolname, rolsuper FROM pg_roles WHERE rolcanlogin ORDER BY 1" '
+                            "-c \"SELECT tableowner FROM pg_tables WHERE tablename = 'legacy'\"").stdout.split()
+        assert roles == ["app|f", "postgres|t", "app"], roles
+        # The app connects with its password, migrated, reads what the old role wrote, and serves.
+        read = legacy.exec("web", "python", "-c", """
+import django
+django.setup()
+from django.db import connection
+with connection.cursor() as cursor:
+    cursor.execute("INSERT INTO legacy (note) VALUES ('new') RETURNING id")
+    cursor.execute("SELECT string_agg(note, ',' ORDER BY id) FROM legacy")
+    print(cursor.fetchone()[0])
+""").stdout.strip().splitlines()[-1]
+        assert read == "kept,new", read
+        assert legacy.inspect("migrate", all=True)["State"]["ExitCode"] == 0
+        health = web(legacy, proxy_session(HOST), "/healthz")
+        assert health.status_code == 200, health.text[:500]
+    finally:
+        legacy.save_logs("final")
+        legacy.down()
+        docker("rm", "-f", old, check=False)
+        docker("volume", "rm", "-f", volume, check=False)

@@ -23,6 +23,8 @@ from tests.support.stack import ROOT
 # Every secret scripts/gen-prod-env writes; APP_ENV=production refuses a default for each.
 SECRET_NAMES = ("DJANGO_SECRET_KEY", "JOB_ID_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD",
                 "FLOWER_PASSWORD")
+# Secrets of the services only, never given to an app container (so no app setting names them).
+SERVICE_SECRET_NAMES = ("POSTGRES_ADMIN_PASSWORD",)
 APP_ROLES = ("web", "worker", "beat", "flower")
 DEV_WARNING = "running with development secrets"
 LINT_ACCEPTED = ROOT / "compose" / "lint-accepted.yml"
