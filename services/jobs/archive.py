@@ -39,7 +39,7 @@ from celery import signals, states
 from django.conf import settings
 from redis.exceptions import OutOfMemoryError
 
-from jobs import job_store
+from jobs import job_store, redis_memory
 from jobs.base import KINDS
 from jobs.models import Job
 
@@ -203,8 +203,8 @@ class Archiver:
         release = [(job_id, score) for job_id, (_, score) in zip(ids, entries, strict=True)
                    if not (job_id in finished and job_id not in archived and is_job(finished[job_id])
                            and now - score < RECORD_WAIT)]
-        used, maximum = job_store.memory_use(max_age=0)
-        keep = 0 if job_store.over_admit_limit(used, maximum, settings.JOB_STORE_ADMIT_PERCENT) \
+        used, maximum = redis_memory.memory_use(max_age=0)
+        keep = 0 if redis_memory.over_admit_limit(used, maximum, settings.JOB_STORE_ADMIT_PERCENT) \
             else settings.JOB_HOT_SECONDS
         keys = [job_store.FINISHED_INDEX]
         argv = [keep, now]

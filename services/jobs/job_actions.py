@@ -12,7 +12,7 @@ from django.conf import settings
 from django.db import IntegrityError, transaction
 from django.utils import timezone
 
-from jobs import ids, job_store, metrics, presentation, publisher
+from jobs import ids, job_store, metrics, presentation, publisher, redis_memory
 from jobs.models import Job
 
 logger = logging.getLogger(__name__)
@@ -58,7 +58,7 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
         run = latest.run + 1
 
     # Redis near its memory limit: the jobs already accepted need the rest (503, job store full).
-    job_store.check_room_for_new_job()
+    redis_memory.check_room_for_new_job()
     job = Job(id=job_id_for(token, name, run), owner=owner_for(token), user=user,
               name=name, run=run, kind=kind, params=params)
     try:

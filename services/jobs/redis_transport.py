@@ -15,7 +15,7 @@ Used by every role on the Redis broker (CELERY_BROKER_TRANSPORT in config/settin
 
 from kombu.transport import redis as kombu_redis
 
-from jobs.job_store import retry_while_full
+from jobs.redis_memory import retry_while_full
 
 
 class QoS(kombu_redis.QoS):

@@ -28,7 +28,8 @@ from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import bytes_to_str
 from redis.exceptions import OutOfMemoryError, ResponseError
 
-from jobs.job_store import FINISHED_INDEX, refused_for_memory
+from jobs.job_store import FINISHED_INDEX
+from jobs.redis_memory import refused_for_memory
 
 # KEYS: the state's key, FINISHED_INDEX. ARGV: the encoded meta, its expiry in s (0: none),
 # "1" if the state is a finished one, the job id, now (epoch s). Celery's rule, kept: a stored

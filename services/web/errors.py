@@ -19,7 +19,7 @@ UNAVAILABLE = {
     "database": (OperationalError, InterfaceError),
     "redis": (*REDIS_UNAVAILABLE, BrokerError),
     # Redis at its memory limit (maxmemory, no eviction), or above the share new jobs may fill
-    # (jobs.job_store.JobStoreFull, an OutOfMemoryError).
+    # (jobs.redis_memory.JobStoreFull, an OutOfMemoryError).
     "job_store": (OutOfMemoryError,),
 }
 DETAILS = {

@@ -10,7 +10,7 @@ import time
 
 import pytest
 
-from jobs import job_store
+from jobs import job_store, redis_memory
 from jobs.models import Job
 
 from tests.integration.helpers import redis_client, redis_keys
@@ -18,7 +18,7 @@ from tests.integration.helpers import redis_client, redis_keys
 pytestmark = pytest.mark.django_db
 
 # A submission's reading of Redis's memory is at most this old (jobs/job_store.py).
-FRESH = job_store.MEMORY_READ_EVERY + 0.1
+FRESH = redis_memory.MEMORY_READ_EVERY + 0.1
 
 
 @pytest.fixture

@@ -23,7 +23,7 @@ from knox.models import AuthToken
 from rest_framework import serializers
 from rest_framework.test import APIClient
 
-from jobs import job_listing, job_store, pages
+from jobs import job_listing, job_store, pages, redis_memory
 from jobs.base import KINDS, JobKind
 from jobs.models import Job, TokenName
 from jobs.serializers import JobSubmitSerializer
@@ -208,7 +208,7 @@ def test_a_full_job_store_is_a_message_not_a_crash(carol, settings):
     client = redis_client(0)
     settings.JOB_STORE_ADMIT_PERCENT = 10
     client.config_set("maxmemory", int(client.info("memory")["used_memory"]) * 3)
-    time.sleep(job_store.MEMORY_READ_EVERY + 0.1)
+    time.sleep(redis_memory.MEMORY_READ_EVERY + 0.1)
     try:
         jobs_before = Job.objects.count()
         response = submit_form(carol, "noop", name="while-full")
@@ -219,7 +219,7 @@ def test_a_full_job_store_is_a_message_not_a_crash(carol, settings):
         assert Job.objects.count() == jobs_before
     finally:
         client.config_set("maxmemory", 0)
-        time.sleep(job_store.MEMORY_READ_EVERY + 0.1)
+        time.sleep(redis_memory.MEMORY_READ_EVERY + 0.1)
     assert submit_form(carol, "noop", name="while-full").status_code == 302
 
 

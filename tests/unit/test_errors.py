@@ -13,7 +13,7 @@ from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework.exceptions import NotAuthenticated, ValidationError
 
 from web import errors
-from jobs.job_store import JobStoreFull
+from jobs.redis_memory import JobStoreFull
 
 
 @pytest.mark.parametrize(

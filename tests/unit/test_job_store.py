@@ -5,15 +5,15 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
-from jobs import archive, job_store
+from jobs import archive, job_store, redis_memory
 from jobs.models import Job
 
 NOW = datetime(2026, 12, 7, 12, 0, tzinfo=UTC)
 
 
 def test_memory_info_gives_used_and_max():
-    assert job_store.parse_memory_info({"used_memory": 1500, "maxmemory": 2000, "used_memory_rss": 9}) == (1500, 2000)
-    assert job_store.parse_memory_info({}) == (0, 0)
+    assert redis_memory.parse_memory_info({"used_memory": 1500, "maxmemory": 2000, "used_memory_rss": 9}) == (1500, 2000)
+    assert redis_memory.parse_memory_info({}) == (0, 0)
 
 
 @pytest.mark.parametrize("used, maximum, percent, full", [
@@ -22,7 +22,7 @@ def test_memory_info_gives_used_and_max():
     (322_122_547 * 80 // 100, 322_122_547, 80, False), (322_122_547 * 80 // 100 + 1, 322_122_547, 80, True),
 ])
 def test_admission_limit(used, maximum, percent, full):
-    assert job_store.over_admit_limit(used, maximum, percent) is full
+    assert redis_memory.over_admit_limit(used, maximum, percent) is full
 
 
 def job(outcome=None, finished_at=None) -> Job:

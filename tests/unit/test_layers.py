@@ -13,7 +13,7 @@ SERVICES = Path(__file__).resolve().parents[2] / "services"
 
 # What the worker runs, beside the job kinds: none of it may reach the web layer or DRF.
 WORKER_MODULES = [
-    "jobs.base", "jobs.job_store", "jobs.archive", "jobs.dead_workers", "jobs.lost_messages", "jobs.housekeeping",
+    "jobs.base", "jobs.job_store", "jobs.redis_memory", "jobs.archive", "jobs.dead_workers", "jobs.lost_messages", "jobs.housekeeping",
     "jobs.redis_transport", "jobs.publisher", "jobs.metrics", "jobs.result_backend",
     "jobs.worker_liveness", "jobs.beat_scheduler", "config.celery",
 ]
