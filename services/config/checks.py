@@ -1,12 +1,11 @@
 """Start-up rules for secrets and production mode (pure logic, unit-tested without services).
 
 Every development default secret in docker-compose.yml contains DEV_SECRET_MARKER, so a dev
-value is recognised without keeping a second copy of it here.
+value is recognised without keeping a second copy of it here. scripts/swarm-deploy applies the
+same rules before it deploys, loading this file alone (it needs no Django until a refusal).
 """
 
 import sys
-
-from django.core.exceptions import ImproperlyConfigured
 
 DEV_SECRET_MARKER = "insecure-dev"
 MIN_SECRET_LENGTH = 16
@@ -49,6 +48,8 @@ def enforce_production_rules(
     csrf_trusted_origins: list[str], secrets: dict[str, str | None],
 ) -> None:
     """Refuse to start in production with unsafe settings; warn in development."""
+    from django.core.exceptions import ImproperlyConfigured
+
     if production:
         problems = production_problems(
             debug=debug, allowed_hosts=allowed_hosts,

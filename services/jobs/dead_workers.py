@@ -47,6 +47,7 @@ from celery import current_app, signals
 from django.conf import settings
 
 from jobs import job_store
+from jobs.job_store import FINISHED_STATES
 
 logger = logging.getLogger(__name__)
 
@@ -138,17 +139,23 @@ class DeliveryWatch:
     def reclaim_predecessor(self) -> list[str]:
         """Put back at once what the previous run of this very worker held when it died.
 
-        Node names are unique among live workers (Celery requires it), so the last list written
-        under this node name by another boot is a dead predecessor's: typically this container
-        before a SIGKILL or an OOM kill, restarted under the same host name. No need to wait for
-        its liveness key to expire or for a quiet spell. Runs before this run's first write,
-        which replaces that list."""
+        The last list written under this node name by another run is, as a rule, a dead
+        predecessor's: typically this container before a SIGKILL or an OOM kill, restarted under
+        the same host name. Its liveness key may outlive it by up to lost_after, so a key that
+        still exists is watched until its next write is due: a live worker rewrites it by then, a
+        dead one does not. Rewritten: another live worker has this name (names must be unique,
+        docker-compose.swarm.yml makes them so; Celery does not enforce it), and its jobs are left
+        to it. Runs before this run's first write, which replaces that list."""
         client = self._client()
         raw = client.get(LAST_LIST_PREFIX + self.node)
         if raw is None:
             return []
         last = json.loads(raw)
         if last["worker"] == self.worker:
+            return []
+        if self._still_writing(client, WORKER_KEY_PREFIX + last["worker"]):
+            logger.warning("Another live worker is named %s: worker names must be unique; its jobs "
+                           "are left to it", self.node)
             return []
         restored = []
         # Only deliveries it still held: a message it handed back (a clean stop) may have been
@@ -159,6 +166,16 @@ class DeliveryWatch:
                 if job_id:
                     restored.append(job_id)
         return restored
+
+    def _still_writing(self, client, key: str) -> bool:
+        """Whether the worker owning this liveness key writes it again when it is due to: at
+        least once an interval, so a record older than that is a dead worker's."""
+        seen = client.get(key)
+        if seen is None:
+            return False
+        due = json.loads(seen)["at"] + self.interval + WRITE_SPACING + CLOCK_MARGIN
+        self._stop.wait(max(0.0, due - time.time()))
+        return client.get(key) not in (None, seen)
 
     def stop(self) -> None:
         self._stop.set()
@@ -288,6 +305,12 @@ class DeliveryWatch:
             return None
         message, exchange, routing_key = json.loads(raw)
         job_id = message.get("headers", {}).get("id")
+        if job_id and self._finished(job_id):
+            # It ran to its end and its worker stopped or died before the acknowledgement
+            # reached Redis (seen in a warm shutdown during a Swarm update): running it again
+            # would run it twice. The delivery is dropped, as the acknowledgement would have.
+            self._drop(tag, delivered, job_id)
+            return None
         queues = channel._lookup(exchange, routing_key) or [routing_key]
         priority = channel._get_message_priority(message, reverse=False)
         # Say so before the message is visible again: a worker that takes it at once then
@@ -317,6 +340,22 @@ class DeliveryWatch:
                            job_id)
             return job_id
         return None
+
+    @staticmethod
+    def _finished(job_id: str) -> bool:
+        meta = job_store.read_meta(job_id)
+        return meta is not None and meta.get("status") in FINISHED_STATES
+
+    def _drop(self, tag, delivered: float, job_id: str) -> None:
+        def transaction(pipe):
+            same_delivery = pipe.zscore(UNACKED_INDEX, tag) == delivered
+            pipe.multi()
+            if same_delivery:
+                pipe.zrem(UNACKED_INDEX, tag)
+                pipe.hdel(UNACKED, tag)
+        self._client().transaction(transaction, UNACKED, UNACKED_INDEX)
+        logger.warning("Job %s: finished, but its worker is gone without acknowledging it; "
+                       "delivery dropped, not run again", job_id)
 
     # --- broker connection -------------------------------------------------------------------
 

@@ -27,6 +27,8 @@ REDIS_UNAVAILABLE = (RedisConnectionError, RedisTimeoutError)
 REVOKED_FLAG_PREFIX = "jobs:revoked:"
 # The state of a running job that reported progress (a custom state: Celery has none).
 PROGRESS = "PROGRESS"
+# States after which a job never changes again (a new run needs rerun=true).
+FINISHED_STATES = frozenset(states.READY_STATES)
 # The exc_type of a job whose worker died under it (Celery's own name for it).
 WORKER_LOST = "WorkerLostError"
 # Sorted set of finished jobs not yet archived: job id -> when it finished (epoch seconds).

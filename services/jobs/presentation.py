@@ -2,11 +2,9 @@
 
 from celery import states
 
-from jobs.job_store import PROGRESS, WORKER_LOST
+from jobs.job_store import FINISHED_STATES, PROGRESS, WORKER_LOST
 
 EXPIRED = "EXPIRED"
-# States after which a job never changes again (a new run needs rerun=true).
-FINISHED_STATES = frozenset(states.READY_STATES)
 
 # Failures whose meaning is known; anything else is reported without its internals.
 _TIME_LIMIT_ERRORS = {"SoftTimeLimitExceeded", "TimeLimitExceeded"}

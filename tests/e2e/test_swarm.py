@@ -1,16 +1,23 @@
 """The stack on a real three-node Docker Swarm (issue 14), deployed by scripts/swarm-deploy.
 
 One test bed for the whole module (tests/support/swarm.py: three Docker-in-Docker nodes, node1
-the manager), on the compose defaults (no .env, development secrets, which the deploy turns into
-Swarm secrets). HTTP goes to the stack's proxy on node1, published on 127.0.0.1:SWARM_WEB_PORT.
-The tests run in file order and share the bed:
+the manager), in production mode: the variables of a .env written by scripts/gen-prod-env, whose
+secrets the deploy turns into Swarm secrets (scripts/swarm-deploy refuses development secrets:
+tests/unit/test_swarm_overlay.py). HTTP goes to the stack's proxy on node1, published on
+127.0.0.1:SWARM_WEB_PORT; the test client plays the TLS load balancer in front of the swarm (it
+sends X-Forwarded-Proto: https, which the proxy believes from it alone: SWARM_TRUSTED_PROXIES).
+The overlay network runs unencrypted here: this machine's kernel has no IPsec ESP
+(SWARM_OVERLAY_ENCRYPTION=off, docs/scaling.md). The tests run in file order and share the bed:
 
 1. scripts/swarm-deploy brought the stack up; workers run on at least two nodes, and jobs sent
-   over HTTP finish on workers of each of them.
-2. A rolling update to another app image under HTTP load: no failed request, migrate ran once.
+   over HTTP finish on workers of each of them; no secret value in any service's spec; plain
+   HTTP, or a forwarded scheme from anyone but the load balancer, is redirected to HTTPS.
+2. A rolling update to another app image under HTTP load while long jobs run: no failed request,
+   migrate ran once, no job ran twice, every worker named uniquely (its task's id in its name).
 3. Beat stays a single replica through two redeploys; a 5 s periodic task fires once per interval.
 4. A worker node's dockerd is killed (SIGKILL: every container on it dies at once) while 200
-   jobs run: all 200 end SUCCESS on the other nodes, lost = 0.
+   jobs run: all 200 end SUCCESS on the other nodes, lost = 0, and every request through the
+   proxy meanwhile was answered within 10 s.
 
 Bed set-up time, placement and outcomes are printed at the end of the run (the chaos report).
 """
@@ -27,8 +34,9 @@ from collections import Counter
 import pytest
 import requests
 
-from tests.support.chaos import FINISHED, Ledger, job_mix, parse_time, record_line
+from tests.support.chaos import FINISHED, Ledger, executions, job_mix, long_job, parse_time, record_line
 from tests.support.docker import docker
+from tests.support.production import SECRET_NAMES, gen_prod_env
 from tests.support.stack import ARTIFACTS, ROOT, Stack
 from tests.support.swarm import MANAGER, NODES, Bed
 from tests.support.wait import wait_until
@@ -56,13 +64,22 @@ BEAT_INTERVAL = 5
 # in between): on a loaded 2-core host that lag was seen to vary by up to 1.1 s between two
 # sends, so two sends count as a double only when they are closer than this.
 BEAT_GAP_TOLERANCE = 1.5
+HOST = "jobs.swarm-e2e.test"
+# What the TLS load balancer in front of the swarm sends with every request it forwards.
+FORWARDED = {"X-Forwarded-Proto": "https"}
+# Every request through the proxy is answered (a job, or an error to retry) within this, even
+# while a node holding a web task is lost.
+ANSWER_WITHIN = 10
+# The production .env (scripts/gen-prod-env) the stack is deployed with; set by the bed fixture.
+STACK_ENV: dict[str, str] = {}
 
 
 def deploy(bed: Bed, image: str, timeout: float = 900) -> tuple[str, float]:
     """scripts/swarm-deploy against the bed's manager; returns its output and duration."""
     env = {k: v for k, v in bed.env().items() if k not in TEST_ONLY}
     env.update({"APP_IMAGE": image, "SWARM_HTTP_PORT": "80", "SWARM_RESOLVE_IMAGE": "never",
-                "COMPOSE_DISABLE_ENV_FILE": "1", **{f"{k.upper()}_IMAGE": v for k, v in IMAGES.items()}})
+                "COMPOSE_DISABLE_ENV_FILE": "1", **{f"{k.upper()}_IMAGE": v for k, v in IMAGES.items()},
+                **STACK_ENV})
     started = time.monotonic()
     result = subprocess.run([str(ROOT / "scripts/swarm-deploy"), "--stack", STACK, "--timeout", str(timeout - 60)],
                             capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
@@ -81,14 +98,29 @@ def build_app_images() -> None:
            input=f"FROM {APP}:v1\n", timeout=300, env={**os.environ, "DOCKER_BUILDKIT": "0"})
 
 
+def load_balancer_address(bed: Bed) -> str:
+    """Where the test's requests reach node1 from: the bed network's gateway (the host's end of
+    the published port), the one address the proxy trusts to say the scheme."""
+    out = docker("network", "inspect", "-f", "{{range .IPAM.Config}}{{.Gateway}} {{end}}", bed.network).stdout
+    return out.split()[0]
+
+
 @pytest.fixture(scope="module")
-def bed():
+def bed(tmp_path_factory):
     bed = Bed(prefix=PREFIX)
     started = time.monotonic()
     build_app_images()
     built = time.monotonic() - started
+    values, _ = gen_prod_env(tmp_path_factory.mktemp("swarm") / "prod.env", HOST)
+    STACK_ENV.clear()
+    STACK_ENV.update(values)
+    # One token submits as fast as its threads can (the rolling update's load): production's
+    # per-token rates would answer 429, the limit at work (tests/e2e/test_production.py), not a
+    # request the stack dropped.
+    STACK_ENV.update({"API_SUBMIT_RATE": "", "API_READ_RATE": "", "SWARM_OVERLAY_ENCRYPTION": "off"})
     try:
         bed.start()
+        STACK_ENV["SWARM_TRUSTED_PROXIES"] = f"{load_balancer_address(bed)}/32"
         bed.load([f"{APP}:v1", f"{APP}:v2", IMAGES["caddy"]])
         bed.load([IMAGES["postgres"], IMAGES["redis"]], nodes=(MANAGER,))
         _, took = deploy(bed, f"{APP}:v1")
@@ -116,7 +148,7 @@ def save_logs(bed: Bed) -> None:
 @pytest.fixture(scope="module")
 def base_url(bed) -> str:
     url = f"http://127.0.0.1:{bed.web_port}"
-    wait_until(lambda: requests.get(url + "/healthz", timeout=10).status_code == 200,
+    wait_until(lambda: requests.get(url + "/healthz", headers=FORWARDED, timeout=10).status_code == 200,
                timeout=120, interval=1, what="/healthz through the proxy")
     return url
 
@@ -130,13 +162,19 @@ def create_token(bed: Bed, username: str) -> str:
 
 def new_ledger(bed: Bed, base_url: str, scenario: str) -> Ledger:
     token = create_token(bed, f"swarm-{scenario}-{uuid.uuid4().hex[:8]}")
-    return Ledger(scenario=scenario, base_url=base_url, token=token)
+    return Ledger(scenario=scenario, base_url=base_url, token=token, headers=dict(FORWARDED))
+
+
+# celery@worker-<node>-<slot>-<task id>: docker-compose.swarm.yml names workers after their node
+# and their task (unique among live workers, whatever the node).
+WORKER_NAME = re.compile(r"(?:celery@)?worker-(.+)-\d+-([0-9a-z]{25})")
+# A job's worker in the API is the container's host name, worker-<node>-<slot>.
+WORKER_HOST = re.compile(r"(?:celery@)?worker-(.+?)-\d+(?:-[0-9a-z]{25})?")
 
 
 def worker_node(worker: str | None) -> str | None:
-    """worker-node2-1 (the worker's host name) -> node2: docker-compose.swarm.yml names workers
-    after their node."""
-    match = re.fullmatch(r"(?:celery@)?worker-(.+)-\d+", worker or "")
+    """worker-node2-1 (or a Celery name, celery@worker-node2-1-<task id>) -> node2."""
+    match = WORKER_HOST.fullmatch(worker or "")
     return match.group(1) if match else None
 
 
@@ -161,9 +199,29 @@ def test_deployed_workers_on_several_nodes_run_jobs_sent_over_http(bed, base_url
     assert len(set(nodes["worker"])) >= 2, f"workers all on one node: {nodes['worker']}"
     assert nodes["proxy"] == sorted(NODES)
     # The secrets reached the app as files only: no secret value in any service's environment.
-    for service in ("web", "worker", "beat", "flower", "migrate", "redis", "postgres"):
+    for service in ("web", "worker", "beat", "flower", "migrate", "redis", "postgres", "proxy"):
         spec = bed.docker(MANAGER, "service", "inspect", f"{STACK}_{service}").stdout
-        assert "insecure-dev" not in spec, f"a secret value is in {service}'s service spec"
+        for name in SECRET_NAMES:
+            assert STACK_ENV[name] not in spec, f"{name}'s value is in {service}'s service spec"
+    network = json.loads(bed.docker(MANAGER, "network", "inspect", f"{STACK}_default").stdout)[0]
+    assert network["Driver"] == "overlay" and "encrypted" not in network["Options"], network["Options"]
+
+    # Production behind a TLS load balancer: the scheme it forwards is believed from it alone.
+    home = requests.get(f"{base_url}/", headers=FORWARDED, timeout=30, allow_redirects=False)
+    assert home.status_code == 200 and "max-age=" in home.headers["Strict-Transport-Security"], home
+    plain = requests.get(f"{base_url}/api/whoami/", timeout=30, allow_redirects=False)
+    assert plain.status_code == 301 and plain.headers["Location"].startswith("https://"), plain
+    # From a node (not the load balancer's address), the same header is replaced by what the
+    # proxy saw: plain HTTP, redirected.
+    # Host: one Django allows (the node's address is not; it would answer 400).
+    probe = ("import urllib.request as u, sys\n"
+             "class NoRedirect(u.HTTPRedirectHandler):\n"
+             "    def redirect_request(self, *a, **k): return None\n"
+             f"r = u.Request('http://{bed.addresses[MANAGER]}:80/', headers={{**{FORWARDED!r}, 'Host': '127.0.0.1'}})\n"
+             "try:\n    print(u.build_opener(NoRedirect).open(r, timeout=30).status)\n"
+             "except u.HTTPError as e:\n    print(e.code, e.headers.get('Location'))\n")
+    spoofed = bed.docker("node2", "run", "--rm", "--network", "host", f"{APP}:v1", "python", "-c", probe).stdout
+    assert spoofed.split()[0] == "301" and spoofed.split()[1].startswith("https://"), spoofed
 
     ledger = new_ledger(bed, base_url, "spread")
     started = time.monotonic()
@@ -184,12 +242,15 @@ def test_deployed_workers_on_several_nodes_run_jobs_sent_over_http(bed, base_url
 
 class Load:
     """HTTP load through the proxy in a few threads: submit a job, read it back, /healthz.
-    Anything but the expected answer (or no answer) is a failed request."""
+    Anything but the expected answer (or no answer) is a failed request, except a submission
+    answered 502/504: the proxy gives up on an answer not begun within 4 s (compose/swarm/Caddyfile)
+    and retries no POST, so the client sends it again under the same name, as the API says."""
 
     def __init__(self, ledger: Ledger, threads: int = 4):
         self.ledger = ledger
         self.ok = 0
         self.failed: list[str] = []
+        self.resent: list[int] = []
         self._lock = threading.Lock()
         self._stop = threading.Event()
         self._threads = [threading.Thread(target=self._run, args=(n,), daemon=True) for n in range(threads)]
@@ -222,6 +283,19 @@ class Load:
                 self.ok += 1
         return response if problem is None else None
 
+    def _submit(self, api, name: str):
+        def send():
+            give_up = time.monotonic() + 60
+            while True:
+                response = api.submit("noop", {}, name=name)
+                if response.status_code not in (502, 504) or time.monotonic() > give_up:
+                    return response
+                with self._lock:
+                    self.resent.append(response.status_code)
+
+        # 200: the same job, answering a submission sent again.
+        return self._check("submit", send, (200, 202))
+
     def _run(self, n: int):
         api = self.ledger.api
         health = requests.Session()
@@ -229,14 +303,15 @@ class Load:
         while not self._stop.is_set():
             count += 1
             name = f"load-{n}-{count}"
-            response = self._check("submit", lambda: api.submit("noop", {}, name=name), (202,))
+            response = self._submit(api, name)
             if response is not None:
                 job_id = response.json()["id"]
                 with self._lock:
                     self.ledger.ids[job_id] = "noop"
                     self.ledger.names[job_id] = name
                 self._check("read", lambda: api.job(job_id), (200,))
-            self._check("healthz", lambda: health.get(self.ledger.base_url + "/healthz", timeout=30), (200,))
+            self._check("healthz", lambda: health.get(self.ledger.base_url + "/healthz", headers=FORWARDED,
+                                                      timeout=30), (200,))
 
 
 def migrate_runs(bed: Bed) -> list[dict]:
@@ -246,12 +321,30 @@ def migrate_runs(bed: Bed) -> list[dict]:
     return [t for t in tasks if t["Status"]["State"] == "complete"]
 
 
+def worker_names(bed: Bed) -> set[str]:
+    """The Celery names (WORKER_NODE_NAME) of the worker tasks meant to run now; old tasks still
+    finishing their jobs after an update are not among them."""
+    names = set()
+    for task in bed.service_tasks(f"{STACK}_worker"):
+        if task["CurrentState"].startswith("Running"):
+            container = f"{task['Name']}.{task['ID']}"
+            names.add(bed.docker(task["Node"], "exec", container, "printenv", "WORKER_NODE_NAME",
+                                 timeout=30).stdout.strip())
+    return names
+
+
 def test_rolling_update_under_load_fails_no_request_and_migrates_once(bed, base_url):
     before = service_image(bed, "web")
     target = f"{APP}:v2" if before.endswith(":v1") else f"{APP}:v1"
     runs_before = migrate_runs(bed)
     ledger = new_ledger(bed, base_url, "rolling")
     web_before = {t["ID"] for t in bed.service_tasks(f"{STACK}_web")}
+    names_before = worker_names(bed)
+    # Long jobs running while the workers are replaced: each old worker finishes its own (warm
+    # shutdown), and none may run a second time on its replacement, even on the same node.
+    long_ids = ledger.submit_all([long_job(n, steps=45) for n in range(6)])
+    wait_until(lambda: len(ledger.running("model_inference")) >= 3, timeout=120, interval=1,
+               what="long jobs running before the update")
 
     with Load(ledger) as load:
         time.sleep(5)
@@ -262,12 +355,19 @@ def test_rolling_update_under_load_fails_no_request_and_migrates_once(bed, base_
     new_runs = [t for t in runs if t["ID"] not in {r["ID"] for r in runs_before}]
     iterations = Counter(t["JobIteration"]["Index"] for t in new_runs)
     web_after = {t["ID"] for t in bed.service_tasks(f"{STACK}_web")}
+    names_after = worker_names(bed)
     states = ledger.wait_finished(300)
     lost = ledger.lost(states)
+    starts = executions(bed.service_logs(f"{STACK}_worker"))
+    twice = sorted(job_id for job_id in ledger.ids if starts[job_id] >= 2
+                   or states.get(job_id, {}).get("deliveries", 1) >= 2)
     record_line(f"swarm 2 rolling update {before} -> {target}: deploy {took:.0f} s; under load "
-                f"{load.ok} requests answered, {len(load.failed)} failed; migrate ran {len(new_runs)}x "
-                f"(iterations {dict(iterations)}); {len(ledger.ids)} jobs submitted during it, "
-                f"{len(lost)} not SUCCESS")
+                f"{load.ok} requests answered, {len(load.failed)} failed, submissions answered 502/504 then "
+                f"sent again: {dict(Counter(load.resent))}; migrate ran {len(new_runs)}x "
+                f"(iterations {dict(iterations)}); {len(ledger.ids)} jobs submitted during it "
+                f"({len(long_ids)} of 45 s running as the workers were replaced): submitted "
+                f"{len(ledger.ids)} / finished {len(ledger.ids) - len(lost)} / lost {len(lost)} / "
+                f"run twice {len(twice)}; workers before {sorted(names_before)}, after {sorted(names_after)}")
     if load.failed:
         (ARTIFACTS / "swarm-rolling-failures.txt").write_text("\n".join(load.failed) + "\n")
     assert not load.failed, load.failed[:10]
@@ -276,6 +376,12 @@ def test_rolling_update_under_load_fails_no_request_and_migrates_once(bed, base_
     assert web_before.isdisjoint(web_after), "web tasks were not replaced"
     assert len(new_runs) == 1, f"migrate ran {len(new_runs)} times in this deploy: {new_runs}"
     assert not lost, lost[:10]
+    assert not twice, [(j, starts[j], states[j]["deliveries"], states[j]["worker"]) for j in twice]
+    for job_id in long_ids:
+        assert starts[job_id] == 1 and states[job_id]["deliveries"] == 1, (job_id, states[job_id])
+    # Every worker's name carries its task's id: unique among live workers, whatever the node.
+    assert all(WORKER_NAME.fullmatch(name) for name in names_before | names_after), names_before | names_after
+    assert len(names_after) == 3 and names_before.isdisjoint(names_after), (names_before, names_after)
 
 
 # --- 3 ------------------------------------------------------------------------------------------
@@ -354,9 +460,10 @@ def early(job: dict) -> bool:
 
 
 def test_worker_node_daemon_killed_mid_run_loses_no_job(bed, base_url):
-    workers = placement(bed, "worker")
-    candidates = sorted({node for node in workers if node != MANAGER})
-    assert candidates, f"no worker outside the manager: {workers}"
+    workers, web = placement(bed, "worker"), placement(bed, "web")
+    # A node that runs a worker and a web task: requests in flight to it get no answer ever.
+    candidates = sorted({node for node in workers if node != MANAGER and node in web})
+    assert candidates, f"no node but the manager runs both a worker and web: workers {workers}, web {web}"
     started = time.monotonic()
     ledger = new_ledger(bed, base_url, "nodekill")
     # A request on its way to the dead node's web task may get the proxy's 502 or 504: the
@@ -371,18 +478,29 @@ def test_worker_node_daemon_killed_mid_run_loses_no_job(bed, base_url):
         timeout=180, interval=0.5, what="long jobs running on a worker node")
     victim = worker_node(running[0]["worker"])
     on_victim = [j["id"] for j in running if worker_node(j["worker"]) == victim]
-    bed.kill_daemon(victim)
-    killed = time.monotonic()
+    web_on_victim = victim in web
+    with Reader(base_url, ledger, on_victim[0]) as reader:
+        bed.kill_daemon(victim)
+        killed = time.monotonic()
+        try:
+            rest.join(600)
+            states = ledger.wait_finished(FINISH_TIMEOUT)
+        finally:
+            reader.stop()
     try:
-        rest.join(600)
-        states = ledger.wait_finished(FINISH_TIMEOUT)
         done = time.monotonic()
         lost = ledger.lost(states)
         finished_on = Counter(worker_node(states.get(j, {}).get("worker")) for j in ledger.ids)
+        # Every request of the clients after the kill: submissions, list reads, one job's read.
+        after = [(took, status) for at, took, status in ledger.answers + reader.answers if at + took >= killed]
+        slow = sorted((round(took, 1), status) for took, status in after if took > ANSWER_WITHIN)
         record_line(f"swarm 4 {victim}'s dockerd SIGKILLed mid-run: submitted {len(ledger.ids)} / "
                     f"SUCCESS {len(ledger.ids) - len(lost)} / lost {len(lost)}  ({done - started:.0f} s; "
-                    f"{len(on_victim)} long jobs were running on {victim}; all finished "
+                    f"{len(on_victim)} long jobs and {'a' if web_on_victim else 'no'} web task were running "
+                    f"on {victim}; all finished "
                     f"{done - killed:.0f} s after the kill; finished on {dict(finished_on)}; "
+                    f"{len(after)} requests after the kill, slowest answer {max(t for t, _ in after):.1f} s, "
+                    f"answers {dict(Counter(status for _, status in after))}; "
                     f"submissions answered 502/503/504 then sent again: "
                     f"{dict(Counter(status for status, _ in ledger.refusals))})")
         if lost:
@@ -394,8 +512,43 @@ def test_worker_node_daemon_killed_mid_run_loses_no_job(bed, base_url):
         for job_id in on_victim:
             assert worker_node(states[job_id]["worker"]) != victim
         assert all(states[j]["state"] in FINISHED for j in ledger.ids)
+        assert not slow, f"{len(slow)} requests answered after more than {ANSWER_WITHIN} s: {slow[:20]}"
     finally:
         bed.restart_node(victim)
+
+
+class Reader:
+    """Reads one job through the proxy every half second, as a polling client does, each read
+    timed: (start, seconds to its answer or failure, status or exception name)."""
+
+    def __init__(self, base_url: str, ledger: Ledger, job_id: str):
+        self.url = f"{base_url}/api/jobs/{job_id}/"
+        self.session = requests.Session()
+        self.session.headers.update({**FORWARDED, "Authorization": f"Token {ledger.token}"})
+        self.answers: list[tuple[float, float, int | str]] = []
+        self._stop = threading.Event()
+        self._thread = threading.Thread(target=self._run, daemon=True)
+
+    def __enter__(self):
+        self._thread.start()
+        return self
+
+    def __exit__(self, *exc):
+        self.stop()
+
+    def stop(self):
+        self._stop.set()
+        self._thread.join(60)
+
+    def _run(self):
+        while not self._stop.is_set():
+            started = time.monotonic()
+            try:
+                status: int | str = self.session.get(self.url, timeout=30).status_code
+            except requests.RequestException as exc:
+                status = type(exc).__name__
+            self.answers.append((started, time.monotonic() - started, status))
+            self._stop.wait(0.5)
 
 
 def broker_state(bed: Bed) -> str:

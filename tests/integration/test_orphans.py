@@ -15,8 +15,9 @@ import uuid
 import pytest
 from celery import current_app
 
+from jobs import job_store
 from jobs.base import too_many_deliveries_message
-from jobs.dead_workers import UNACKED, WORKER_KEY_PREFIX
+from jobs.dead_workers import UNACKED, UNACKED_INDEX, WORKER_KEY_PREFIX, DeliveryWatch
 from tests.integration.helpers import redis_client, send, state
 from tests.integration.workers import running_worker, start_worker
 from tests.support.wait import wait_until
@@ -172,3 +173,59 @@ def test_a_restarted_worker_leaves_alone_what_it_handed_back_and_another_took():
             assert "put back in the queue" not in again.log()
     assert state(behind)["result"]["deliveries"] == 1
     assert taker.log().count(f"Job {behind} started") == 1
+
+
+def test_a_second_live_worker_under_the_same_name_leaves_the_first_ones_job_alone():
+    """Names must be unique among live workers (docker-compose.swarm.yml makes them so); should two
+    meet anyway (a replacement started beside the old worker under its name), the new one does not
+    take the old one's last list for a dead predecessor's: the running job runs once."""
+    queue = f"it-twin-{uuid.uuid4().hex[:6]}"
+    with running_worker("it-twin", queue, concurrency=1, env=FAST) as first:
+        job = send("model_inference", queue, text="twin", steps=40, step_seconds=0.5)
+        wait_until(lambda: state(job).get("status") == "PROGRESS", timeout=30, what="the job running")
+        with running_worker("it-twin", queue, concurrency=1, env=FAST, files="it-twin-2") as second:
+            wait_until(lambda: " ready." in second.log(), timeout=60, what="the second worker ready")
+            assert state(job).get("status") == "PROGRESS", "the job ended before the twin was ready"
+            assert "Another live worker is named" in second.log()
+            wait_until(lambda: state(job).get("status") == "SUCCESS", timeout=60, what="the job done")
+            assert "put back in the queue" not in second.log()
+        assert first.log().count(f"Job {job} started") == 1
+    assert state(job)["result"]["deliveries"] == 1
+
+
+def unacked_by_hand(queue: str, job_id: str) -> tuple[str, float]:
+    """Take the job's message off its queue into the unacknowledged set, as a delivery to a
+    worker that is gone (too recent for the other workers' sweeps to judge it meanwhile)."""
+    client = redis_client(0)
+    raw = client.rpop(queue)
+    message = json.loads(raw)
+    assert message["headers"]["id"] == job_id
+    info = message["properties"]["delivery_info"]
+    tag = f"it-hand-{uuid.uuid4().hex}"
+    delivered = time.time()
+    client.hset(UNACKED, tag, json.dumps([message, info["exchange"], info["routing_key"]]))
+    client.zadd(UNACKED_INDEX, {tag: delivered})
+    return tag, delivered
+
+
+def test_a_finished_job_whose_worker_left_without_acknowledging_it_is_not_run_again():
+    """A worker stopping (or dying) between a job's result and its acknowledgement leaves the
+    delivery in Redis though the job ran to its end: seen in a Swarm update, where it then ran a
+    second time. The recovery drops such a delivery; an unfinished one it puts back."""
+    queue = f"it-finished-{uuid.uuid4().hex[:6]}"
+    watch = DeliveryWatch("it-finished", LOST_AFTER)
+    try:
+        done = send("noop", queue)
+        tag, delivered = unacked_by_hand(queue, done)
+        job_store.write_meta(done, "SUCCESS", {"hostname": "gone", "started_at": None})
+        assert watch._restore(tag, delivered) is None
+        assert redis_client(0).hget(UNACKED, tag) is None and not queued(queue)
+        assert state(done)["status"] == "SUCCESS"
+
+        waiting = send("noop", queue)
+        tag, delivered = unacked_by_hand(queue, waiting)
+        assert watch._restore(tag, delivered) == waiting
+        assert [m["headers"]["id"] for m in queued(queue)] == [waiting]
+    finally:
+        watch.stop()
+        redis_client(0).delete(queue)

@@ -50,14 +50,17 @@ class WorkerProcess:
 
 
 def start_worker(name: str, queues: str, *, concurrency: int = 2, env: dict | None = None,
-                 extra: tuple[str, ...] = ()) -> WorkerProcess:
+                 extra: tuple[str, ...] = (), files: str | None = None) -> WorkerProcess:
+    """files: what its log and liveness files are named after, when not the worker's name (two
+    workers of one name)."""
     ARTIFACTS.mkdir(exist_ok=True)
     node = f"{name}@%h"
-    log_path = ARTIFACTS / f"integration-{name}.log"
+    files = files or name
+    log_path = ARTIFACTS / f"integration-{files}.log"
     # Each worker its own liveness file (services/jobs/worker_liveness.py), not the shared /tmp one,
     # and the tests' database (pytest-django's test_<name>, set up by then), where its archiver
     # writes the outcomes of finished jobs (services/jobs/archive.py).
-    own = {"WORKER_LIVENESS_FILE": str(ARTIFACTS / f"integration-{name}.alive"),
+    own = {"WORKER_LIVENESS_FILE": str(ARTIFACTS / f"integration-{files}.alive"),
            "POSTGRES_DB": connection.settings_dict["NAME"]}
     with log_path.open("w") as log:
         process = subprocess.Popen(

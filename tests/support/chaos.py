@@ -67,6 +67,10 @@ class Ledger:
     # Answers after which the client sends the same name again. 503: web refused (a backing
     # service is down). The swarm tests add the proxy's 502/504 (a node died under the request).
     retry_statuses: tuple[int, ...] = (503,)
+    # Sent with every request (the swarm tests act as the TLS load balancer: X-Forwarded-Proto).
+    headers: dict[str, str] = field(default_factory=dict)
+    # Every request's (monotonic start, seconds to its answer or failure, status or exception name).
+    answers: list[tuple[float, float, int | str]] = field(default_factory=list)
     _lock: threading.Lock = field(default_factory=threading.Lock)
     _local: threading.local = field(default_factory=threading.local)
     _counter: int = 0
@@ -76,7 +80,12 @@ class Ledger:
         """A client (HTTP session) per thread: submissions run in several threads at once."""
         if not hasattr(self._local, "api"):
             self._local.api = Api(self.base_url, self.token)
+            self._local.api.session.headers.update(self.headers)
         return self._local.api
+
+    def _answered(self, started: float, status: int | str) -> None:
+        with self._lock:
+            self.answers.append((started, time.monotonic() - started, status))
 
     def submit(self, kind: str, params: dict, *, deadline: float = 240) -> str:
         """Submit until accepted. While Redis or PostgreSQL is down the API answers 503: the
@@ -87,9 +96,11 @@ class Ledger:
             name = f"{self.scenario}-{self._counter:04d}"
         give_up = time.monotonic() + deadline
         while True:
+            started = time.monotonic()
             try:
                 response = self.api.submit(kind, params, name=name)
                 status: int | str = response.status_code
+                self._answered(started, status)
                 if status in (200, 202):
                     body = response.json()
                     with self._lock:
@@ -104,6 +115,7 @@ class Ledger:
                 # ChunkedEncodingError: the answer was cut off mid-body (the server died while
                 # sending it); like a connection error, the client cannot know what happened.
                 status, detail = type(exc).__name__, str(exc)[:300]
+                self._answered(started, status)
             with self._lock:
                 self.refusals.append((status, detail))
             if time.monotonic() > give_up:
@@ -123,7 +135,13 @@ class Ledger:
         jobs: dict[str, dict] = {}
         page = 1
         while True:
-            response = self.api.request("GET", f"/api/jobs/?page_size=200&page={page}", timeout=30)
+            started = time.monotonic()
+            try:
+                response = self.api.request("GET", f"/api/jobs/?page_size=200&page={page}", timeout=30)
+            except requests.RequestException as exc:
+                self._answered(started, type(exc).__name__)
+                raise
+            self._answered(started, response.status_code)
             response.raise_for_status()
             body = response.json()
             jobs.update({job["id"]: job for job in body["results"]})

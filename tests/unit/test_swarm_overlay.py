@@ -6,6 +6,7 @@ import importlib.machinery
 import importlib.util
 import json
 import os
+import re
 import subprocess
 
 import pytest
@@ -113,3 +114,44 @@ def test_the_single_host_file_keeps_its_compose_semantics(script, monkeypatch):
     assert base["services"]["web"]["environment"]["DJANGO_SECRET_KEY"] == "insecure-dev-django-secret-key"
     assert base["services"]["web"]["tmpfs"] == ["/tmp"]
     assert "proxy" not in base["services"]
+
+
+def test_workers_are_named_after_their_task_and_the_network_is_encrypted(script, monkeypatch):
+    stack, _ = converted(script, monkeypatch)
+    # Unique among live workers even when an update starts a slot's new task on the old one's node.
+    assert stack["services"]["worker"]["environment"]["WORKER_NODE_NAME"] == \
+        "worker-{{.Node.Hostname}}-{{.Task.Slot}}-{{.Task.ID}}"
+    assert stack["networks"]["default"]["driver_opts"] == {"encrypted": ""}
+    # Only for nodes whose kernel has no IPsec ESP (the option's presence alone turns it on).
+    plain, _ = converted(script, monkeypatch, SWARM_OVERLAY_ENCRYPTION="off")
+    assert "encrypted" not in (plain["networks"]["default"].get("driver_opts") or {})
+
+
+PRODUCTION = {"APP_ENV": "production", "DJANGO_ALLOWED_HOSTS": "jobs.example.com",
+              "DJANGO_CSRF_TRUSTED_ORIGINS": "https://jobs.example.com",
+              **{name: f"a-strong-unit-test-value-for-{name.lower()}" for name in (*SECRETS, "POSTGRES_ADMIN_PASSWORD", "FLOWER_PASSWORD")}}
+
+
+def swarm_deploy(**env: str) -> subprocess.CompletedProcess:
+    """The real script, aimed at no engine at all: what it refuses, it refuses before asking one."""
+    return subprocess.run([str(ROOT / "scripts/swarm-deploy"), "--stack", "djcs"], capture_output=True,
+                          text=True, timeout=120, cwd=ROOT,
+                          env=compose_env(DOCKER_HOST="unix:///nonexistent/docker.sock", **env))
+
+
+def test_swarm_deploy_refuses_development_secrets_by_name():
+    refused = swarm_deploy()  # no .env: docker-compose.yml's development defaults
+    assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
+    assert "nothing was changed" in refused.stderr, refused.stderr
+    named = re.findall(r"^  - ([A-Z_]+) ", refused.stderr, re.MULTILINE)
+    assert sorted(named) == sorted(["APP_ENV", *SECRETS, "POSTGRES_ADMIN_PASSWORD", "FLOWER_PASSWORD", "DJANGO_ALLOWED_HOSTS",
+                                    "DJANGO_CSRF_TRUSTED_ORIGINS"]), refused.stderr
+    # Production's secrets and hosts, but not production's mode: refused for that alone.
+    development = swarm_deploy(**{**PRODUCTION, "APP_ENV": "development"})
+    assert re.findall(r"^  - ([A-Z_]+) ", development.stderr, re.MULTILINE) == ["APP_ENV"], development.stderr
+    one_weak = swarm_deploy(**{**PRODUCTION, "JOB_ID_SECRET": "short"})
+    assert re.findall(r"^  - ([A-Z_]+) ", one_weak.stderr, re.MULTILINE) == ["JOB_ID_SECRET"], one_weak.stderr
+    # A production configuration passes the check; with no engine to talk to, it stops there.
+    accepted = swarm_deploy(**PRODUCTION)
+    assert accepted.returncode == 1 and "refusing" not in accepted.stderr, accepted.stderr
+    assert "docker info" in accepted.stderr, accepted.stderr
