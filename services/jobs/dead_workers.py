@@ -34,6 +34,10 @@ The thread runs in the worker's main process, whatever the pool; under the geven
 a greenlet, so a job that computes without yielding for longer than JOB_WORKER_LOST_AFTER
 would make its worker look dead (gevent is for I/O-bound jobs). Not used on RabbitMQ, which
 redelivers a dead consumer's messages itself.
+
+Over 300 lines: one class, DeliveryWatch, whose parts (the list a worker writes, the sweep, the
+reclaim of a predecessor's deliveries, the drop of a finished job's) share the same keys, clocks
+and timing rules; apart, each would have to restate the others' invariants.
 """
 
 import json

@@ -117,3 +117,17 @@ def test_every_module_the_architecture_page_names_exists():
     assert [m for m in modules if module_path(m) is None] == []
     # The import diagram and the test name the same worker side.
     assert [m for m in WORKER_MODULES if m not in page] == []
+
+
+def test_no_python_file_over_300_lines_unless_it_says_why():
+    """services/ and scripts/ (migrations aside): a file over 300 lines says why in a line
+    starting "Over 300 lines:"."""
+    root = SERVICES.parent
+    python = [p for p in [*SERVICES.rglob("*.py"), *(root / "scripts").rglob("*")]
+              if p.is_file() and "migrations" not in p.parts and p.suffix in ("", ".py")
+              and p.read_bytes()[:64].startswith((b"#!/usr/bin/env python", b'"""', b"#", b"import", b"from"))
+              and (p.suffix == ".py" or p.read_bytes().startswith(b"#!/usr/bin/env python"))]
+    assert len(python) > 50, python
+    long = [str(p.relative_to(root)) for p in python
+            if len(p.read_text().splitlines()) > 300 and "Over 300 lines:" not in p.read_text()]
+    assert long == []
