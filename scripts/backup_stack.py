@@ -3,6 +3,7 @@ compose for one project, PostgreSQL's dump and restore as its administrator, Red
 health. The archive itself (names, manifest, retention) is scripts/backuplib.py's."""
 
 from __future__ import annotations
+
 import json
 import re
 import shlex
@@ -10,6 +11,7 @@ import subprocess
 import time
 from dataclasses import dataclass, field
 from pathlib import Path
+
 from scripts.backuplib import APP_SERVICES, ROOT, BackupError
 
 

@@ -43,7 +43,7 @@ class BackupError(Exception):
 
 def archive_name(project: str, when: dt.datetime, seq: int = 0) -> str:
     """`<project>-<UTC time>.backup.tar.gz`; seq > 0 tells apart two archives of the same second."""
-    stamp = when.astimezone(dt.timezone.utc).strftime(TIME_FORMAT)
+    stamp = when.astimezone(dt.UTC).strftime(TIME_FORMAT)
     return f"{project}-{stamp}{f'-{seq}' if seq else ''}{SUFFIX}"
 
 
@@ -52,7 +52,7 @@ def parse_archive_name(name: str) -> tuple[str, dt.datetime, int] | None:
     match = NAME_RE.match(name)
     if not match:
         return None
-    when = dt.datetime.strptime(match["time"], TIME_FORMAT).replace(tzinfo=dt.timezone.utc)
+    when = dt.datetime.strptime(match["time"], TIME_FORMAT).replace(tzinfo=dt.UTC)
     return match["project"], when, int(match["seq"] or 0)
 
 

@@ -8,7 +8,6 @@ import json
 import os
 from pathlib import Path
 
-
 ROOT = Path(__file__).resolve().parent.parent
 
 

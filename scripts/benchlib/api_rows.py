@@ -2,6 +2,7 @@
 row 6 measures rows 1-3 of ours in alternation with the peer's)."""
 
 import time
+
 from abba import alternated, cpu_ms_per_1000, merged_e2e, merged_wrk
 from bench_stack import Stack, StackCpu, add_cpu_per_thousand, paused, with_cpu
 from common import NOOP_BODY, PEER_API, BenchError, log

@@ -11,9 +11,9 @@ import threading
 import time
 from pathlib import Path
 
-from composelib import ComposeProject, docker
 import cgroup_cpu  # noqa: E402 - CPU time of the containers, rows 1, 2, 6 and 9
 from common import IMAGE_VARS, LIB, OFFLINE_ENV, ROOT, WARNINGS, BenchError
+from composelib import ComposeProject, docker
 
 
 class Stack(ComposeProject):

@@ -7,7 +7,6 @@ from pathlib import Path
 
 from composelib import ComposeError
 
-
 ROOT = Path(__file__).resolve().parents[2]
 
 

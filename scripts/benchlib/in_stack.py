@@ -35,9 +35,10 @@ POLL_PAUSE = 0.001  # the same pause between status polls as the HTTP side
 
 
 def token() -> dict:
+    from io import StringIO
+
     from django.contrib.auth import get_user_model
     from django.core.management import call_command
-    from io import StringIO
 
     from jobs.models import Job
 
@@ -68,8 +69,9 @@ def peer_token() -> dict:
 
     if not settings.BENCH_PEER_APP:
         return {"absent": True}
-    from benchpeer.models import PeerJob
     from rest_framework.authtoken.models import Token
+
+    from benchpeer.models import PeerJob
 
     user, _ = get_user_model().objects.get_or_create(username=BENCH_USER)
     PeerJob.objects.filter(user=user).delete()

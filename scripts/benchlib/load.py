@@ -10,6 +10,7 @@ import subprocess
 import tempfile
 import time
 from pathlib import Path
+
 from common import LIB, NOOP_BODY, WARNINGS, BenchError
 
 

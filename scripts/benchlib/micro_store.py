@@ -6,6 +6,7 @@ times), 2,000 writes each; this process's CPU and the Redis server's (INFO cpu) 
 
 Its ids start with "microbench-"; their states and index entries are removed at the end.
 """
+
 import time
 import uuid
 
@@ -17,8 +18,13 @@ from celery import current_app, states  # noqa: E402
 
 b = current_app.backend
 r = b.client
+
+
 def redis_cpu():
-    i = r.info("cpu"); return i["used_cpu_sys"] + i["used_cpu_user"]
+    i = r.info("cpu")
+    return i["used_cpu_sys"] + i["used_cpu_user"]
+
+
 def old(task_id, result, state):
     # Celery 5.6's KeyValueStoreBackend._store_result with the stack's previous finished write.
     meta = b._get_result_meta(result=result, state=state, traceback=None, request=None)
@@ -28,12 +34,19 @@ def old(task_id, result, state):
         return
     key, value = b.get_key_for_task(task_id), b.encode(meta)
     with r.pipeline() as pipe:
-        pipe.setex(key, b.expires, value); pipe.zadd("bench:finished", {task_id: time.time()}); pipe.publish(key, value); pipe.execute()
+        pipe.setex(key, b.expires, value)
+        pipe.zadd("bench:finished", {task_id: time.time()})
+        pipe.publish(key, value)
+        pipe.execute()
+
+
 def new(task_id, result, state):
     b._store_result(task_id, result, state)
+
+
 N = 2000
 res = {"old": [], "new": []}
-for rnd in range(3):
+for _round in range(3):
     for name, fn in (("old", old), ("new", new), ("new", new), ("old", old)):
         ids = [f"microbench-{uuid.uuid4()}" for _ in range(N)]
         c0, r0 = time.process_time(), redis_cpu()
@@ -46,5 +59,8 @@ for rnd in range(3):
         r.zrem("jobs:finished", *ids)
 r.delete("bench:finished")
 for name, v in res.items():
-    cs = sorted(x[0] for x in v); rs = sorted(x[1] for x in v)
-    print(f"{name}: client CPU per write median {cs[len(cs)//2]:.0f} us (min {cs[0]:.0f}), redis CPU median {rs[len(rs)//2]:.0f} us (min {rs[0]:.0f})")
+    cs = sorted(x[0] for x in v)
+    rs = sorted(x[1] for x in v)
+    print(
+        f"{name}: client CPU per write median {cs[len(cs) // 2]:.0f} us (min {cs[0]:.0f}), redis CPU median {rs[len(rs) // 2]:.0f} us (min {rs[0]:.0f})"
+    )

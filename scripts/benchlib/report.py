@@ -2,11 +2,11 @@
 CPU per 1,000 jobs by container; and row 5's figures of the stack at rest."""
 
 import re
+
 from bench_stack import SERVICE_ORDER, Stack
 from common import MB, UNITS, BenchError
 from composelib import docker
 from load import percentile
-
 
 TARGETS = {
     "submit": 0.5,         # submissions/s >= 0.5 x the bare authenticated view

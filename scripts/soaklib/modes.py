@@ -5,6 +5,7 @@ import json
 import threading
 import time
 from collections import Counter
+
 from stack import FINISHED, T0, Client, Ledger, Sampler, Stack, log
 
 

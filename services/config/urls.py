@@ -5,7 +5,6 @@ from django.contrib import admin
 from django.http import JsonResponse
 from django.urls import include, path
 from drf_spectacular.views import SpectacularAPIView
-
 from web.health import healthz
 
 

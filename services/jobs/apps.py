@@ -11,15 +11,13 @@ class JobsConfig(AppConfig):
         # publishes them, workers run them. jobs.dead_workers and jobs.archive connect the worker
         # signals that put back the jobs of dead workers and move finished jobs to PostgreSQL
         # (they never fire outside a worker). jobs.metrics counts what the jobs do.
-        from jobs import archive, dead_workers, metrics, tasks  # noqa: F401
-
         # A deleted token or a deactivated user is refused at once by every web process,
         # whatever the token cache holds (jobs/token_cache.py).
         from django.contrib.auth import get_user_model
         from django.db.models.signals import post_delete, post_save
         from knox.models import AuthToken
 
-        from jobs import token_cache
+        from jobs import archive, dead_workers, metrics, tasks, token_cache  # noqa: F401
 
         post_delete.connect(token_cache.on_token_deleted, sender=AuthToken,
                             dispatch_uid="jobs.token_cache.token_deleted")

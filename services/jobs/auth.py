@@ -9,8 +9,8 @@ carries it in memory for the length of the request. It is never stored or logged
 import logging
 from dataclasses import dataclass, field
 
-from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from django.conf import settings
+from drf_spectacular.extensions import OpenApiAuthenticationExtension
 from knox.auth import TokenAuthentication as KnoxTokenAuthentication
 from knox.crypto import hash_token
 from knox.models import AuthToken

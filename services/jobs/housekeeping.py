@@ -12,7 +12,6 @@ from django.utils import timezone
 from jobs import lost_messages
 from jobs.models import Job
 
-
 # Records deleted per statement, and statements per run: each DELETE is short (its locks and
 # its WAL are bounded), and a run that finds more than PURGE_BATCHES * PURGE_BATCH old records
 # leaves the rest to the next run, an hour later.

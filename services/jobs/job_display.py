@@ -7,8 +7,8 @@ from datetime import UTC, datetime
 from celery import states
 from django.urls import reverse
 from django.utils import timezone
-
 from web.errors import DETAILS, unavailable_service
+
 from jobs import presentation
 from jobs.models import Job
 

@@ -27,8 +27,8 @@ from django.shortcuts import redirect, render
 from django.urls import reverse
 from django.utils import timezone
 from django.views.decorators.http import require_GET, require_http_methods, require_POST
-
 from web.errors import RETRY_AFTER_SECONDS
+
 from jobs import ids, job_actions, job_store, kind_forms, presentation
 from jobs.base import KINDS
 from jobs.job_display import job_view, result_view, unavailable_message

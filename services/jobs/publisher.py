@@ -29,11 +29,11 @@ from contextlib import contextmanager
 
 import redis
 from celery import current_app
-from redis.backoff import ExponentialBackoff
-from redis.retry import Retry
 from django.conf import settings
 from kombu import Connection
 from kombu.transport import redis as kombu_redis
+from redis.backoff import ExponentialBackoff
+from redis.retry import Retry
 
 from jobs import job_store
 from jobs.base import KINDS

@@ -2,8 +2,8 @@
 
 from rest_framework import serializers
 
-from jobs.ids import JOB_NAME_PATTERN
 from jobs.base import KINDS, kind_enabled
+from jobs.ids import JOB_NAME_PATTERN
 
 
 class JobSubmitSerializer(serializers.Serializer):

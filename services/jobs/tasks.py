@@ -24,6 +24,7 @@ from rest_framework import serializers
 
 from jobs.base import JobError, JobTask, TransientJobError, job_kind
 
+
 class SumNumberParams(serializers.Serializer):
     x = serializers.IntegerField(min_value=-(10**12), max_value=10**12)
     y = serializers.IntegerField(min_value=-(10**12), max_value=10**12)

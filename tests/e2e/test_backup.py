@@ -16,21 +16,21 @@ Last, scripts/upgrade-postgres moves the stack from PostgreSQL 17 to 18 with all
 import json
 import os
 import re
-import tarfile
 import stat
 import subprocess
+import tarfile
 import uuid
 
 import pytest
 import requests
 
+from jobs.ids import secret_fingerprint
 from tests.e2e.helpers import script
 from tests.support import versions
 from tests.support.docker import docker
 from tests.support.production import gen_prod_env, proxy_session, read_env_file
 from tests.support.stack import Api, Stack, running
 from tests.support.wait import wait_until
-from jobs.ids import secret_fingerprint
 
 pytestmark = pytest.mark.slow
 

@@ -21,9 +21,21 @@ import requests
 from tests.e2e.helpers import contains_secret
 from tests.support.docker import docker
 from tests.support.production import (
-    APP_ROLES, DEV_WARNING, LINT_ACCEPTED, LINTED_FILES, SECRET_NAMES, SERVICE_SECRET_NAMES, accepting_entry,
-    compose_lint, finding_key, gen_prod_env, load_accepted, proxy_session, read_env_file,
-    Redacted, secrets_in_image,
+    APP_ROLES,
+    DEV_WARNING,
+    LINT_ACCEPTED,
+    LINTED_FILES,
+    SECRET_NAMES,
+    SERVICE_SECRET_NAMES,
+    Redacted,
+    accepting_entry,
+    compose_lint,
+    finding_key,
+    gen_prod_env,
+    load_accepted,
+    proxy_session,
+    read_env_file,
+    secrets_in_image,
 )
 from tests.support.stack import ROOT, Api, Stack, running
 from tests.support.wait import wait_until

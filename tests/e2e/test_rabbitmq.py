@@ -18,11 +18,13 @@ import os
 import re
 import subprocess
 import time
-from datetime import datetime, timedelta, timezone
+from datetime import UTC, datetime, timedelta
 
 import pytest
 import requests
 
+from tests.e2e.helpers import flower, flower_workers_online, hostnames
+from tests.support import versions
 from tests.support.chaos import (
     RUNNING,
     OutageWatch,
@@ -37,8 +39,6 @@ from tests.support.chaos import (
     two_workers_one_killed,
     worker_logs,
 )
-from tests.e2e.helpers import flower, flower_workers_online, hostnames
-from tests.support import versions
 from tests.support.stack import ROOT, Api, Stack, running
 from tests.support.wait import wait_until
 
@@ -370,7 +370,7 @@ def test_a_job_longer_than_the_consumer_timeout_is_cut_off_and_within_it_runs_on
         wait_all_healthy(rabbit)
 
         # 1. Timeout 10 s, job 20 s: cut off and started again.
-        began = datetime.now(timezone.utc)
+        began = datetime.now(UTC)
         cut = api.submit(*job)
         assert cut.status_code == 202, cut.text
         cut_id = cut.json()["id"]
@@ -392,7 +392,7 @@ def test_a_job_longer_than_the_consumer_timeout_is_cut_off_and_within_it_runs_on
                    what="the jobs queue empty and nothing unacknowledged")
 
         # 2. No policy: the compose setting (2 h) holds; the same job runs once, SUCCESS.
-        began = datetime.now(timezone.utc)
+        began = datetime.now(UTC)
         whole = api.submit(*job)
         assert whole.status_code == 202, whole.text
         whole_id = whole.json()["id"]

@@ -16,7 +16,6 @@ from rest_framework.test import APIClient
 
 from jobs import job_store
 from jobs.base import KINDS
-
 from tests.support.stack import ARTIFACTS
 from tests.support.wait import wait_until
 

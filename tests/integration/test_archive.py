@@ -17,7 +17,6 @@ from django.core.management.base import CommandError
 
 from jobs import archive, job_store
 from jobs.models import Job
-
 from tests.integration.helpers import redis_client
 from tests.support.wait import wait_until
 

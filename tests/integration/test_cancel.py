@@ -8,8 +8,7 @@ import pytest
 
 from jobs import job_store
 from jobs.models import Job
-from tests.integration.helpers import (queue_length, received_count, wait_in_log, wait_worker_idle,
-                                       worker_log)
+from tests.integration.helpers import queue_length, received_count, wait_in_log, wait_worker_idle, worker_log
 from tests.support.wait import wait_until
 
 pytestmark = pytest.mark.django_db

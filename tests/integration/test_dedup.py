@@ -13,8 +13,15 @@ from rest_framework.test import APIClient
 
 from jobs import ids
 from jobs.models import Job
-from tests.integration.helpers import (JOBS_URL, make_caller, queue_length, received_count,
-                                       succeeded_count, wait_in_log, wait_worker_idle)
+from tests.integration.helpers import (
+    JOBS_URL,
+    make_caller,
+    queue_length,
+    received_count,
+    succeeded_count,
+    wait_in_log,
+    wait_worker_idle,
+)
 from tests.support.wait import wait_until
 
 INFERENCE = {"text": "dedup me", "steps": 4, "step_seconds": 0.25}

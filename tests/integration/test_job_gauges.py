@@ -8,6 +8,7 @@ from datetime import timedelta
 import pytest
 from celery import current_app, states
 from django.utils import timezone
+
 from jobs import gauges, job_actions, job_store
 from jobs.models import Job
 

@@ -12,7 +12,6 @@ import pytest
 
 from jobs import job_store, redis_memory
 from jobs.models import Job
-
 from tests.integration.helpers import redis_client, redis_keys
 
 pytestmark = pytest.mark.django_db

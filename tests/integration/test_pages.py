@@ -27,7 +27,6 @@ from jobs import job_listing, job_store, pages, redis_memory
 from jobs.base import KINDS, JobKind
 from jobs.models import Job, TokenName
 from jobs.serializers import JobSubmitSerializer
-
 from tests.integration.helpers import redis_client
 from tests.support.wait import wait_until
 

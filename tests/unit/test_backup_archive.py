@@ -8,11 +8,17 @@ import tarfile
 import pytest
 
 from scripts.backuplib import (
-    MEMBERS, BackupError, archive_name, expired, next_archive_path, parse_archive_name, read_archive,
+    MEMBERS,
+    BackupError,
+    archive_name,
+    expired,
+    next_archive_path,
+    parse_archive_name,
+    read_archive,
     write_archive,
 )
 
-UTC = dt.timezone.utc
+UTC = dt.UTC
 T0 = dt.datetime(2026, 12, 2, 18, 30, 5, tzinfo=UTC)
 
 

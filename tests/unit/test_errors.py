@@ -3,16 +3,22 @@
 import json
 
 import pytest
-from django.db import (DatabaseError, DataError, IntegrityError, InterfaceError, OperationalError,
-                       ProgrammingError)
+from django.db import (
+    DatabaseError,
+    DataError,
+    IntegrityError,
+    InterfaceError,
+    OperationalError,
+    ProgrammingError,
+)
 from django.test import RequestFactory
 from kombu.exceptions import OperationalError as KombuOperationalError
 from redis.exceptions import BusyLoadingError, OutOfMemoryError, ResponseError
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from rest_framework.exceptions import NotAuthenticated, ValidationError
-
 from web import errors
+
 from jobs.redis_memory import JobStoreFull
 
 

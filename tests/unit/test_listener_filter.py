@@ -4,7 +4,6 @@ stopping gunicorn master puts on its listening socket (web/gunicorn_worker.py)."
 import socket
 
 import pytest
-
 from web.gunicorn_worker import refuse_new_connections
 
 

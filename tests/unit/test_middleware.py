@@ -5,7 +5,6 @@ import json
 import pytest
 from django.http import HttpResponse
 from django.test import RequestFactory, override_settings
-
 from web.middleware import BodySizeLimitMiddleware, ServiceUnavailableMiddleware
 
 LIMIT = 1000

@@ -141,6 +141,7 @@ def value(counter, *labels) -> float:
 
 def test_only_job_kinds_are_counted_by_kind():
     from celery import signals
+
     from jobs import metrics
 
     assert metrics.kind_of(FakeTask("jobs.noop")) == "noop"
@@ -159,9 +160,10 @@ def test_only_job_kinds_are_counted_by_kind():
 
 
 def test_initialised_counters_exist_at_zero_for_every_kind():
+    from prometheus_client import CollectorRegistry, Counter
+
     from jobs import metrics
     from jobs.base import KINDS
-    from prometheus_client import CollectorRegistry, Counter
 
     registry = CollectorRegistry()
     counter = Counter("probe_jobs", "test", ["kind"], registry=registry)
@@ -173,7 +175,7 @@ def test_initialised_counters_exist_at_zero_for_every_kind():
 # --- scripts/backup's record ---------------------------------------------------------------------
 
 def test_the_backup_record_is_prometheus_text_written_whole_and_readable(tmp_path):
-    when = dt.datetime(2026, 12, 2, 18, 30, 5, tzinfo=dt.timezone.utc)
+    when = dt.datetime(2026, 12, 2, 18, 30, 5, tzinfo=dt.UTC)
     families = {f.name: f for f in text_string_to_metric_families(metric_text("jobs", when, 1234))}
     [sample] = families[METRIC].samples
     assert sample.labels == {"project": "jobs"} and sample.value == when.timestamp()

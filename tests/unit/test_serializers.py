@@ -2,8 +2,8 @@
 
 import pytest
 
-from jobs.serializers import JobSubmitSerializer
 from jobs.base import KINDS
+from jobs.serializers import JobSubmitSerializer
 from jobs.tasks import SumNumberParams
 
 
