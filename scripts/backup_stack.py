@@ -18,24 +18,41 @@ from scripts.backuplib import APP_SERVICES, ROOT, BackupError
 @dataclass
 class Compose:
     """`docker compose` for one project, run from the repository root (so its .env applies)."""
+
     global_args: list[str] = field(default_factory=list)
 
     def command(self, *args: str) -> list[str]:
         return ["docker", "compose", *self.global_args, *args]
 
-    def run(self, *args: str, input: bytes | None = None, check: bool = True, timeout: float = 600,
-            stdout=subprocess.PIPE) -> subprocess.CompletedProcess:
+    def run(
+        self,
+        *args: str,
+        input: bytes | None = None,
+        check: bool = True,
+        timeout: float = 600,
+        stdout=subprocess.PIPE,
+    ) -> subprocess.CompletedProcess:
         try:
-            result = subprocess.run(self.command(*args), cwd=ROOT, input=input, stdout=stdout,
-                                    stderr=subprocess.PIPE, timeout=timeout)
+            result = subprocess.run(
+                self.command(*args),
+                cwd=ROOT,
+                input=input,
+                stdout=stdout,
+                stderr=subprocess.PIPE,
+                timeout=timeout,
+            )
         except FileNotFoundError:
             raise BackupError("docker is not installed or not on PATH") from None
         except subprocess.TimeoutExpired:
-            raise BackupError(f"`docker compose {shlex.join(args[:3])} ...` did not finish in {timeout:.0f} s") from None
+            raise BackupError(
+                f"`docker compose {shlex.join(args[:3])} ...` did not finish in {timeout:.0f} s"
+            ) from None
         if check and result.returncode != 0:
             err = result.stderr.decode(errors="replace").strip()
-            raise BackupError(f"`docker compose {shlex.join(args[:4])} ...` failed (exit {result.returncode}): "
-                              f"{err[-1500:]}")
+            raise BackupError(
+                f"`docker compose {shlex.join(args[:4])} ...` failed (exit {result.returncode}): "
+                f"{err[-1500:]}"
+            )
         return result
 
     def text(self, *args: str, **kwargs) -> str:
@@ -68,11 +85,28 @@ class Compose:
                     health.setdefault(row["Service"], []).append(row.get("Health") or row.get("State"))
         return health
 
-    def exec(self, service: str, script: str, input: bytes | None = None, timeout: float = 600,
-             stdout=subprocess.PIPE, check: bool = True) -> subprocess.CompletedProcess:
+    def exec(
+        self,
+        service: str,
+        script: str,
+        input: bytes | None = None,
+        timeout: float = 600,
+        stdout=subprocess.PIPE,
+        check: bool = True,
+    ) -> subprocess.CompletedProcess:
         """A shell script inside the service's running container (secrets stay in its environment)."""
-        return self.run("exec", "-T", service, "sh", "-c", script, input=input, timeout=timeout,
-                        stdout=stdout, check=check)
+        return self.run(
+            "exec",
+            "-T",
+            service,
+            "sh",
+            "-c",
+            script,
+            input=input,
+            timeout=timeout,
+            stdout=stdout,
+            check=check,
+        )
 
     def redis(self, *args: str) -> str:
         return self.text("exec", "-T", "redis", "redis-cli", "--no-auth-warning", *args).strip()
@@ -100,8 +134,12 @@ SQL
 def dump_postgres(compose: Compose, target: Path) -> None:
     """pg_dump of the app database (custom format) from the running postgres service into target."""
     with target.open("wb") as out:
-        compose.exec("postgres", f'{PSQL_ENV} exec pg_dump --no-password --format=custom --dbname="$POSTGRES_DB"',
-                     stdout=out, timeout=3600)
+        compose.exec(
+            "postgres",
+            f'{PSQL_ENV} exec pg_dump --no-password --format=custom --dbname="$POSTGRES_DB"',
+            stdout=out,
+            timeout=3600,
+        )
     # The dump must read back: pg_restore lists its table of contents or fails.
     compose.exec("postgres", "pg_restore --list >/dev/null", input=target.read_bytes(), timeout=600)
 
@@ -118,9 +156,11 @@ def require_running(compose: Compose, project: str, services=("postgres", "redis
         raise BackupError(f"cannot ask docker compose about project {project!r}: {exc}") from None
     down = [name for name in services if not running.get(name)]
     if down:
-        raise BackupError(f"the stack (compose project {project!r}) is not running: {', '.join(down)} "
-                          f"{'is' if len(down) == 1 else 'are'} not up. Start it with `docker compose up -d --wait` "
-                          "(and pass the same -p/-f options as for the stack).")
+        raise BackupError(
+            f"the stack (compose project {project!r}) is not running: {', '.join(down)} "
+            f"{'is' if len(down) == 1 else 'are'} not up. Start it with `docker compose up -d --wait` "
+            "(and pass the same -p/-f options as for the stack)."
+        )
     return running
 
 
@@ -164,4 +204,5 @@ def wait_healthy(compose: Compose, services: list[str], timeout: float = 300) ->
     def healthy():
         health = compose.health()
         return all(health.get(name) and all(h == "healthy" for h in health[name]) for name in services)
+
     wait_for(healthy, timeout, f"{', '.join(services)} to be healthy", interval=1)

@@ -31,8 +31,9 @@ SUFFIX = ".backup.tar.gz"
 TIME_FORMAT = "%Y%m%dT%H%M%SZ"
 MEMBERS = ("postgres.dump", "redis.rdb", "flower.tar")
 APP_SERVICES = ("web", "worker", "beat", "flower")
-NAME_RE = re.compile(r"^(?P<project>[a-z0-9][a-z0-9_-]*)-(?P<time>\d{8}T\d{6}Z)(?:-(?P<seq>\d+))?"
-                     + re.escape(SUFFIX) + "$")
+NAME_RE = re.compile(
+    r"^(?P<project>[a-z0-9][a-z0-9_-]*)-(?P<time>\d{8}T\d{6}Z)(?:-(?P<seq>\d+))?" + re.escape(SUFFIX) + "$"
+)
 
 
 class BackupError(Exception):
@@ -40,6 +41,7 @@ class BackupError(Exception):
 
 
 # --- names and retention (pure) -------------------------------------------------------------------
+
 
 def archive_name(project: str, when: dt.datetime, seq: int = 0) -> str:
     """`<project>-<UTC time>.backup.tar.gz`; seq > 0 tells apart two archives of the same second."""
@@ -79,6 +81,7 @@ def next_archive_path(directory: Path, project: str, when: dt.datetime) -> Path:
 
 # --- manifest and archive -------------------------------------------------------------------------
 
+
 def sha256_file(path: Path) -> str:
     digest = hashlib.sha256()
     with path.open("rb") as handle:
@@ -92,8 +95,9 @@ def write_archive(path: Path, files: dict[str, Path], info: dict) -> dict:
     manifest = {
         "format": FORMAT,
         **info,
-        "files": {name: {"sha256": sha256_file(src), "bytes": src.stat().st_size}
-                  for name, src in files.items()},
+        "files": {
+            name: {"sha256": sha256_file(src), "bytes": src.stat().st_size} for name, src in files.items()
+        },
     }
     partial = path.with_name(f".{path.name}.partial")
     fd = os.open(partial, os.O_WRONLY | os.O_CREAT | os.O_TRUNC, 0o600)
@@ -128,12 +132,14 @@ def metric_path(directory: Path, project: str) -> Path:
 def metric_text(project: str, finished: dt.datetime, size: int) -> str:
     """Prometheus's text format: when the newest archive was completed, and its size (pure)."""
     labels = f'{{project="{project}"}}'
-    return (f"# HELP {METRIC} When scripts/backup last completed an archive of the project (Unix time).\n"
-            f"# TYPE {METRIC} gauge\n"
-            f"{METRIC}{labels} {finished.timestamp():.0f}\n"
-            "# HELP stack_backup_last_size_bytes Size of the newest archive scripts/backup completed.\n"
-            "# TYPE stack_backup_last_size_bytes gauge\n"
-            f"stack_backup_last_size_bytes{labels} {size}\n")
+    return (
+        f"# HELP {METRIC} When scripts/backup last completed an archive of the project (Unix time).\n"
+        f"# TYPE {METRIC} gauge\n"
+        f"{METRIC}{labels} {finished.timestamp():.0f}\n"
+        "# HELP stack_backup_last_size_bytes Size of the newest archive scripts/backup completed.\n"
+        "# TYPE stack_backup_last_size_bytes gauge\n"
+        f"stack_backup_last_size_bytes{labels} {size}\n"
+    )
 
 
 def write_metric(directory: Path, project: str, finished: dt.datetime, size: int) -> Path:
@@ -168,10 +174,13 @@ def read_archive(path: Path, into: Path) -> dict:
                 else:
                     raise BackupError(f"{path} is not a backup archive: unexpected entry {member.name!r}")
     except (tarfile.TarError, EOFError, zlib.error, OSError, json.JSONDecodeError, UnicodeDecodeError) as exc:
-        raise BackupError(f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); "
-                          "nothing was restored") from None
+        raise BackupError(
+            f"{path} is truncated or corrupt ({type(exc).__name__}: {exc}); nothing was restored"
+        ) from None
     if manifest is None:
-        raise BackupError(f"{path} has no manifest.json: not a backup archive or truncated; nothing was restored")
+        raise BackupError(
+            f"{path} has no manifest.json: not a backup archive or truncated; nothing was restored"
+        )
     if manifest.get("format") != FORMAT:
         raise BackupError(f"{path} has archive format {manifest.get('format')!r}; this tool reads {FORMAT}")
     for name, expected in manifest.get("files", {}).items():
@@ -179,8 +188,10 @@ def read_archive(path: Path, into: Path) -> dict:
             raise BackupError(f"{path} is truncated or corrupt: {name} is missing; nothing was restored")
         size = found[name].stat().st_size
         if size != expected["bytes"] or sha256_file(found[name]) != expected["sha256"]:
-            raise BackupError(f"{path} is corrupt: {name} does not match its checksum in the manifest "
-                              f"({size} bytes, {expected['bytes']} expected); nothing was restored")
+            raise BackupError(
+                f"{path} is corrupt: {name} does not match its checksum in the manifest "
+                f"({size} bytes, {expected['bytes']} expected); nothing was restored"
+            )
     missing = [name for name in MEMBERS if name not in manifest.get("files", {})]
     if missing:
         raise BackupError(f"{path} lacks {', '.join(missing)}; nothing was restored")

@@ -17,17 +17,33 @@ class ComposeProject:
         self.project, self.env, self.files = project, env, files
 
     def command(self, *args: str) -> list[str]:
-        return ["docker", "compose", "-p", self.project,
-                *(arg for name in self.files for arg in ("-f", str(ROOT / name))), *args]
+        return [
+            "docker",
+            "compose",
+            "-p",
+            self.project,
+            *(arg for name in self.files for arg in ("-f", str(ROOT / name))),
+            *args,
+        ]
 
     def failed(self, args: tuple[str, ...], returncode: int, stderr: str) -> ComposeError:
-        return ComposeError(f"docker compose ({', '.join(self.files)}) {' '.join(args[:3])} exited "
-                            f"{returncode}:\n{stderr[-3000:]}")
+        return ComposeError(
+            f"docker compose ({', '.join(self.files)}) {' '.join(args[:3])} exited "
+            f"{returncode}:\n{stderr[-3000:]}"
+        )
 
-    def compose(self, *args: str, input: str | None = None, timeout: float = 600,
-                check: bool = True) -> subprocess.CompletedProcess:
-        result = subprocess.run(self.command(*args), cwd=ROOT, env=self.env, input=input, text=True,
-                                capture_output=True, timeout=timeout)
+    def compose(
+        self, *args: str, input: str | None = None, timeout: float = 600, check: bool = True
+    ) -> subprocess.CompletedProcess:
+        result = subprocess.run(
+            self.command(*args),
+            cwd=ROOT,
+            env=self.env,
+            input=input,
+            text=True,
+            capture_output=True,
+            timeout=timeout,
+        )
         if check and result.returncode != 0:
             raise self.failed(args, result.returncode, result.stderr)
         return result

@@ -31,8 +31,11 @@ def secret_values(model: dict, base: dict) -> dict[str, bytes]:
         variable = spec.get("environment")
         if not variable:
             raise DeployError(f"secret {key}: docker-compose.swarm.yml must name its variable (environment:)")
-        found = [svc["environment"][variable] for svc in base["services"].values()
-                 if (svc.get("environment") or {}).get(variable) is not None]
+        found = [
+            svc["environment"][variable]
+            for svc in base["services"].values()
+            if (svc.get("environment") or {}).get(variable) is not None
+        ]
         if not found:
             raise DeployError(f"secret {key}: {variable} is not set for any service of docker-compose.yml")
         values[key] = found[0].encode()
@@ -54,8 +57,10 @@ def production_refusals(model: dict, base: dict) -> list[str]:
     environment = base["services"]["web"].get("environment") or {}
     problems = []
     if environment.get("APP_ENV") != "production":
-        problems.append(f"APP_ENV is {environment.get('APP_ENV')!r}: a swarm deploy runs production only "
-                        "(APP_ENV=production; scripts/gen-prod-env writes a production .env)")
+        problems.append(
+            f"APP_ENV is {environment.get('APP_ENV')!r}: a swarm deploy runs production only "
+            "(APP_ENV=production; scripts/gen-prod-env writes a production .env)"
+        )
     values = secret_values(model, base)
     secrets = {model["secrets"][key]["environment"]: value.decode() for key, value in values.items()}
 
@@ -64,8 +69,11 @@ def production_refusals(model: dict, base: dict) -> list[str]:
 
     debug = (environment.get("DJANGO_DEBUG") or "").strip().lower() in ("1", "true", "yes", "on")
     return problems + checks.production_problems(
-        debug=debug, allowed_hosts=listed("DJANGO_ALLOWED_HOSTS"),
-        csrf_trusted_origins=listed("DJANGO_CSRF_TRUSTED_ORIGINS"), secrets=secrets)
+        debug=debug,
+        allowed_hosts=listed("DJANGO_ALLOWED_HOSTS"),
+        csrf_trusted_origins=listed("DJANGO_CSRF_TRUSTED_ORIGINS"),
+        secrets=secrets,
+    )
 
 
 def stack_file(model: dict, base: dict, stack: str) -> tuple[dict, list[tuple[str, str, bytes]]]:

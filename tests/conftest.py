@@ -39,8 +39,10 @@ def pytest_configure(config):
 
 def pytest_report_header(config):
     if _started:
-        return [f"integration services: Redis {_started[0].redis_version} ({services.REDIS_IMAGE}), "
-                f"PostgreSQL ({services.POSTGRES_IMAGE})"]
+        return [
+            f"integration services: Redis {_started[0].redis_version} ({services.REDIS_IMAGE}), "
+            f"PostgreSQL ({services.POSTGRES_IMAGE})"
+        ]
     return []
 
 

@@ -24,8 +24,10 @@ def alternated(ours, peer, merge, notes: dict, name: str, figures: dict | None =
 
 
 def abba_note(ours: list[dict], theirs: list[dict], figure=lambda part: part["per_s"]) -> str:
-    return (f"ours {figure(ours[0]):.0f}, peer {figure(theirs[0]):.0f}, peer {figure(theirs[1]):.0f}, "
-            f"ours {figure(ours[1]):.0f}")
+    return (
+        f"ours {figure(ours[0]):.0f}, peer {figure(theirs[0]):.0f}, peer {figure(theirs[1]):.0f}, "
+        f"ours {figure(ours[1]):.0f}"
+    )
 
 
 def cpu_ms_per_1000(part: dict, count: str = "n") -> float:
@@ -54,8 +56,13 @@ def merged_e2e(parts: list[dict]) -> dict:
     n = sum(p["n"] for p in parts)
     seconds = sum(p["seconds"] for p in parts)
     submitting = sum(p["n"] / p["submit_per_s"] for p in parts)
-    merged = {"n": n, "seconds": seconds, "per_s": n / seconds, "submit_per_s": n / submitting,
-              "runs": [round(p["per_s"], 1) for p in parts]}
+    merged = {
+        "n": n,
+        "seconds": seconds,
+        "per_s": n / seconds,
+        "submit_per_s": n / submitting,
+        "runs": [round(p["per_s"], 1) for p in parts],
+    }
     if all("cpu_s" in p for p in parts):
         merged["cpu_s"] = cgroup_cpu.summed([p["cpu_s"] for p in parts])
     return merged

@@ -18,10 +18,12 @@ def run(stack: Stack, env: dict, base_url: str, port: int, args) -> dict:
     meter = StackCpu(stack)
     if wanted & {1, 2}:
         meter.snapshot(settle=False)  # fails now, not minutes in, where no CPU time can be read
-        m["extra"]["CPU lines"] = ("are the cgroup CPU time of every container of the project (not "
-                                   "wrk's nor docker-proxy's: host processes); raw Celery's client runs "
-                                   "in web (docker compose exec); their ratio is the baseline's / ours "
-                                   "(> 1: ours cheaper)")
+        m["extra"]["CPU lines"] = (
+            "are the cgroup CPU time of every container of the project (not "
+            "wrk's nor docker-proxy's: host processes); raw Celery's client runs "
+            "in web (docker compose exec); their ratio is the baseline's / ours "
+            "(> 1: ours cheaper)"
+        )
     peer = None
     if 6 in wanted:
         answer = stack.in_stack("peer-token")
@@ -36,8 +38,13 @@ def run(stack: Stack, env: dict, base_url: str, port: int, args) -> dict:
     for path in ("/", "/api/whoami/") * 10:
         client.call("GET", path)
     if not args.short:
-        wrk(base_url + "/api/whoami/", token=token, duration=2, connections=args.connections,
-            threads=args.threads)
+        wrk(
+            base_url + "/api/whoami/",
+            token=token,
+            duration=2,
+            connections=args.connections,
+            threads=args.threads,
+        )
 
     if 4 in wanted:
         log(f"row 4: {args.samples} sequential no-op jobs through the API")
@@ -64,7 +71,10 @@ def run(stack: Stack, env: dict, base_url: str, port: int, args) -> dict:
             m["status"], m["peer_status"] = alternated(
                 lambda: wrk(f"{base_url}/api/jobs/{job_id}/", token=token, **half),
                 lambda: wrk(f"{base_url}{PEER_API}{peer_job_id}/", token=peer.token, **half),
-                merged_wrk, m["extra"], "row 6 status reads/s")
+                merged_wrk,
+                m["extra"],
+                "row 6 status reads/s",
+            )
     if 1 in wanted or 3 in wanted:
         log("rows 1 and 3: bare views")
 
@@ -78,21 +88,32 @@ def run(stack: Stack, env: dict, base_url: str, port: int, args) -> dict:
     if 2 in wanted:
         log(f"row 2: {args.jobs} no-op jobs end to end through the API")
         if peer is None:
-            m["e2e"] = with_cpu(meter, lambda: api_end_to_end(client, base_url, token, args.jobs,
-                                                              args.connections, args.threads),
-                                with_leftovers=True)
+            m["e2e"] = with_cpu(
+                meter,
+                lambda: api_end_to_end(client, base_url, token, args.jobs, args.connections, args.threads),
+                with_leftovers=True,
+            )
         else:
             log(f"row 6: {args.jobs} jobs end to end on each side, ours and the peer's in alternation (ABBA)")
             half = max(args.threads, args.jobs // 2)
             m["e2e"], m["peer_e2e"] = alternated(
-                lambda: with_cpu(meter, lambda: api_end_to_end(client, base_url, token, half,
-                                                               args.connections, args.threads),
-                                 with_leftovers=True),
-                lambda: with_cpu(meter, lambda: api_end_to_end(peer, base_url, peer.token, half,
-                                                               args.connections, args.threads, api=PEER_API),
-                                 with_leftovers=True),
-                merged_e2e, m["extra"], "row 6 end to end jobs/s",
-                {"row 6 end to end CPU ms per 1,000 jobs ABBA": cpu_ms_per_1000})
+                lambda: with_cpu(
+                    meter,
+                    lambda: api_end_to_end(client, base_url, token, half, args.connections, args.threads),
+                    with_leftovers=True,
+                ),
+                lambda: with_cpu(
+                    meter,
+                    lambda: api_end_to_end(
+                        peer, base_url, peer.token, half, args.connections, args.threads, api=PEER_API
+                    ),
+                    with_leftovers=True,
+                ),
+                merged_e2e,
+                m["extra"],
+                "row 6 end to end jobs/s",
+                {"row 6 end to end CPU ms per 1,000 jobs ABBA": cpu_ms_per_1000},
+            )
             m["extra"]["row 6 peer submissions alone"] = f"{m['peer_e2e']['submit_per_s']:.0f}/s"
         m["extra"]["row 2 submissions alone"] = f"{m['e2e']['submit_per_s']:.0f}/s"
     if 1 in wanted:
@@ -101,18 +122,34 @@ def run(stack: Stack, env: dict, base_url: str, port: int, args) -> dict:
         log("row 1: job submissions with the workers paused (the web tier alone, like the baselines)")
         with paused(stack, "worker"):
             if peer is None:
-                m["submit"] = with_cpu(meter, lambda: wrk(base_url + "/api/jobs/", token=token, method="POST",
-                                                          body=NOOP_BODY, **load), with_leftovers=False)
+                m["submit"] = with_cpu(
+                    meter,
+                    lambda: wrk(base_url + "/api/jobs/", token=token, method="POST", body=NOOP_BODY, **load),
+                    with_leftovers=False,
+                )
             else:
                 log("row 6: submissions, ours and the peer's in alternation (ABBA)")
                 half = {**load, "duration": max(1, args.duration // 2)}
                 m["submit"], m["peer_submit"] = alternated(
-                    lambda: with_cpu(meter, lambda: wrk(base_url + "/api/jobs/", token=token, method="POST",
-                                                        body=NOOP_BODY, **half), with_leftovers=False),
-                    lambda: with_cpu(meter, lambda: wrk(base_url + PEER_API, token=peer.token, method="POST",
-                                                        body=NOOP_BODY, **half), with_leftovers=False),
-                    merged_wrk, m["extra"], "row 6 submissions/s",
-                    {"row 6 CPU ms per 1,000 submissions ABBA": lambda part: cpu_ms_per_1000(part, "ok")})
+                    lambda: with_cpu(
+                        meter,
+                        lambda: wrk(
+                            base_url + "/api/jobs/", token=token, method="POST", body=NOOP_BODY, **half
+                        ),
+                        with_leftovers=False,
+                    ),
+                    lambda: with_cpu(
+                        meter,
+                        lambda: wrk(
+                            base_url + PEER_API, token=peer.token, method="POST", body=NOOP_BODY, **half
+                        ),
+                        with_leftovers=False,
+                    ),
+                    merged_wrk,
+                    m["extra"],
+                    "row 6 submissions/s",
+                    {"row 6 CPU ms per 1,000 submissions ABBA": lambda part: cpu_ms_per_1000(part, "ok")},
+                )
     if 2 in wanted or 4 in wanted:
         log("rows 2 and 4: raw Celery inside the stack (after the queue drained)")
         # in_stack.py marks the N tasks' phase (sent, run, read back): its CPU time, not that of the
@@ -125,8 +162,14 @@ def run(stack: Stack, env: dict, base_url: str, port: int, args) -> dict:
             elif name == "end":  # the N jobs are read back: their leftovers are theirs
                 marks["cpu_s"] = meter.spent(marks["before"], settle=True)
 
-        m["raw"] = stack.in_stack("raw", str(args.jobs), str(args.samples), "300", timeout=900,
-                                  on_mark=on_mark if 2 in wanted else None)
+        m["raw"] = stack.in_stack(
+            "raw",
+            str(args.jobs),
+            str(args.samples),
+            "300",
+            timeout=900,
+            on_mark=on_mark if 2 in wanted else None,
+        )
         if 2 in wanted:
             if "cpu_s" not in marks:
                 raise BenchError("in_stack.py raw marked no start and end of its N tasks")

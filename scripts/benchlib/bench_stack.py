@@ -17,21 +17,20 @@ from composelib import ComposeProject, docker
 
 
 class Stack(ComposeProject):
-    def in_stack(self, *args: str, script: str = "in_stack.py", timeout: float = 600,
-                 on_mark=None) -> dict:
+    def in_stack(self, *args: str, script: str = "in_stack.py", timeout: float = 600, on_mark=None) -> dict:
         """Run scripts/benchlib/<script> (in_stack.py, pools_in_stack.py) inside the web container;
         its last line is JSON. With on_mark, each `MARK <name>` line the script prints calls
         on_mark(name) while the script waits for it (in_stack.py's mark())."""
         if on_mark is None:
-            result = self.compose("exec", "-T", "web", "python", "-", *args,
-                                  input=(LIB / script).read_text(), timeout=timeout)
+            result = self.compose(
+                "exec", "-T", "web", "python", "-", *args, input=(LIB / script).read_text(), timeout=timeout
+            )
             stdout, stderr = result.stdout, result.stderr
         else:
             stdout, stderr = self.exec_marked(script, args, on_mark, timeout)
         lines = [line for line in stdout.splitlines() if line.startswith("{")]
         if not lines:
-            raise BenchError(f"{script} {args[0]} printed no result:\n{stdout[-2000:]}"
-                             f"\n{stderr[-2000:]}")
+            raise BenchError(f"{script} {args[0]} printed no result:\n{stdout[-2000:]}\n{stderr[-2000:]}")
         answer = json.loads(lines[-1])
         if "error" in answer:
             raise BenchError(f"{script} {args[0]}: {answer}")
@@ -43,8 +42,15 @@ class Stack(ComposeProject):
         go on. Returns the other stdout lines and stderr."""
         exec_args = ("exec", "-T", "web", "python", "-c", (LIB / script).read_text(), *args)
         with tempfile.TemporaryFile(mode="w+") as stderr:
-            proc = subprocess.Popen(self.command(*exec_args), cwd=ROOT, env=self.env, text=True,
-                                    stdin=subprocess.PIPE, stdout=subprocess.PIPE, stderr=stderr)
+            proc = subprocess.Popen(
+                self.command(*exec_args),
+                cwd=ROOT,
+                env=self.env,
+                text=True,
+                stdin=subprocess.PIPE,
+                stdout=subprocess.PIPE,
+                stderr=stderr,
+            )
             # Reading stdout blocks; the timer ends a script that hangs.
             timer = threading.Timer(timeout, proc.kill)
             timer.start()
@@ -106,9 +112,9 @@ class StackCpu:
     jobs just finished) is not charged to the next phase: in row 6's alternation that would be
     the other side's (docs/benchmarks.md, "CPU per 1,000 jobs")."""
 
-    QUIET_CPUS = 0.1        # below this (all containers) the stack is at rest; healthcheck spikes pass
-    QUIET_WINDOW_S = 0.25   # over this long
-    SETTLE_TIMEOUT_S = 15   # then measure anyway, with a warning
+    QUIET_CPUS = 0.1  # below this (all containers) the stack is at rest; healthcheck spikes pass
+    QUIET_WINDOW_S = 0.25  # over this long
+    SETTLE_TIMEOUT_S = 15  # then measure anyway, with a warning
 
     def __init__(self, stack: Stack):
         self.stack = stack
@@ -118,8 +124,12 @@ class StackCpu:
         ids = self.stack.container_ids()
         if not ids:
             raise BenchError(f"project {self.stack.project} has no running container")
-        out = docker("inspect", "-f", "{{.Name}}\t{{.State.Pid}}\t"
-                     '{{index .Config.Labels "com.docker.compose.service"}}', *ids)
+        out = docker(
+            "inspect",
+            "-f",
+            '{{.Name}}\t{{.State.Pid}}\t{{index .Config.Labels "com.docker.compose.service"}}',
+            *ids,
+        )
         found = {}
         try:
             for line in out.splitlines():
@@ -149,8 +159,10 @@ class StackCpu:
             if used < self.QUIET_CPUS * (now_at - last_at):
                 return now
             if now_at > deadline:
-                WARNINGS.append(f"CPU time: the stack still used {used / (now_at - last_at):.2f} CPUs "
-                                f"{self.SETTLE_TIMEOUT_S} s after a phase; measured anyway")
+                WARNINGS.append(
+                    f"CPU time: the stack still used {used / (now_at - last_at):.2f} CPUs "
+                    f"{self.SETTLE_TIMEOUT_S} s after a phase; measured anyway"
+                )
                 return now
             last, last_at = now, now_at
 
@@ -159,8 +171,9 @@ class StackCpu:
         containers = self.containers()
         seen = self.settled(containers) if settle else self.read(containers)
         if len(seen) < len(containers):
-            raise BenchError(f"CPU time of {', '.join(sorted(set(containers) - set(seen)))}: "
-                             "its cgroup went away")
+            raise BenchError(
+                f"CPU time of {', '.join(sorted(set(containers) - set(seen)))}: its cgroup went away"
+            )
         return seen
 
     def spent(self, before: dict[str, tuple[str, Path, float]], settle: bool = False) -> dict[str, float]:
@@ -168,8 +181,10 @@ class StackCpu:
         containers = {name: (service, path) for name, (service, path, _) in before.items()}
         after = self.settled(containers) if settle else self.read(containers)
         try:
-            return cgroup_cpu.spent({name: (service, sec) for name, (service, _, sec) in before.items()},
-                                    {name: sec for name, (_, _, sec) in after.items()})
+            return cgroup_cpu.spent(
+                {name: (service, sec) for name, (service, _, sec) in before.items()},
+                {name: sec for name, (_, _, sec) in after.items()},
+            )
         except cgroup_cpu.CgroupCpuError as exc:
             raise BenchError(f"CPU time of the containers of {self.stack.project}: {exc}") from exc
 
@@ -189,8 +204,14 @@ def with_cpu(meter: StackCpu, measure, *, with_leftovers: bool):
 def add_cpu_per_thousand(m: dict) -> None:
     """Each measured phase with CPU time gains "cpu_ms_per_1000" (service -> CPU ms per 1,000 of
     its jobs, submissions or requests, and "total")."""
-    for key, count in (("e2e", "n"), ("peer_e2e", "n"), ("raw", "n"), ("submit", "ok"),
-                       ("peer_submit", "ok"), ("whoami", "ok")):
+    for key, count in (
+        ("e2e", "n"),
+        ("peer_e2e", "n"),
+        ("raw", "n"),
+        ("submit", "ok"),
+        ("peer_submit", "ok"),
+        ("whoami", "ok"),
+    ):
         if key in m and "cpu_s" in m[key]:
             m[key]["cpu_ms_per_1000"] = cgroup_cpu.per_thousand(m[key]["cpu_s"], m[key][count])
 

@@ -35,10 +35,10 @@ POOLS = ("prefork", "threads", "gevent", "solo")
 
 # name: (full, short)
 MODES = {
-    "broker_jobs": (2000, 100),     # row 7: no-op jobs on each broker, each round
-    "broker_rounds": (2, 1),        # row 7: rounds (Redis, RabbitMQ, Redis, ...); best of each side
-    "pool_concurrency": (4, 2),     # row 8: the concurrency every pool runs at (solo: 1)
-    "pool_high": (50, 20),          # row 8: gevent's extra high-concurrency line
+    "broker_jobs": (2000, 100),  # row 7: no-op jobs on each broker, each round
+    "broker_rounds": (2, 1),  # row 7: rounds (Redis, RabbitMQ, Redis, ...); best of each side
+    "pool_concurrency": (4, 2),  # row 8: the concurrency every pool runs at (solo: 1)
+    "pool_high": (50, 20),  # row 8: gevent's extra high-concurrency line
 }
 # Row 8's jobs, full and short: (kind, params, how many). sum_number over 5 x 10^7 numbers is
 # about 1 s of one CPU holding the GIL (on an idle core here); wait_io waits without using the
@@ -51,16 +51,24 @@ IO_JOB = {0: ("wait_io", {"seconds": 1.0, "steps": 1}, 24), 1: ("wait_io", {"sec
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("rows 7 (Redis vs RabbitMQ) and 8 (worker pools)")
-    group.add_argument("--rabbit-project", help="row 7: the RabbitMQ overlay's compose project "
-                       "(default <project>-rabbit; brought up if not running, removed again after)")
+    group.add_argument(
+        "--rabbit-project",
+        help="row 7: the RabbitMQ overlay's compose project "
+        "(default <project>-rabbit; brought up if not running, removed again after)",
+    )
     group.add_argument("--rabbit-port", type=int, help="row 7: its web port (default web's + 1)")
     group.add_argument("--broker-jobs", type=int, help="row 7: jobs on each broker (full 2000, short 100)")
-    group.add_argument("--broker-rounds", type=int,
-                       help="row 7: measurements on each broker (full 2, short 1)")
-    group.add_argument("--pool-jobs", type=int, help="row 8: jobs of each kind per pool "
-                       "(full 16 CPU-bound, 24 I/O-bound; short 4 each)")
-    group.add_argument("--pool-concurrency", type=int,
-                       help="row 8: concurrency of every pool (full 4, short 2)")
+    group.add_argument(
+        "--broker-rounds", type=int, help="row 7: measurements on each broker (full 2, short 1)"
+    )
+    group.add_argument(
+        "--pool-jobs",
+        type=int,
+        help="row 8: jobs of each kind per pool (full 16 CPU-bound, 24 I/O-bound; short 4 each)",
+    )
+    group.add_argument(
+        "--pool-concurrency", type=int, help="row 8: concurrency of every pool (full 4, short 2)"
+    )
     group.add_argument("--pool-high", type=int, help="row 8: gevent's high concurrency (full 50, short 20)")
 
 
@@ -73,11 +81,13 @@ def settle_args(args, rows_given: bool) -> None:
     args.skipped = {}
     if args.short and not rows_given and 7 in args.wanted:
         args.wanted.discard(7)
-        args.skipped[7] = ("skipped in --short: needs a second stack (the RabbitMQ overlay); "
-                           "--rows 7 measures it")
+        args.skipped[7] = (
+            "skipped in --short: needs a second stack (the RabbitMQ overlay); --rows 7 measures it"
+        )
 
 
 # --- the RabbitMQ project -------------------------------------------------------------------------
+
 
 def overlay_stack(bench, project: str, env: dict):
     return bench.Stack(project, env, files=RABBIT_FILES)
@@ -101,23 +111,26 @@ def warm_up(bench, client) -> None:
 def broker_row(bench, stack, env: dict, port: int, args) -> dict:
     project = args.rabbit_project or f"{args.project}-rabbit"
     rabbit_port = args.rabbit_port or port + 1
-    rabbit_env = {**env, "APP_IMAGE": app_image(bench, stack), "WEB_PORT": str(rabbit_port),
-                  "FLOWER_PORT": str(args.flower_port + 1),
-                  "RABBITMQ_MANAGEMENT_PORT": env.get("BENCH_RABBITMQ_MANAGEMENT_PORT", "55672")}
+    rabbit_env = {
+        **env,
+        "APP_IMAGE": app_image(bench, stack),
+        "WEB_PORT": str(rabbit_port),
+        "FLOWER_PORT": str(args.flower_port + 1),
+        "RABBITMQ_MANAGEMENT_PORT": env.get("BENCH_RABBITMQ_MANAGEMENT_PORT", "55672"),
+    }
     rabbit = overlay_stack(bench, project, rabbit_env)
     started = False
     try:
         if not {"web", "worker", "rabbitmq", "redis", "postgres"} <= rabbit.running_services():
-            bench.log(f"row 7: bringing up project {project} (RabbitMQ overlay, image "
-                      f"{rabbit_env['APP_IMAGE']}, web on 127.0.0.1:{rabbit_port})")
+            bench.log(
+                f"row 7: bringing up project {project} (RabbitMQ overlay, image "
+                f"{rabbit_env['APP_IMAGE']}, web on 127.0.0.1:{rabbit_port})"
+            )
             rabbit.compose("up", "-d", "--wait", timeout=900)
             started = True
         else:
             rabbit_port = rabbit.published_port("web", 8000) or rabbit_port
-        sides = {
-            "redis": (stack, port),
-            "rabbitmq": (rabbit, rabbit_port),
-        }
+        sides = {"redis": (stack, port), "rabbitmq": (rabbit, rabbit_port)}
         clients = {}
         for name, (side, side_port) in sides.items():
             token = side.in_stack("token")["token"]
@@ -128,13 +141,20 @@ def broker_row(bench, stack, env: dict, port: int, args) -> dict:
         for round_ in range(1, args.broker_rounds + 1):
             for name in ("redis", "rabbitmq"):
                 client, token, base_url = clients[name]
-                bench.log(f"row 7: {args.broker_jobs} no-op jobs end to end on {name} "
-                          f"(round {round_} of {args.broker_rounds})")
-                results[name].append(bench.api_end_to_end(client, base_url, token, args.broker_jobs,
-                                                          args.connections, args.threads))
-        return {"project": project, **{name: max(runs, key=lambda r: r["per_s"])
-                                       for name, runs in results.items()},
-                "runs": {name: [round(r["per_s"], 1) for r in runs] for name, runs in results.items()}}
+                bench.log(
+                    f"row 7: {args.broker_jobs} no-op jobs end to end on {name} "
+                    f"(round {round_} of {args.broker_rounds})"
+                )
+                results[name].append(
+                    bench.api_end_to_end(
+                        client, base_url, token, args.broker_jobs, args.connections, args.threads
+                    )
+                )
+        return {
+            "project": project,
+            **{name: max(runs, key=lambda r: r["per_s"]) for name, runs in results.items()},
+            "runs": {name: [round(r["per_s"], 1) for r in runs] for name, runs in results.items()},
+        }
     finally:
         if started:
             bench.log(f"row 7: removing project {project}")
@@ -143,16 +163,35 @@ def broker_row(bench, stack, env: dict, port: int, args) -> dict:
 
 # --- the pools --------------------------------------------------------------------------------
 
+
 @contextlib.contextmanager
 def pool_worker(bench, stack, pool: str, concurrency: int, queue: str):
     """A worker container of this pool on its own queue: the worker service's definition
     (image, environment, limits), started with `docker compose run`, removed afterwards."""
     name = f"{stack.project}-bench-{pool}-{concurrency}-{uuid.uuid4().hex[:6]}"
-    stack.compose("run", "-d", "--no-deps", "--name", name,
-                  "-e", f"CELERY_WORKER_POOL={pool}", "-e", f"CELERY_WORKER_CONCURRENCY={concurrency}",
-                  "worker", "celery", "--app=config", "worker", f"--queues={queue}", f"--pool={pool}",
-                  f"--concurrency={concurrency}", f"--hostname=bench-{pool}-{concurrency}@%h",
-                  "--without-gossip", "--without-mingle", "--loglevel=INFO", timeout=300)
+    stack.compose(
+        "run",
+        "-d",
+        "--no-deps",
+        "--name",
+        name,
+        "-e",
+        f"CELERY_WORKER_POOL={pool}",
+        "-e",
+        f"CELERY_WORKER_CONCURRENCY={concurrency}",
+        "worker",
+        "celery",
+        "--app=config",
+        "worker",
+        f"--queues={queue}",
+        f"--pool={pool}",
+        f"--concurrency={concurrency}",
+        f"--hostname=bench-{pool}-{concurrency}@%h",
+        "--without-gossip",
+        "--without-mingle",
+        "--loglevel=INFO",
+        timeout=300,
+    )
     try:
         deadline = time.monotonic() + 180
         while True:
@@ -161,8 +200,9 @@ def pool_worker(bench, stack, pool: str, concurrency: int, queue: str):
                 break
             state = bench.docker("inspect", "-f", "{{.State.Status}}", name).strip()
             if state != "running" or time.monotonic() > deadline:
-                raise bench.BenchError(f"the {pool} worker did not get ready ({state}):\n"
-                                       f"{(logs.stdout + logs.stderr)[-3000:]}")
+                raise bench.BenchError(
+                    f"the {pool} worker did not get ready ({state}):\n{(logs.stdout + logs.stderr)[-3000:]}"
+                )
             time.sleep(0.5)
         yield name
     finally:
@@ -191,8 +231,17 @@ def pool_rows(bench, stack, args) -> dict:
                 for kind, params, n in kinds:
                     n = args.pool_jobs or n
                     bench.log(f"row 8: {n} {kind} jobs on {pool} x {concurrency}")
-                    run = stack.in_stack("run", queue, kind, str(n), json.dumps(params), str(2 * concurrency), "600",
-                                         script="pools_in_stack.py", timeout=700)
+                    run = stack.in_stack(
+                        "run",
+                        queue,
+                        kind,
+                        str(n),
+                        json.dumps(params),
+                        str(2 * concurrency),
+                        "600",
+                        script="pools_in_stack.py",
+                        timeout=700,
+                    )
                     results.append({"pool": pool, "concurrency": concurrency, **run})
                 results[-1]["memory_mb"] = container_mb(bench, name)
             load.append(os.getloadavg()[0])
@@ -204,6 +253,7 @@ def pool_rows(bench, stack, args) -> dict:
 
 # --- scripts/bench's entry points -------------------------------------------------------------
 
+
 def run(bench, stack, env: dict, port: int, args) -> dict:
     m = {}
     if 7 in args.wanted:
@@ -211,55 +261,3 @@ def run(bench, stack, env: dict, port: int, args) -> dict:
     if 8 in args.wanted:
         m["pools"] = pool_rows(bench, stack, args)
     return m
-
-
-def _describe(params: dict) -> str:
-    return ", ".join(f"{k}={v:,}" if isinstance(v, int) else f"{k}={v:g}" for k, v in params.items())
-
-
-def build_rows(m: dict, args) -> list[dict]:
-    rows = []
-    for row, reason in sorted(getattr(args, "skipped", {}).items()):
-        rows.append({"row": row, "measure": "Redis vs RabbitMQ end to end: skipped (see notes)",
-                     "value": None, "unit": "", "skipped": reason})
-    if "brokers" in m:
-        b = m["brokers"]
-        rabbit, redis = b["rabbitmq"]["per_s"], b["redis"]["per_s"]
-        rows.append({"row": 7,
-                     "measure": f"no-op jobs end to end via the API on RabbitMQ (N={b['rabbitmq']['n']})",
-                     "value": rabbit, "unit": "jobs/s", "baseline_name": "the same on Redis",
-                     "baseline": redis, "ratio": rabbit / redis})
-    if "pools" in m:
-        runs = m["pools"]["runs"]
-        for kind in dict.fromkeys(r["kind"] for r in runs):
-            of_kind = [r for r in runs if r["kind"] == kind]
-            base = next(r for r in of_kind if r["pool"] == "prefork")
-            label = "CPU-bound" if kind == "sum_number" else "I/O-bound"
-            for r in of_kind:
-                first = r is of_kind[0]
-                measure = (f"{label} {kind} x{r['n']}: {r['pool']} -c{r['concurrency']}"
-                           if first else f"  {r['pool']} -c{r['concurrency']}")
-                # Per minute: a few jobs a second would print as "1 jobs/s" (whole numbers).
-                rows.append({"row": 8, "measure": measure, "value": r["per_s"] * 60, "unit": "jobs/min",
-                             "baseline_name": f"prefork -c{base['concurrency']}",
-                             "baseline": base["per_s"] * 60, "ratio": r["per_s"] / base["per_s"]})
-    return rows
-
-
-def notes(m: dict, args) -> dict:
-    extra = {f"row {row}": reason for row, reason in sorted(getattr(args, "skipped", {}).items())}
-    if "brokers" in m:
-        b = m["brokers"]
-        extra["row 7 runs (jobs/s)"] = f"Redis {b['runs']['redis']}, RabbitMQ {b['runs']['rabbitmq']}"
-    if "pools" in m:
-        memory = [f"{r['pool']} -c{r['concurrency']} {r['memory_mb']:.0f} MB"
-                  for r in m["pools"]["runs"] if r.get("memory_mb")]
-        if memory:
-            extra["row 8 worker memory after its jobs"] = ", ".join(memory)
-        # The host's 1-minute load average before row 8 and after each pool: on a shared machine
-        # the CPU-bound ratios mean little when it is far above the CPU count.
-        extra["row 8 load average"] = " -> ".join(f"{x:.1f}" for x in m["pools"]["load"])
-        jobs = {r["kind"]: _describe(r["params"]) for r in m["pools"]["runs"]}
-        extra["row 8 jobs"] = "; ".join(f"{kind}({params})" for kind, params in jobs.items())
-    return extra
-

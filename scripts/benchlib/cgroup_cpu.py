@@ -28,6 +28,7 @@ class CgroupCpuError(Exception):
 @dataclass(frozen=True)
 class CgroupLine:
     """One line of /proc/<pid>/cgroup: `hierarchy-id:controller,controller:path`."""
+
     hierarchy: int
     controllers: tuple[str, ...]  # empty for the cgroup v2 line (`0::/path`)
     path: str
@@ -37,6 +38,7 @@ class CgroupLine:
 class CgroupMount:
     """A cgroup filesystem in /proc/self/mountinfo: `root` is the cgroup path that appears at
     `mount_point` (`/` unless a subtree was mounted, as inside a container)."""
+
     root: str
     mount_point: str
     version: int  # 1 or 2
@@ -58,8 +60,8 @@ def _unescape(field: str) -> str:
     """mountinfo writes space, tab, newline and backslash as octal escapes (\\040 ...)."""
     out, i = [], 0
     while i < len(field):
-        if field[i] == "\\" and field[i + 1:i + 4].isdigit():
-            out.append(chr(int(field[i + 1:i + 4], 8)))
+        if field[i] == "\\" and field[i + 1 : i + 4].isdigit():
+            out.append(chr(int(field[i + 1 : i + 4], 8)))
             i += 4
         else:
             out.append(field[i])
@@ -91,7 +93,7 @@ def _under_mount(mount: CgroupMount, cgroup_path: str) -> Path | None:
     root = mount.root.rstrip("/")
     if cgroup_path != root and not cgroup_path.startswith(root + "/"):
         return None
-    return Path(mount.mount_point, cgroup_path[len(root):].lstrip("/"))
+    return Path(mount.mount_point, cgroup_path[len(root) :].lstrip("/"))
 
 
 def usage_file(proc_cgroup: str, mountinfo: str) -> Path:
@@ -178,8 +180,10 @@ def spent(before: dict[str, tuple[str, float]], after: dict[str, float]) -> dict
         end = after[container]
         if end < start:
             # A restarted container gets a fresh cgroup (same path, counter from zero).
-            raise CgroupCpuError(f"the CPU time of container {container} went back ({start:.3f} s -> "
-                                 f"{end:.3f} s): it restarted during the measured phase")
+            raise CgroupCpuError(
+                f"the CPU time of container {container} went back ({start:.3f} s -> "
+                f"{end:.3f} s): it restarted during the measured phase"
+            )
         by_service[service] = by_service.get(service, 0.0) + end - start
     return by_service
 

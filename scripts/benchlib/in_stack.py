@@ -94,8 +94,11 @@ def drain(timeout: float) -> dict:
         if queued == 0 and unacked == 0:
             return {"drained": True, "seconds": round(time.monotonic() - start, 3)}
         time.sleep(0.05)
-    return {"error": f"the jobs queue did not drain within {timeout:g} s", "queued": queued,
-            "unacked": unacked}
+    return {
+        "error": f"the jobs queue did not drain within {timeout:g} s",
+        "queued": queued,
+        "unacked": unacked,
+    }
 
 
 def mark(name: str) -> None:
@@ -153,7 +156,10 @@ def raw(n: int, m: int, drain_timeout: float) -> dict:
     latencies = [round_trip() for _ in range(m)]
     return {
         "drain_seconds": drained["seconds"],
-        "n": n, "enqueue_per_s": n / enqueued, "seconds": elapsed, "per_s": n / elapsed,
+        "n": n,
+        "enqueue_per_s": n / enqueued,
+        "seconds": elapsed,
+        "per_s": n / elapsed,
         "latencies_ms": [round(x * 1000, 3) for x in latencies],
     }
 

@@ -45,16 +45,19 @@ JOB_SECONDS = 600  # long enough for every phase (wait_io's most); cancelled at 
 
 # name: (full, short)
 MODES = {
-    "live_pages": (100, 100),   # open pages on each side
-    "live_seconds": (20, 5),    # the measured window of each side and case
+    "live_pages": (100, 100),  # open pages on each side
+    "live_seconds": (20, 5),  # the measured window of each side and case
 }
 
 
 def add_arguments(parser) -> None:
     group = parser.add_argument_group("row 9 (open job pages)")
     group.add_argument("--live-pages", type=int, help="row 9: open pages, and API pollers (100)")
-    group.add_argument("--live-seconds", type=int,
-                       help="row 9: seconds measured on each side of each case (full 20, short 5)")
+    group.add_argument(
+        "--live-seconds",
+        type=int,
+        help="row 9: seconds measured on each side of each case (full 20, short 5)",
+    )
 
 
 def settle_args(args) -> None:
@@ -129,8 +132,12 @@ def sign_in(bench, port: int, username: str, password: str) -> str:
     if not csrf:
         raise bench.BenchError("GET /accounts/login/ set no csrftoken cookie")
     body = urlencode({"username": username, "password": password, "csrfmiddlewaretoken": csrf})
-    conn.request("POST", "/accounts/login/", body=body,
-                 headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={csrf}"})
+    conn.request(
+        "POST",
+        "/accounts/login/",
+        body=body,
+        headers={"Content-Type": "application/x-www-form-urlencoded", "Cookie": f"csrftoken={csrf}"},
+    )
     response = conn.getresponse()
     response.read()
     conn.close()
@@ -146,8 +153,9 @@ def measure(bench, meter, pollers: list[Poller], warm_up: float, seconds: float)
     time over `seconds`; stop them."""
     stop = threading.Event()
     spread = min(POLL_S, API_POLL_S)
-    threads = [threading.Thread(target=p.run, args=(stop, random.uniform(0, spread)), daemon=True)
-               for p in pollers]
+    threads = [
+        threading.Thread(target=p.run, args=(stop, random.uniform(0, spread)), daemon=True) for p in pollers
+    ]
     for thread in threads:
         thread.start()
     try:
@@ -170,12 +178,16 @@ def measure(bench, meter, pollers: list[Poller], warm_up: float, seconds: float)
     if failed:
         bench.WARNINGS.append(f"row 9: {failed} of {len(answers)} polls failed")
     window = end - start
-    return {"reads": len(answers), "seconds": window, "per_s": len(answers) / window,
-            "not_modified": sum(1 for status in answers if status == 304) / len(answers),
-            "cpu_s": cpu_s,
-            "web_cpu_ms_per_s": cpu_s.get("web", 0.0) * 1000 / window,
-            "stack_cpu_ms_per_s": sum(cpu_s.values()) * 1000 / window,
-            "web_cpu_ms_per_1000": cpu_s.get("web", 0.0) * 1e6 / len(answers)}
+    return {
+        "reads": len(answers),
+        "seconds": window,
+        "per_s": len(answers) / window,
+        "not_modified": sum(1 for status in answers if status == 304) / len(answers),
+        "cpu_s": cpu_s,
+        "web_cpu_ms_per_s": cpu_s.get("web", 0.0) * 1000 / window,
+        "stack_cpu_ms_per_s": sum(cpu_s.values()) * 1000 / window,
+        "web_cpu_ms_per_1000": cpu_s.get("web", 0.0) * 1e6 / len(answers),
+    }
 
 
 def run(bench, stack, port: int, args) -> dict:
@@ -192,8 +204,10 @@ def run(bench, stack, port: int, args) -> dict:
     whole_periods = math.ceil(seconds / MAX_POLL_S) * MAX_POLL_S
     cases = {}
     # (case, steps of the two jobs: one a second, or a single long one)
-    for case, steps, warm_up, window in (("progressing", JOB_SECONDS, 2.0, seconds),
-                                         ("unchanged", 1, BACKOFF_WARM_UP_S, whole_periods)):
+    for case, steps, warm_up, window in (
+        ("progressing", JOB_SECONDS, 2.0, seconds),
+        ("unchanged", 1, BACKOFF_WARM_UP_S, whole_periods),
+    ):
         bench.log(f"row 9: {n} open job pages vs {n} API pollers, jobs {case}")
         body = json.dumps({"kind": "wait_io", "params": {"seconds": JOB_SECONDS, "steps": steps}})
         job_ids = []
@@ -209,58 +223,30 @@ def run(bench, stack, port: int, args) -> dict:
                 raise bench.BenchError(f"row 9: the {case} jobs did not reach {want} in 120 s")
             time.sleep(0.1)
         try:
-            pages = [Poller(port, f"/jobs/live/?id={job_ids[i % 2]}",
-                            {"Cookie": f"sessionid={session}", "Accept": "application/json"}, True)
-                     for i in range(n)]
-            api = [Poller(port, f"/api/jobs/{job_ids[i % 2]}/",
-                          {"Authorization": f"Token {token}", "Accept": "application/json"}, False)
-                   for i in range(n)]
-            cases[case] = {"pages": measure(bench, meter, pages, warm_up, window),
-                           "api": measure(bench, meter, api, 2.0, window)}
+            pages = [
+                Poller(
+                    port,
+                    f"/jobs/live/?id={job_ids[i % 2]}",
+                    {"Cookie": f"sessionid={session}", "Accept": "application/json"},
+                    True,
+                )
+                for i in range(n)
+            ]
+            api = [
+                Poller(
+                    port,
+                    f"/api/jobs/{job_ids[i % 2]}/",
+                    {"Authorization": f"Token {token}", "Accept": "application/json"},
+                    False,
+                )
+                for i in range(n)
+            ]
+            cases[case] = {
+                "pages": measure(bench, meter, pages, warm_up, window),
+                "api": measure(bench, meter, api, 2.0, window),
+            }
         finally:
             for job_id in job_ids:
                 client.call("DELETE", f"/api/jobs/{job_id}/")
     stack.in_stack("drain", "120")
     return {"live_pages": {"n": n, "seconds": seconds, **cases}}
-
-
-def build_rows(m: dict, args) -> list[dict]:
-    if "live_pages" not in m:
-        return []
-    live = m["live_pages"]
-    n = live["n"]
-    rows = []
-    for case, text in (("progressing", "jobs progressing every 1 s"),
-                       ("unchanged", "jobs unchanged (a long step)")):
-        pages, api = live[case]["pages"], live[case]["api"]
-        api_name = f"{n} API pollers each 1 s"
-        rows += [
-            {"row": ROW, "measure": f"{n} open job pages, {text}: web's CPU", "unit": "CPU ms/s",
-             "value": pages["web_cpu_ms_per_s"], "baseline_name": api_name,
-             "baseline": api["web_cpu_ms_per_s"],
-             "ratio": api["web_cpu_ms_per_s"] / pages["web_cpu_ms_per_s"]},
-            {"row": ROW, "measure": f"  status reads ({pages['not_modified']:.0%} answered 304)",
-             "unit": "/s",
-             "value": pages["per_s"], "baseline_name": "API reads", "baseline": api["per_s"],
-             "ratio": pages["per_s"] / api["per_s"]},
-            {"row": ROW, "measure": "  web's CPU per 1,000 reads", "unit": "CPU ms",
-             "value": pages["web_cpu_ms_per_1000"], "baseline_name": "API",
-             "baseline": api["web_cpu_ms_per_1000"],
-             "ratio": api["web_cpu_ms_per_1000"] / pages["web_cpu_ms_per_1000"]},
-            {"row": ROW, "measure": "  whole stack's CPU", "unit": "CPU ms/s",
-             "value": pages["stack_cpu_ms_per_s"], "baseline_name": "API",
-             "baseline": api["stack_cpu_ms_per_s"],
-             "ratio": api["stack_cpu_ms_per_s"] / pages["stack_cpu_ms_per_s"]},
-        ]
-    return rows
-
-
-def notes(m: dict) -> dict:
-    if "live_pages" not in m:
-        return {}
-    live = m["live_pages"]
-    windows = {case: f"{live[case]['pages']['seconds']:.0f} s" for case in ("progressing", "unchanged")}
-    return {"row 9": (f"{live['n']} pollers per side, measured {windows['progressing']} (progressing) and "
-                      f"{windows['unchanged']} (unchanged, after {BACKOFF_WARM_UP_S:.0f} s of backoff) each; "
-                      "CPU ratios are the API's / the pages' (> 1: the pages cheaper); reads ratio "
-                      "pages / API")}

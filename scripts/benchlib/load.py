@@ -14,23 +14,47 @@ from pathlib import Path
 from common import LIB, NOOP_BODY, WARNINGS, BenchError
 
 
-def wrk(url: str, *, token: str | None, method: str = "GET", body: str | None = None,
-        duration: int, connections: int, threads: int) -> dict:
+def wrk(
+    url: str,
+    *,
+    token: str | None,
+    method: str = "GET",
+    body: str | None = None,
+    duration: int,
+    connections: int,
+    threads: int,
+) -> dict:
     env = {**os.environ, "BENCH_TOKEN": token or "", "BENCH_METHOD": method, "BENCH_BODY": body or ""}
-    command = ["wrk", f"-t{threads}", f"-c{connections}", f"-d{duration}s", "--timeout", "10s",
-               "--latency", "-s", str(LIB / "load.lua"), url]
+    command = [
+        "wrk",
+        f"-t{threads}",
+        f"-c{connections}",
+        f"-d{duration}s",
+        "--timeout",
+        "10s",
+        "--latency",
+        "-s",
+        str(LIB / "load.lua"),
+        url,
+    ]
     result = subprocess.run(command, capture_output=True, text=True, env=env, timeout=duration + 60)
     lines = [line for line in result.stdout.splitlines() if line.startswith("BENCH ")]
     if result.returncode != 0 or not lines:
-        raise BenchError(f"wrk {method} {url} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}")
-    stats = json.loads(lines[-1][len("BENCH "):])
-    errors = sum(stats[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts"))
+        raise BenchError(
+            f"wrk {method} {url} failed ({result.returncode}):\n{result.stdout}\n{result.stderr}"
+        )
+    stats = json.loads(lines[-1][len("BENCH ") :])
+    errors = sum(
+        stats[k] for k in ("connect_errors", "read_errors", "write_errors", "status_errors", "timeouts")
+    )
     stats["errors"] = errors
     stats["ok"] = stats["requests"] - stats["status_errors"]
     stats["per_s"] = stats["ok"] / (stats["duration_us"] / 1e6)
     if errors:
-        WARNINGS.append(f"wrk {method} {url}: {errors} errors in {stats['requests']} requests "
-                        f"({stats['status_errors']} non-2xx)")
+        WARNINGS.append(
+            f"wrk {method} {url}: {errors} errors in {stats['requests']} requests "
+            f"({stats['status_errors']} non-2xx)"
+        )
     if stats["ok"] == 0 or errors > 0.01 * max(stats["requests"], 1):
         raise BenchError(f"wrk {method} {url}: too many errors: {stats}")
     return stats
@@ -105,17 +129,34 @@ def progress_of(out: str, threads: int) -> str:
     return " ".join(seen)
 
 
-def api_end_to_end(client: Client, base_url: str, token: str, n: int, connections: int,
-                   threads: int, api: str = "/api/jobs/") -> dict:
+def api_end_to_end(
+    client: Client, base_url: str, token: str, n: int, connections: int, threads: int, api: str = "/api/jobs/"
+) -> dict:
     """Row 2, API side: N submissions through wrk, then wait until the API shows all N SUCCESS
     (api: the jobs endpoint, the peer's for row 6; both list {"results": [{"id", "state"}]})."""
     connections = max(threads, min(connections, n // threads))
     with tempfile.TemporaryDirectory(prefix="bench-") as tmp:
         out = os.path.join(tmp, "ids")
-        env = {**os.environ, "BENCH_TOKEN": token, "BENCH_BODY": NOOP_BODY, "BENCH_N": str(n),
-               "BENCH_THREADS": str(threads), "BENCH_OUT": out, "BENCH_SUBMIT_PATH": api}
-        command = ["wrk", f"-t{threads}", f"-c{connections}", "-d600s", "--timeout", "30s",
-                   "-s", str(LIB / "submit_n.lua"), base_url + api]
+        env = {
+            **os.environ,
+            "BENCH_TOKEN": token,
+            "BENCH_BODY": NOOP_BODY,
+            "BENCH_N": str(n),
+            "BENCH_THREADS": str(threads),
+            "BENCH_OUT": out,
+            "BENCH_SUBMIT_PATH": api,
+        }
+        command = [
+            "wrk",
+            f"-t{threads}",
+            f"-c{connections}",
+            "-d600s",
+            "--timeout",
+            "30s",
+            "-s",
+            str(LIB / "submit_n.lua"),
+            base_url + api,
+        ]
         markers = [f"{out}.{i}.done" for i in range(threads)]
         start = time.perf_counter()
         proc = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
@@ -156,7 +197,7 @@ def api_end_to_end(client: Client, base_url: str, token: str, n: int, connection
     pages = math.ceil(n / 200)
     newest_first_done = False
     while unfinished:
-        for page in ([1] if not newest_first_done else range(1, pages + 1)):
+        for page in [1] if not newest_first_done else range(1, pages + 1):
             status, body = client.call("GET", f"{api}?page_size=200&page={page}")
             if status != 200:
                 raise BenchError(f"GET {api} page {page} answered {status}")

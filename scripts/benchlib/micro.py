@@ -37,11 +37,20 @@ def per_second(fn, seconds: float = 1.5) -> float:
 
 
 backend = current_app.backend
-meta = {"status": "SUCCESS", "result": {"hostname": "worker-1", "started_at": "2026-01-01T00:00:00+00:00",
-                                        "output": {}},
-        "traceback": None, "children": [], "date_done": "2026-01-01T00:00:01+00:00",
-        "task_id": str(uuid.uuid4()), "name": "jobs.noop", "args": [], "kwargs": {},
-        "worker": "celery@worker-1", "retries": 0, "queue": "jobs"}
+meta = {
+    "status": "SUCCESS",
+    "result": {"hostname": "worker-1", "started_at": "2026-01-01T00:00:00+00:00", "output": {}},
+    "traceback": None,
+    "children": [],
+    "date_done": "2026-01-01T00:00:01+00:00",
+    "task_id": str(uuid.uuid4()),
+    "name": "jobs.noop",
+    "args": [],
+    "kwargs": {},
+    "worker": "celery@worker-1",
+    "retries": 0,
+    "queue": "jobs",
+}
 keys = [f"bench-micro-{uuid.uuid4()}" for _ in range(200)]
 url = backend.url  # the backend's redis:// URL (the setting names the backend class too)
 setup = redis.Redis.from_url(url)
@@ -58,10 +67,12 @@ finally:
 
 message = {"kwargs": {}, "id": str(uuid.uuid4()), "task": "jobs.noop"}
 for serializer in ("json", "pickle"):
+
     def round_trip(serializer=serializer):
         for payload in (message, meta):
             content_type, encoding, body = dumps(payload, serializer=serializer)
             loads(body, content_type, encoding, accept={content_type})
+
     print(f"{serializer:6} dumps+loads of a message and a result: {per_second(round_trip):8.0f}/s")
 
 from io import StringIO  # noqa: E402
@@ -102,8 +113,14 @@ try:
     in_process = {key: (1, "bench-micro")}
     redis_client = token_cache._client()
     knox = KnoxAuthentication()
-    print(f"lookup alone: key (SHA-512 + HMAC) + dict      {per_second(lambda: in_process.get(token_cache.key_for_digest(settings.SECRET_KEY, hash_token(raw_token)))):8.0f}/s")
-    print(f"lookup alone: key + Redis GET                  {per_second(lambda: token_cache.lookup(key)):8.0f}/s")
-    print(f"lookup alone: knox's PostgreSQL query + digest {per_second(lambda: knox.authenticate_credentials(raw_token.encode())):8.0f}/s")
+    print(
+        f"lookup alone: key (SHA-512 + HMAC) + dict      {per_second(lambda: in_process.get(token_cache.key_for_digest(settings.SECRET_KEY, hash_token(raw_token)))):8.0f}/s"
+    )
+    print(
+        f"lookup alone: key + Redis GET                  {per_second(lambda: token_cache.lookup(key)):8.0f}/s"
+    )
+    print(
+        f"lookup alone: knox's PostgreSQL query + digest {per_second(lambda: knox.authenticate_credentials(raw_token.encode())):8.0f}/s"
+    )
 finally:
     get_user_model().objects.filter(username="bench-micro").delete()

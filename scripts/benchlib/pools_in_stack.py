@@ -52,8 +52,14 @@ def _send_and_wait(queue: str, kind: str, n: int, params: dict, timeout: float) 
         pending = [key for key, status in zip(pending, statuses) if status != "SUCCESS"]
         if pending:
             if time.perf_counter() - start > timeout:
-                raise SystemExit(json.dumps({"error": f"{len(pending)} of {n} {kind} jobs on {queue} "
-                                                      f"not SUCCESS within {timeout:g} s"}))
+                raise SystemExit(
+                    json.dumps(
+                        {
+                            "error": f"{len(pending)} of {n} {kind} jobs on {queue} "
+                            f"not SUCCESS within {timeout:g} s"
+                        }
+                    )
+                )
             time.sleep(0.01)
     return time.perf_counter() - start
 

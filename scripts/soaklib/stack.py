@@ -32,8 +32,13 @@ def log(message: str) -> None:
 class Stack(ComposeProject):
     def __init__(self, project: str, port: int, env: dict[str, str]):
         self.port = port
-        env = {**os.environ, "COMPOSE_DISABLE_ENV_FILE": "1", **env, "WEB_PORT": str(port),
-               "APP_IMAGE": env.get("APP_IMAGE", os.environ.get("APP_IMAGE", f"{project}-app:latest"))}
+        env = {
+            **os.environ,
+            "COMPOSE_DISABLE_ENV_FILE": "1",
+            **env,
+            "WEB_PORT": str(port),
+            "APP_IMAGE": env.get("APP_IMAGE", os.environ.get("APP_IMAGE", f"{project}-app:latest")),
+        }
         env.setdefault("FLOWER_PORT", str(port + 555))
         super().__init__(project, env)
 
@@ -42,17 +47,28 @@ class Stack(ComposeProject):
 
     def redis_info(self, section: str) -> dict[str, str]:
         out = self.exec("redis", "redis-cli", "--no-auth-warning", "INFO", section, timeout=60)
-        return dict(line.split(":", 1) for line in out.replace("\r", "").splitlines()
-                    if ":" in line and not line.startswith("#"))
+        return dict(
+            line.split(":", 1)
+            for line in out.replace("\r", "").splitlines()
+            if ":" in line and not line.startswith("#")
+        )
 
     def redis(self, *command: str, db: int = 0) -> str:
-        return self.exec("redis", "redis-cli", "--no-auth-warning", "-n", str(db), *command, timeout=60).strip()
+        return self.exec(
+            "redis", "redis-cli", "--no-auth-warning", "-n", str(db), *command, timeout=60
+        ).strip()
 
     def postgres_bytes(self) -> int:
         sql = "SELECT pg_database_size(current_database())"
-        return int(self.exec("postgres", "sh", "-c",
-                             f'psql -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "{sql}"',
-                             timeout=60).strip())
+        return int(
+            self.exec(
+                "postgres",
+                "sh",
+                "-c",
+                f'psql -h 127.0.0.1 -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tAc "{sql}"',
+                timeout=60,
+            ).strip()
+        )
 
     def containers(self) -> dict[str, dict]:
         """Service -> {restarts, oom_killed} over its containers."""
@@ -71,10 +87,12 @@ class Stack(ComposeProject):
     def tokens(self, count: int) -> list[str]:
         """One new API user (and token) per client, made in one command."""
         prefix = f"soak-{uuid.uuid4().hex[:8]}"
-        script = (f"from django.contrib.auth import get_user_model\nfrom knox.models import AuthToken\n"
-                  f"for n in range({count}):\n"
-                  f"    user = get_user_model().objects.create(username='{prefix}-' + str(n))\n"
-                  f"    print('TOKEN', AuthToken.objects.create(user=user)[1])\n")
+        script = (
+            f"from django.contrib.auth import get_user_model\nfrom knox.models import AuthToken\n"
+            f"for n in range({count}):\n"
+            f"    user = get_user_model().objects.create(username='{prefix}-' + str(n))\n"
+            f"    print('TOKEN', AuthToken.objects.create(user=user)[1])\n"
+        )
         out = self.exec("web", "python", "manage.py", "shell", "-c", script)
         tokens = [line.split()[1] for line in out.splitlines() if line.startswith("TOKEN ")]
         if len(tokens) != count:
@@ -131,7 +149,7 @@ class Ledger:
     def __init__(self):
         self.lock = threading.Lock()
         self.answers: Counter = Counter()
-        self.accepted: dict[str, list[str]] = {}   # token -> job ids
+        self.accepted: dict[str, list[str]] = {}  # token -> job ids
         self.submitted = 0
 
     def record(self, token: str, status: int, body: dict) -> bool:
@@ -150,8 +168,11 @@ class Ledger:
 
     def undocumented(self) -> dict[str, int]:
         """Answers that are neither 2xx nor a documented 503."""
-        return {key: count for key, count in self.answers.items()
-                if not key.startswith("2") and not (key.startswith("503 ") and key[4:] in DOCUMENTED_503)}
+        return {
+            key: count
+            for key, count in self.answers.items()
+            if not key.startswith("2") and not (key.startswith("503 ") and key[4:] in DOCUMENTED_503)
+        }
 
 
 class Sampler:
@@ -198,13 +219,18 @@ class Sampler:
             "accepted": accepted,
             "answers": dict(self.ledger.answers),
         }
-        row["jobs_per_s"] = round((accepted - previous["accepted"]) / (now - previous["t"]), 1) \
-            if previous and now > previous["t"] else 0.0
+        row["jobs_per_s"] = (
+            round((accepted - previous["accepted"]) / (now - previous["t"]), 1)
+            if previous and now > previous["t"]
+            else 0.0
+        )
         self.series.append(row)
         answers = " ".join(f"{key}:{value}" for key, value in sorted(row["answers"].items())) or "-"
-        log(f"redis {row['redis_used'] / 1e6:7.2f} MB of {row['redis_max'] / 1e6:.0f} (rss {row['redis_rss'] / 1e6:.1f})"
+        log(
+            f"redis {row['redis_used'] / 1e6:7.2f} MB of {row['redis_max'] / 1e6:.0f} (rss {row['redis_rss'] / 1e6:.1f})"
             f" keys {keys:7d} queued {row['queued']:6d} | postgres {row['postgres_bytes'] / 1e6:7.1f} MB"
-            f" | accepted {accepted:7d} ({row['jobs_per_s']:6.1f}/s) answers {answers}")
+            f" | accepted {accepted:7d} ({row['jobs_per_s']:6.1f}/s) answers {answers}"
+        )
         return row
 
     def at(self, seconds: float) -> dict:

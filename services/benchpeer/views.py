@@ -45,22 +45,31 @@ class PeerJobListView(PeerView):
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         result = TASKS[data["kind"]].delay(**data.get("params", {}))
-        PeerJob.objects.create(task_id=result.id, user=request.user, kind=data["kind"],
-                               params=data.get("params", {}))
+        PeerJob.objects.create(
+            task_id=result.id, user=request.user, kind=data["kind"], params=data.get("params", {})
+        )
         return Response({"id": result.id}, status=status.HTTP_202_ACCEPTED)
 
     def get(self, request):
         page_size = min(int(request.query_params.get("page_size", 20)), 200)
         page = max(int(request.query_params.get("page", 1)), 1)
         jobs = PeerJob.objects.filter(user=request.user).order_by("-id")[
-            (page - 1) * page_size:page * page_size]
-        return Response({"results": [{"id": job.task_id, "state": AsyncResult(job.task_id).state}
-                                     for job in jobs]})
+            (page - 1) * page_size : page * page_size
+        ]
+        return Response(
+            {"results": [{"id": job.task_id, "state": AsyncResult(job.task_id).state} for job in jobs]}
+        )
 
 
 class PeerJobDetailView(PeerView):
     def get(self, request, task_id):
         job = get_object_or_404(PeerJob, task_id=task_id, user=request.user)
         result = AsyncResult(job.task_id)
-        return Response({"id": job.task_id, "kind": job.kind, "state": result.state,
-                         "result": result.result if result.successful() else None})
+        return Response(
+            {
+                "id": job.task_id,
+                "kind": job.kind,
+                "state": result.state,
+                "result": result.result if result.successful() else None,
+            }
+        )

@@ -25,8 +25,7 @@ def weak_secrets(secrets: dict[str, str | None]) -> list[str]:
 
 
 def production_problems(
-    *, debug: bool, allowed_hosts: list[str], csrf_trusted_origins: list[str],
-    secrets: dict[str, str | None],
+    *, debug: bool, allowed_hosts: list[str], csrf_trusted_origins: list[str], secrets: dict[str, str | None]
 ) -> list[str]:
     """Every reason the production settings are unsafe, each naming the variable to fix."""
     problems = [
@@ -44,21 +43,25 @@ def production_problems(
 
 
 def enforce_production_rules(
-    *, production: bool, debug: bool, allowed_hosts: list[str],
-    csrf_trusted_origins: list[str], secrets: dict[str, str | None],
+    *,
+    production: bool,
+    debug: bool,
+    allowed_hosts: list[str],
+    csrf_trusted_origins: list[str],
+    secrets: dict[str, str | None],
 ) -> None:
     """Refuse to start in production with unsafe settings; warn in development."""
     from django.core.exceptions import ImproperlyConfigured
 
     if production:
         problems = production_problems(
-            debug=debug, allowed_hosts=allowed_hosts,
-            csrf_trusted_origins=csrf_trusted_origins, secrets=secrets,
+            debug=debug,
+            allowed_hosts=allowed_hosts,
+            csrf_trusted_origins=csrf_trusted_origins,
+            secrets=secrets,
         )
         if problems:
-            raise ImproperlyConfigured(
-                "APP_ENV=production refuses to start:\n  - " + "\n  - ".join(problems)
-            )
+            raise ImproperlyConfigured("APP_ENV=production refuses to start:\n  - " + "\n  - ".join(problems))
         return
     weak = weak_secrets(secrets)
     if weak:

@@ -38,11 +38,18 @@ access_log_format = '%(h)s %({x-forwarded-for}i)s "%(m)s %(U)s %(H)s" %(s)s %(B)
 if os.environ.get("LOG_FORMAT", "text") == "json":
     from config.logs import logging_config
 
-    logconfig_dict = logging_config("json", loglevel.upper(), loggers={
-        "gunicorn.error": {"handlers": ["console"], "level": loglevel.upper(), "propagate": False},
-        "gunicorn.access": {"handlers": ["console"], "level": "INFO" if accesslog else "WARNING",
-                            "propagate": False},
-    })
+    logconfig_dict = logging_config(
+        "json",
+        loglevel.upper(),
+        loggers={
+            "gunicorn.error": {"handlers": ["console"], "level": loglevel.upper(), "propagate": False},
+            "gunicorn.access": {
+                "handlers": ["console"],
+                "level": "INFO" if accesslog else "WARNING",
+                "propagate": False,
+            },
+        },
+    )
 
 
 def when_ready(server):

@@ -40,18 +40,22 @@ class JobIdFilter(logging.Filter):
 def logging_config(log_format: str, level: str, loggers: dict | None = None) -> dict:
     """A logging.config.dictConfig dictionary: every line to stdout in log_format, at level."""
     if log_format == "json":
-        formatters = {"json": {
-            "()": "pythonjsonlogger.json.JsonFormatter",
-            "fmt": "%(levelname)s %(name)s %(message)s",
-            # ISO 8601 in UTC, to the microsecond: what log collectors parse without being told.
-            "timestamp": "time",
-            "rename_fields": {"levelname": "level", "name": "logger"},
-            "reserved_attrs": [*RESERVED_ATTRS, *LEFT_OUT],
-        }}
+        formatters = {
+            "json": {
+                "()": "pythonjsonlogger.json.JsonFormatter",
+                "fmt": "%(levelname)s %(name)s %(message)s",
+                # ISO 8601 in UTC, to the microsecond: what log collectors parse without being told.
+                "timestamp": "time",
+                "rename_fields": {"levelname": "level", "name": "logger"},
+                "reserved_attrs": [*RESERVED_ATTRS, *LEFT_OUT],
+            }
+        }
         handler = {"class": "logging.StreamHandler", "formatter": "json", "filters": ["request_id", "job_id"]}
         filters = {
-            "request_id": {"()": "django_guid.log_filters.CorrelationId",
-                           "correlation_id_field": "request_id"},
+            "request_id": {
+                "()": "django_guid.log_filters.CorrelationId",
+                "correlation_id_field": "request_id",
+            },
             "job_id": {"()": JobIdFilter},
         }
     else:

@@ -19,7 +19,9 @@ class JobsConfig(AppConfig):
 
         from jobs import archive, dead_workers, metrics, tasks, token_cache  # noqa: F401
 
-        post_delete.connect(token_cache.on_token_deleted, sender=AuthToken,
-                            dispatch_uid="jobs.token_cache.token_deleted")
-        post_save.connect(token_cache.on_user_saved, sender=get_user_model(),
-                          dispatch_uid="jobs.token_cache.user_saved")
+        post_delete.connect(
+            token_cache.on_token_deleted, sender=AuthToken, dispatch_uid="jobs.token_cache.token_deleted"
+        )
+        post_save.connect(
+            token_cache.on_user_saved, sender=get_user_model(), dispatch_uid="jobs.token_cache.user_saved"
+        )

@@ -19,11 +19,9 @@ later pass until the record shows up, for RECORD_WAIT at most (a record that nev
 a submission that failed, answered 503). Entries of tasks that are not job kinds (the
 housekeeping tasks) match no record and have their keys cut at once.
 
-The archiver is a thread in every worker's main process (started by worker_ready, whatever the
-broker and pool), one pass at a time across the stack (a lock key; a full Redis refuses even
-that write, and then passes run without it: they are idempotent, and it is when they free
-memory that they matter most). It reaches PostgreSQL through a connection of its own, closed
-before the prefork pool forks a process, so that no pool process inherits its socket.
+The archiver is a thread in every worker's main process, one pass at a time across the stack (a
+lock key; passes are idempotent, so they run without it when a full Redis refuses even that
+write). Its PostgreSQL connection is its own, closed before the prefork pool forks a process.
 """
 
 import json
@@ -32,27 +30,25 @@ import os
 import threading
 import time
 import uuid
-from datetime import datetime
 
 import psycopg
 from celery import signals, states
 from django.conf import settings
 from redis.exceptions import OutOfMemoryError
 
-from jobs import job_store, redis_memory
-from jobs.base import KINDS
+from jobs import job_store, outcomes, redis_memory
 from jobs.models import Job
 
 logger = logging.getLogger(__name__)
 
 BATCH = 500
-READ_CHUNK = 100          # metas per Redis reply
-IDLE_WAIT = 1.0           # seconds between passes that found less than a full batch
+READ_CHUNK = 100  # metas per Redis reply
+IDLE_WAIT = 1.0  # seconds between passes that found less than a full batch
 LOCK_KEY = "jobs:archive-lock"
-LOCK_SECONDS = 60         # outlives any pass (statement_timeout 10 s, Redis socket timeouts)
+LOCK_SECONDS = 60  # outlives any pass (statement_timeout 10 s, Redis socket timeouts)
 STATEMENT_TIMEOUT_MS = 10_000
-ERROR_LOG_EVERY = 60.0    # seconds between two log lines of a failure that persists
-RECORD_WAIT = 600.0       # seconds a finished job's entry waits for its record to be committed
+ERROR_LOG_EVERY = 60.0  # seconds between two log lines of a failure that persists
+RECORD_WAIT = 600.0  # seconds a finished job's entry waits for its record to be committed
 
 # KEYS[1] the finished index, then three keys per job (meta, record copy, delivery count);
 # ARGV[1] seconds to keep a finished job, ARGV[2] now, then (job id, score read) per job.
@@ -86,40 +82,6 @@ return removed
 """
 
 
-def outcome_of(meta: dict) -> dict:
-    """What the record keeps of a finished meta: what a read shows (status.describe), without
-    the traceback or the task's arguments (pure)."""
-    return without_nul({"status": meta["status"], "result": meta.get("result"),
-                        "date_done": meta.get("date_done")})
-
-
-def finished_at(meta: dict, listed_at: float) -> float:
-    """When the job finished (epoch seconds): its meta's date_done, else when it was listed (pure)."""
-    try:
-        return datetime.fromisoformat(meta["date_done"]).timestamp()
-    except (KeyError, TypeError, ValueError):
-        return listed_at
-
-
-def is_job(meta: dict) -> bool:
-    """Whether a finished meta is a job kind's (which has a record) rather than another task's,
-    such as the housekeeping tasks (pure). States web writes (REVOKED) carry no task name: jobs."""
-    name = meta.get("name")
-    return name is None or name in {kind.task.name for kind in KINDS.values()}
-
-
-def without_nul(value):
-    """The value with NUL characters taken out of its strings, which PostgreSQL's jsonb refuses
-    (pure): one job's odd result must not stop the archive."""
-    if isinstance(value, str):
-        return value.replace("\x00", "\ufffd")
-    if isinstance(value, dict):
-        return {without_nul(key): without_nul(item) for key, item in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [without_nul(item) for item in value]
-    return value
-
-
 class Archiver:
     """Runs archive passes in a thread until stopped."""
 
@@ -148,7 +110,9 @@ class Archiver:
             try:
                 done = self.run_pass()
                 if self._failing_since is not None:
-                    logger.info("Job archive works again (after %.0f s)", time.monotonic() - self._failing_since)
+                    logger.info(
+                        "Job archive works again (after %.0f s)", time.monotonic() - self._failing_since
+                    )
                     self._failing_since = None
             except Exception as exc:  # noqa: BLE001 - PostgreSQL or Redis away: try again, never die
                 done = 0
@@ -157,8 +121,11 @@ class Archiver:
                     self._failing_since = now
                 if now - self._logged_at >= ERROR_LOG_EVERY:
                     self._logged_at = now
-                    logger.warning("Job archive pass failed (%s: %s); finished jobs stay in Redis "
-                                   "until it works", type(exc).__name__, exc)
+                    logger.warning(
+                        "Job archive pass failed (%s: %s); finished jobs stay in Redis until it works",
+                        type(exc).__name__,
+                        exc,
+                    )
                 with self.pass_lock:
                     self.close_db()
             if done < BATCH:
@@ -190,26 +157,46 @@ class Archiver:
         # Read in small replies: a reply counts towards Redis's memory while it is written out.
         metas = []
         for start in range(0, len(ids), READ_CHUNK):
-            raws = client.mget([job_store.meta_key(job_id) for job_id in ids[start:start + READ_CHUNK]])
+            raws = client.mget([job_store.meta_key(job_id) for job_id in ids[start : start + READ_CHUNK]])
             self.largest_reply = max(self.largest_reply, sum(len(raw) for raw in raws if raw))
             metas += [job_store.decode_meta(raw) for raw in raws]
-        finished = {job_id: meta for job_id, meta in zip(ids, metas, strict=True)
-                    if meta is not None and meta.get("status") in states.READY_STATES}
-        rows = [(job_id, json.dumps(outcome_of(meta)), finished_at(meta, score))
-                for job_id, (_, score) in zip(ids, entries, strict=True) if (meta := finished.get(job_id))]
+        finished = {
+            job_id: meta
+            for job_id, meta in zip(ids, metas, strict=True)
+            if meta is not None and meta.get("status") in states.READY_STATES
+        }
+        rows = [
+            (job_id, json.dumps(outcomes.outcome_of(meta)), outcomes.finished_at(meta, score))
+            for job_id, (_, score) in zip(ids, entries, strict=True)
+            if (meta := finished.get(job_id))
+        ]
         archived = self._write_records(rows) if rows else set()
         now = time.time()
         # Finished jobs whose record is not there (yet) keep their entry, for a later pass.
-        release = [(job_id, score) for job_id, (_, score) in zip(ids, entries, strict=True)
-                   if not (job_id in finished and job_id not in archived and is_job(finished[job_id])
-                           and now - score < RECORD_WAIT)]
+        release = [
+            (job_id, score)
+            for job_id, (_, score) in zip(ids, entries, strict=True)
+            if not (
+                job_id in finished
+                and job_id not in archived
+                and outcomes.is_job(finished[job_id])
+                and now - score < RECORD_WAIT
+            )
+        ]
         used, maximum = redis_memory.memory_use(max_age=0)
-        keep = 0 if redis_memory.over_admit_limit(used, maximum, settings.JOB_STORE_ADMIT_PERCENT) \
+        keep = (
+            0
+            if redis_memory.over_admit_limit(used, maximum, settings.JOB_STORE_ADMIT_PERCENT)
             else settings.JOB_HOT_SECONDS
+        )
         keys = [job_store.FINISHED_INDEX]
         argv = [keep, now]
         for job_id, score in release:
-            keys += [job_store.meta_key(job_id), job_store.RECORD_PREFIX + job_id, job_store.DELIVERIES_PREFIX + job_id]
+            keys += [
+                job_store.meta_key(job_id),
+                job_store.RECORD_PREFIX + job_id,
+                job_store.DELIVERIES_PREFIX + job_id,
+            ]
             argv += [job_id, repr(score)]
         if release:
             client.eval(RELEASE, len(keys), *keys, *argv)
@@ -226,7 +213,8 @@ class Archiver:
                     "finished_at = to_timestamp(v.finished) "
                     "FROM unnest(%s::text[], %s::text[]::jsonb[], %s::float8[]) AS v(id, outcome, finished) "
                     "WHERE job.id = v.id RETURNING job.id",
-                    (job_ids, outcomes, finished))
+                    (job_ids, outcomes, finished),
+                )
                 updated = {row[0] for row in cursor.fetchall()}
             db.commit()
         except BaseException:
@@ -239,11 +227,25 @@ class Archiver:
             config = settings.DATABASES["default"]
             options = config.get("OPTIONS", {})
             self._db = psycopg.connect(
-                host=config["HOST"], port=config["PORT"], dbname=config["NAME"], user=config["USER"],
-                password=config["PASSWORD"], application_name="job-archiver",
+                host=config["HOST"],
+                port=config["PORT"],
+                dbname=config["NAME"],
+                user=config["USER"],
+                password=config["PASSWORD"],
+                application_name="job-archiver",
                 options=f"-c statement_timeout={STATEMENT_TIMEOUT_MS}",
-                **{key: options[key] for key in ("connect_timeout", "keepalives", "keepalives_idle",
-                                                 "keepalives_interval", "keepalives_count") if key in options})
+                **{
+                    key: options[key]
+                    for key in (
+                        "connect_timeout",
+                        "keepalives",
+                        "keepalives_idle",
+                        "keepalives_interval",
+                        "keepalives_count",
+                    )
+                    if key in options
+                },
+            )
         return self._db
 
     def close_db(self) -> None:
@@ -277,8 +279,9 @@ def _after_fork_in_child() -> None:
     ARCHIVER = None  # a pool process archives nothing; its copy of the lock is left held
 
 
-os.register_at_fork(before=_before_fork, after_in_parent=_after_fork_in_parent,
-                    after_in_child=_after_fork_in_child)
+os.register_at_fork(
+    before=_before_fork, after_in_parent=_after_fork_in_parent, after_in_child=_after_fork_in_child
+)
 
 
 @signals.worker_ready.connect

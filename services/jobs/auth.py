@@ -60,8 +60,9 @@ class TokenAuthentication(KnoxTokenAuthentication):
             try:
                 user = token_cache.lookup(key)
             except REDIS_DOWN as exc:  # PostgreSQL still answers: check the token there
-                logger.warning("Token cache unreadable (%s); checking the token in PostgreSQL",
-                               type(exc).__name__)
+                logger.warning(
+                    "Token cache unreadable (%s); checking the token in PostgreSQL", type(exc).__name__
+                )
                 user, key = None, None
             if user is not None:
                 return user, ApiToken(raw=raw)
@@ -90,5 +91,9 @@ class TokenAuthenticationScheme(OpenApiAuthenticationExtension):
     name = "tokenAuth"
 
     def get_security_definition(self, auto_schema):
-        return {"type": "apiKey", "in": "header", "name": "Authorization",
-                "description": "`Token <token>`; tokens come from `manage.py create_api_user`."}
+        return {
+            "type": "apiKey",
+            "in": "header",
+            "name": "Authorization",
+            "description": "`Token <token>`; tokens come from `manage.py create_api_user`.",
+        }

@@ -15,7 +15,7 @@ from celery.worker.request import Request
 from django.conf import settings
 from django.utils import timezone
 
-from jobs import job_store, metrics
+from jobs import job_start, job_store, metrics
 
 logger = get_task_logger(__name__)
 HOSTNAME = socket.gethostname()
@@ -33,8 +33,10 @@ class TransientJobError(Exception):
 
 
 def too_many_deliveries_message(deliveries: int) -> str:
-    return (f"The job was started {deliveries} times and each time its worker died before it "
-            "finished (killed, or out of memory); it is not started again.")
+    return (
+        f"The job was started {deliveries} times and each time its worker died before it "
+        "finished (killed, or out of memory); it is not started again."
+    )
 
 
 class JobRequest(Request):
@@ -70,19 +72,28 @@ class JobTask(Task):
 
         def started_meta(deliveries):
             meta = self.backend._get_result_meta(
-                result={**self._running_meta(), "deliveries": deliveries}, state=states.STARTED,
-                traceback=None, request=self.request)
+                result={**self._running_meta(), "deliveries": deliveries},
+                state=states.STARTED,
+                traceback=None,
+                request=self.request,
+            )
             meta["task_id"] = task_id
             return self.backend.encode(meta)
 
-        total, this_attempt, cancelled = job_store.start_delivery(
-            task_id, self.request.retries, started_meta, settings.JOB_MAX_DELIVERIES)
+        total, this_attempt, cancelled = job_start.start_delivery(
+            task_id, self.request.retries, started_meta, settings.JOB_MAX_DELIVERIES
+        )
         if cancelled:
             self._stop_cancelled()
         self.request.deliveries = total
         # One line per execution: a job delivered again after a worker died shows up twice.
-        logger.info("Job %s started (%s, attempt %d, delivery %d)",
-                    task_id, self.name, self.request.retries + 1, total)
+        logger.info(
+            "Job %s started (%s, attempt %d, delivery %d)",
+            task_id,
+            self.name,
+            self.request.retries + 1,
+            total,
+        )
         if this_attempt > 1:
             metrics.redelivered(self)
         if this_attempt > settings.JOB_MAX_DELIVERIES:
@@ -106,8 +117,11 @@ class JobTask(Task):
         return {**self._running_meta(), "output": output}
 
     def _running_meta(self) -> dict:
-        return {"hostname": HOSTNAME, "started_at": getattr(self.request, "started_at", None),
-                "deliveries": getattr(self.request, "deliveries", None)}
+        return {
+            "hostname": HOSTNAME,
+            "started_at": getattr(self.request, "started_at", None),
+            "deliveries": getattr(self.request, "deliveries", None),
+        }
 
     def _stop_if_cancelled(self) -> None:
         # Celery's revoke list is per worker and in memory; the flag in Redis is durable.
@@ -117,8 +131,9 @@ class JobTask(Task):
             # Redis is restarting. The check is advisory, so the job goes on: the state write
             # that follows waits for Redis (result_backend_always_retry) and the next check
             # sees the flag. Raising here would end as FAILURE a job nobody cancelled.
-            logger.warning("Job %s: cancellation flag unreadable (%s); going on",
-                           self.request.id, type(exc).__name__)
+            logger.warning(
+                "Job %s: cancellation flag unreadable (%s); going on", self.request.id, type(exc).__name__
+            )
             return
         if cancelled:
             self._stop_cancelled()
@@ -166,7 +181,9 @@ def job_kind(params: type, *, demo: bool = False):
 
     def register(fn):
         task = shared_task(
-            bind=True, base=JobTask, name=f"jobs.{fn.__name__}",
+            bind=True,
+            base=JobTask,
+            name=f"jobs.{fn.__name__}",
             rate_limit=settings.JOB_RATE_LIMITS.get(fn.__name__),
         )(fn)
         KINDS[fn.__name__] = JobKind(fn.__name__, task, params, (fn.__doc__ or "").strip(), demo)

@@ -65,7 +65,7 @@ SWEEP_BATCH = 1000
 # container) to put back at once what a dead run held.
 LAST_LIST_PREFIX = "jobs:worker-last:"
 LAST_LIST_SECONDS = 24 * 3600
-UNACKED = "unacked"              # kombu's unacked_key and unacked_index_key (defaults)
+UNACKED = "unacked"  # kombu's unacked_key and unacked_index_key (defaults)
 UNACKED_INDEX = "unacked_index"
 # Clock difference between two worker hosts this recovery tolerates (delivery times are
 # written by the receiving worker's clock, list times by each lister's).
@@ -84,8 +84,9 @@ class WorkerRecord:
     held: frozenset[str]
 
 
-def orphaned(deliveries: dict[str, float], workers: list[WorkerRecord], now: float,
-             lost_after: float) -> list[str]:
+def orphaned(
+    deliveries: dict[str, float], workers: list[WorkerRecord], now: float, lost_after: float
+) -> list[str]:
     """The delivery tags (tag -> delivery time) that no live worker holds (pure logic).
 
     A tag is orphaned when it was delivered at least lost_after ago, no live worker lists it,
@@ -93,10 +94,11 @@ def orphaned(deliveries: dict[str, float], workers: list[WorkerRecord], now: flo
     would list it. One live worker with an older list leaves the tag undecided this time."""
     held = frozenset().union(*(record.held for record in workers))
     oldest_list = min((record.at for record in workers), default=float("inf"))
-    return [tag for tag, delivered in deliveries.items()
-            if tag not in held
-            and now - delivered >= lost_after
-            and oldest_list >= delivered + CLOCK_MARGIN]
+    return [
+        tag
+        for tag, delivered in deliveries.items()
+        if tag not in held and now - delivered >= lost_after and oldest_list >= delivered + CLOCK_MARGIN
+    ]
 
 
 def put_back(message: dict) -> dict:
@@ -114,15 +116,15 @@ class DeliveryWatch:
         self.worker = f"{node}:{uuid.uuid4().hex[:12]}"
         self.lost_after = lost_after
         self.interval = lost_after / 6
-        self.held: dict[str, object] = {}     # delivery tag -> celery Request (main thread adds)
+        self.held: dict[str, object] = {}  # delivery tag -> celery Request (main thread adds)
         self._delivered: dict[str, float | None] = {}  # delivery tag -> its unacked_index score
         self._stop = threading.Event()
         self._received = threading.Event()
         self._thread: threading.Thread | None = None
         self._connection = None
         self._channel = None
-        self._up_since: float | None = None   # start of the current run of successful writes
-        self.largest_reply = 0                # bytes of the largest reply a sweep read
+        self._up_since: float | None = None  # start of the current run of successful writes
+        self.largest_reply = 0  # bytes of the largest reply a sweep read
 
     # --- in the worker's main thread ---------------------------------------------------------
 
@@ -158,8 +160,10 @@ class DeliveryWatch:
         if last["worker"] == self.worker:
             return []
         if self._still_writing(client, WORKER_KEY_PREFIX + last["worker"]):
-            logger.warning("Another live worker is named %s: worker names must be unique; its jobs "
-                           "are left to it", self.node)
+            logger.warning(
+                "Another live worker is named %s: worker names must be unique; its jobs are left to it",
+                self.node,
+            )
             return []
         restored = []
         # Only deliveries it still held: a message it handed back (a clean stop) may have been
@@ -208,8 +212,11 @@ class DeliveryWatch:
             # Written without a break for three intervals: after a Redis outage every live
             # worker (each retrying once an interval) has written again before this judges.
             now = time.monotonic()
-            if now - last_sweep >= self.interval and self._up_since is not None \
-                    and now - self._up_since >= self.lost_after / 2:
+            if (
+                now - last_sweep >= self.interval
+                and self._up_since is not None
+                and now - self._up_since >= self.lost_after / 2
+            ):
                 last_sweep = now
                 try:
                     self.sweep()
@@ -232,7 +239,7 @@ class DeliveryWatch:
     def _held_tags(self) -> list[str]:
         tags = []
         for tag, request in list(self.held.items()):
-            if request.acknowledged:          # acked, rejected or requeued: no longer ours
+            if request.acknowledged:  # acked, rejected or requeued: no longer ours
                 self.held.pop(tag, None)
                 self._delivered.pop(tag, None)
             else:
@@ -251,12 +258,18 @@ class DeliveryWatch:
                 self._delivered.update(zip(new, pipe.execute(), strict=True))
         now = time.time()
         with client.pipeline(transaction=False) as pipe:  # one round trip
-            pipe.set(WORKER_KEY_PREFIX + self.worker, json.dumps({"at": now, "held": held}),
-                     ex=max(1, int(self.lost_after)))
+            pipe.set(
+                WORKER_KEY_PREFIX + self.worker,
+                json.dumps({"at": now, "held": held}),
+                ex=max(1, int(self.lost_after)),
+            )
             pipe.zadd(WORKERS_INDEX, {self.worker: now})
             last = {tag: self._delivered[tag] for tag in held if self._delivered.get(tag) is not None}
-            pipe.set(LAST_LIST_PREFIX + self.node, json.dumps({"worker": self.worker, "held": last}),
-                     ex=LAST_LIST_SECONDS)
+            pipe.set(
+                LAST_LIST_PREFIX + self.node,
+                json.dumps({"worker": self.worker, "held": last}),
+                ex=LAST_LIST_SECONDS,
+            )
             pipe.execute()
 
     def sweep(self) -> list[str]:
@@ -264,10 +277,12 @@ class DeliveryWatch:
         client = self._client()
         now = time.time()
         # Only deliveries old enough to be judged (orphaned() needs lost_after), oldest first.
-        deliveries = {tag.decode(): delivered
-                      for tag, delivered in client.zrangebyscore(
-                          UNACKED_INDEX, "-inf", now - self.lost_after, start=0, num=SWEEP_BATCH,
-                          withscores=True)}
+        deliveries = {
+            tag.decode(): delivered
+            for tag, delivered in client.zrangebyscore(
+                UNACKED_INDEX, "-inf", now - self.lost_after, start=0, num=SWEEP_BATCH, withscores=True
+            )
+        }
         self.largest_reply = max(self.largest_reply, sum(len(tag) + 8 for tag in deliveries))
         if not deliveries:
             return []
@@ -295,7 +310,7 @@ class DeliveryWatch:
         self.largest_reply = max(self.largest_reply, sum(len(raw) for raw in raws if raw))
         records = []
         for name, raw in zip(names, raws, strict=True):
-            if raw is None:                   # expired since its last write: dead
+            if raw is None:  # expired since its last write: dead
                 continue
             value = json.loads(raw)
             records.append(WorkerRecord(name, float(value["at"]), frozenset(value["held"])))
@@ -340,8 +355,9 @@ class DeliveryWatch:
 
         client.transaction(transaction, UNACKED, UNACKED_INDEX)
         if moved:
-            logger.warning("Job %s: the worker holding it is gone; put back in the queue to run again",
-                           job_id)
+            logger.warning(
+                "Job %s: the worker holding it is gone; put back in the queue to run again", job_id
+            )
             return job_id
         return None
 
@@ -357,9 +373,13 @@ class DeliveryWatch:
             if same_delivery:
                 pipe.zrem(UNACKED_INDEX, tag)
                 pipe.hdel(UNACKED, tag)
+
         self._client().transaction(transaction, UNACKED, UNACKED_INDEX)
-        logger.warning("Job %s: finished, but its worker is gone without acknowledging it; "
-                       "delivery dropped, not run again", job_id)
+        logger.warning(
+            "Job %s: finished, but its worker is gone without acknowledging it; "
+            "delivery dropped, not run again",
+            job_id,
+        )
 
     # --- broker connection -------------------------------------------------------------------
 

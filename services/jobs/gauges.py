@@ -29,7 +29,7 @@ from jobs.models import Job
 logger = logging.getLogger(__name__)
 
 OLDEST_SCANNED = 500  # unfinished jobs looked at for the oldest waiting one (oldest first)
-PING_TIMEOUT = 1.0    # seconds a worker has to answer the ping
+PING_TIMEOUT = 1.0  # seconds a worker has to answer the ping
 WAITING = (states.PENDING, states.RETRY)
 
 
@@ -47,9 +47,15 @@ def oldest_waiting_age(now=None) -> float:
     now = now or timezone.now()
     # The unfinished jobs' partial index, as the lost-job recovery reads it; older than the
     # result expiry a job's state is gone, and it waits for nothing any more.
-    jobs = list(Job.objects.filter(finished_at=None, cancelled_at=None,
-                                   submitted_at__gte=now - timedelta(seconds=settings.CELERY_RESULT_EXPIRES))
-                .only("id", "submitted_at").order_by("submitted_at")[:OLDEST_SCANNED])
+    jobs = list(
+        Job.objects.filter(
+            finished_at=None,
+            cancelled_at=None,
+            submitted_at__gte=now - timedelta(seconds=settings.CELERY_RESULT_EXPIRES),
+        )
+        .only("id", "submitted_at")
+        .order_by("submitted_at")[:OLDEST_SCANNED]
+    )
     metas = job_store.read_many([job.id for job in jobs])
     for job, meta in zip(jobs, metas, strict=True):
         if meta is not None and meta.get("status") in WAITING:
@@ -71,10 +77,18 @@ class JobStoreCollector:
     def collect(self):
         queue = settings.CELERY_TASK_DEFAULT_QUEUE
         gauges = (
-            ("jobs_queue_messages", "Jobs waiting in the broker's queue for a worker.",
-             lambda: queue_messages(queue), {"queue": queue}),
-            ("jobs_queue_oldest_age_seconds", "Seconds since the oldest job still waiting to start "
-             "was submitted (0: none waits).", oldest_waiting_age, {}),
+            (
+                "jobs_queue_messages",
+                "Jobs waiting in the broker's queue for a worker.",
+                lambda: queue_messages(queue),
+                {"queue": queue},
+            ),
+            (
+                "jobs_queue_oldest_age_seconds",
+                "Seconds since the oldest job still waiting to start was submitted (0: none waits).",
+                oldest_waiting_age,
+                {},
+            ),
             ("jobs_workers_live", "Celery workers answering a ping.", live_workers, {}),
         )
         try:
@@ -90,4 +104,3 @@ class JobStoreCollector:
         finally:
             # Each scrape is served by a thread of its own: its database connection goes with it.
             connection.close()
-

@@ -26,8 +26,11 @@ def purge_old_job_records() -> int:
     cutoff = timezone.now() - timedelta(days=settings.JOB_RECORD_RETENTION_DAYS)
     deleted = 0
     for _ in range(PURGE_BATCHES):
-        batch = list(Job.objects.filter(submitted_at__lt=cutoff).order_by("submitted_at")
-                     .values_list("pk", flat=True)[:PURGE_BATCH])
+        batch = list(
+            Job.objects.filter(submitted_at__lt=cutoff)
+            .order_by("submitted_at")
+            .values_list("pk", flat=True)[:PURGE_BATCH]
+        )
         if not batch:
             break
         count, _ = Job.objects.filter(pk__in=batch).delete()

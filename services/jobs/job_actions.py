@@ -37,8 +37,9 @@ def latest_run(token: str, name: str) -> Job | None:
     return Job.objects.filter(owner=owner_for(token), name=name).order_by("-run").first()
 
 
-def submit(*, user, token: str, kind: str, params: dict, name: str | None = None,
-           rerun: bool = False) -> Submission:
+def submit(
+    *, user, token: str, kind: str, params: dict, name: str | None = None, rerun: bool = False
+) -> Submission:
     """Start the job, or return the existing run of (token, name) if one is live.
 
     A finished run is returned as is unless rerun is true, which starts run n+1 under a
@@ -59,8 +60,15 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
 
     # Redis near its memory limit: the jobs already accepted need the rest (503, job store full).
     redis_memory.check_room_for_new_job()
-    job = Job(id=job_id_for(token, name, run), owner=owner_for(token), user=user,
-              name=name, run=run, kind=kind, params=params)
+    job = Job(
+        id=job_id_for(token, name, run),
+        owner=owner_for(token),
+        user=user,
+        name=name,
+        run=run,
+        kind=kind,
+        params=params,
+    )
     try:
         # The INSERT commits only once Redis (or RabbitMQ) has the job: a web process dying in
         # between leaves no record whose message was never sent (the client, answered nothing,
@@ -74,7 +82,9 @@ def submit(*, user, token: str, kind: str, params: dict, name: str | None = None
     except IntegrityError:
         # A concurrent request created this very run first: that one is the job.
         existing = Job.objects.get(owner=job.owner, name=name, run=run)
-        return Submission(existing, job_store.current_meta(existing, job_store.read_meta(existing.id)), created=False)
+        return Submission(
+            existing, job_store.current_meta(existing, job_store.read_meta(existing.id)), created=False
+        )
     metrics.submitted(kind)
     # With LOG_FORMAT=json this line also carries the request's id, which the worker's lines for
     # the job repeat (config/logs.py): the two ends of a job can be found by either id.
@@ -104,7 +114,8 @@ def cancel(job: Job) -> dict | None:
     stop_delivery(job.id)
     if meta["status"] in (states.PENDING, states.RETRY):
         # Nobody runs it now: say so at once rather than when a worker dequeues it.
-        job_store.write_meta(job.id, states.REVOKED, {"exc_type": "TaskRevokedError",
-                                                   "exc_message": ["cancelled"]})
+        job_store.write_meta(
+            job.id, states.REVOKED, {"exc_type": "TaskRevokedError", "exc_message": ["cancelled"]}
+        )
     Job.objects.filter(pk=job.pk).update(cancelled_at=timezone.now())
     return job_store.read_meta(job.id)

@@ -114,10 +114,15 @@ def result_view(result) -> dict:
     pretty = json.dumps(result, indent=2, ensure_ascii=False, default=str)
     fields = None
     if isinstance(result, dict):
-        fields = [(key, value if isinstance(value, str)
-                   else json.dumps(value, ensure_ascii=False, default=str)) for key, value in result.items()]
-    return {"fields": fields, "json": pretty[:RESULT_JSON_LIMIT],
-            "truncated": len(pretty) > RESULT_JSON_LIMIT}
+        fields = [
+            (key, value if isinstance(value, str) else json.dumps(value, ensure_ascii=False, default=str))
+            for key, value in result.items()
+        ]
+    return {
+        "fields": fields,
+        "json": pretty[:RESULT_JSON_LIMIT],
+        "truncated": len(pretty) > RESULT_JSON_LIMIT,
+    }
 
 
 def unavailable_message(exc: BaseException) -> str | None:

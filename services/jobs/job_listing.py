@@ -50,8 +50,9 @@ def state_filter(state: str) -> Q:
     return live
 
 
-def keyset_page(jobs, older: tuple[datetime, str] | None, newer: tuple[datetime, str] | None,
-                size: int = PAGE_SIZE) -> tuple[list[Job], bool, bool]:
+def keyset_page(
+    jobs, older: tuple[datetime, str] | None, newer: tuple[datetime, str] | None, size: int = PAGE_SIZE
+) -> tuple[list[Job], bool, bool]:
     """(a page of jobs newest first, whether older ones exist, whether newer ones exist).
 
     Keyset pagination on (submitted_at, id): each page is one index range scan of
@@ -60,11 +61,14 @@ def keyset_page(jobs, older: tuple[datetime, str] | None, newer: tuple[datetime,
     redundant `submitted_at <=` bound is what lets PostgreSQL start the scan at the cursor."""
     if newer is not None:
         at, job_id = newer
-        rows = list(jobs.filter(submitted_at__gte=at).filter(Q(submitted_at__gt=at) | Q(id__gt=job_id))
-                    .order_by("submitted_at", "id")[:size + 1])
+        rows = list(
+            jobs.filter(submitted_at__gte=at)
+            .filter(Q(submitted_at__gt=at) | Q(id__gt=job_id))
+            .order_by("submitted_at", "id")[: size + 1]
+        )
         return rows[:size][::-1], True, len(rows) > size
     if older is not None:
         at, job_id = older
         jobs = jobs.filter(submitted_at__lte=at).filter(Q(submitted_at__lt=at) | Q(id__lt=job_id))
-    rows = list(jobs.order_by("-submitted_at", "-id")[:size + 1])
+    rows = list(jobs.order_by("-submitted_at", "-id")[: size + 1])
     return rows[:size], len(rows) > size, older is not None

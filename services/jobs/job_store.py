@@ -15,10 +15,10 @@ from celery import current_app, states
 from django.conf import settings
 from django.utils import timezone
 from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import OutOfMemoryError, ResponseError
+from redis.exceptions import ResponseError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 
-from jobs.redis_memory import refused_for_memory, retry_while_full
+from jobs.redis_memory import refused_for_memory
 
 logger = logging.getLogger(__name__)
 
@@ -89,9 +89,18 @@ def meta_key(job_id: str) -> bytes:
 
 def encode_record(job) -> bytes:
     """The record copy: what a status answer shows of the job, and whose it is."""
-    return json.dumps({"user": job.user_id, "owner": job.owner, "name": job.name, "run": job.run,
-                       "kind": job.kind, "params": job.params,
-                       "submitted_at": job.submitted_at.isoformat()}, separators=(",", ":")).encode()
+    return json.dumps(
+        {
+            "user": job.user_id,
+            "owner": job.owner,
+            "name": job.name,
+            "run": job.run,
+            "kind": job.kind,
+            "params": job.params,
+            "submitted_at": job.submitted_at.isoformat(),
+        },
+        separators=(",", ":"),
+    ).encode()
 
 
 def decode_record(job_id: str, raw: bytes | None):
@@ -102,9 +111,16 @@ def decode_record(job_id: str, raw: bytes | None):
 
     try:
         data = json.loads(raw)
-        return Job(id=job_id, owner=data["owner"], user_id=data["user"], name=data["name"],
-                   run=data["run"], kind=data["kind"], params=data["params"],
-                   submitted_at=datetime.fromisoformat(data["submitted_at"]))
+        return Job(
+            id=job_id,
+            owner=data["owner"],
+            user_id=data["user"],
+            name=data["name"],
+            run=data["run"],
+            kind=data["kind"],
+            params=data["params"],
+            submitted_at=datetime.fromisoformat(data["submitted_at"]),
+        )
     except (ValueError, KeyError, TypeError):
         return None
 
@@ -112,9 +128,14 @@ def decode_record(job_id: str, raw: bytes | None):
 def pending_writes(job, result: dict) -> list[tuple[bytes | str, bytes, int]]:
     """The Redis writes of a submission: PENDING state and record copy, with the result expiry."""
     backend = _backend()
-    return [(backend.get_key_for_task(job.id), backend.encode(_meta(job.id, states.PENDING, result)),
-             backend.expires),
-            (RECORD_PREFIX + job.id, encode_record(job), backend.expires)]
+    return [
+        (
+            backend.get_key_for_task(job.id),
+            backend.encode(_meta(job.id, states.PENDING, result)),
+            backend.expires,
+        ),
+        (RECORD_PREFIX + job.id, encode_record(job), backend.expires),
+    ]
 
 
 def read_status(job_id: str, *also: str):
@@ -122,7 +143,8 @@ def read_status(job_id: str, *also: str):
     trip (MGET): a status read's token-cache entry comes with the job's state."""
     backend = _backend()
     raw_meta, raw_record, *others = backend.client.mget(
-        [backend.get_key_for_task(job_id), RECORD_PREFIX + job_id, *also])
+        [backend.get_key_for_task(job_id), RECORD_PREFIX + job_id, *also]
+    )
     return (backend.decode(raw_meta) if raw_meta else None), decode_record(job_id, raw_record), others
 
 
@@ -151,8 +173,9 @@ def write_meta(job_id: str, state: str, result: dict) -> None:
     """
     backend = _backend()
     with backend.client.pipeline(transaction=True) as pipe:
-        pipe.set(backend.get_key_for_task(job_id), backend.encode(_meta(job_id, state, result)),
-                 ex=backend.expires)
+        pipe.set(
+            backend.get_key_for_task(job_id), backend.encode(_meta(job_id, state, result)), ex=backend.expires
+        )
         if state in states.READY_STATES:
             pipe.zadd(FINISHED_INDEX, {job_id: time.time()})
         pipe.execute()
@@ -180,8 +203,13 @@ def mark_worker_lost(job_id: str) -> bool:
     backend = _backend()
     result = {"exc_type": WORKER_LOST, "exc_message": ["worker lost"]}
     try:
-        written = backend.client.eval(SET_UNLESS_FINISHED, 1, backend.get_key_for_task(job_id),
-                                      backend.encode(_meta(job_id, states.RETRY, result)), backend.expires)
+        written = backend.client.eval(
+            SET_UNLESS_FINISHED,
+            1,
+            backend.get_key_for_task(job_id),
+            backend.encode(_meta(job_id, states.RETRY, result)),
+            backend.expires,
+        )
     except ResponseError as exc:
         # A full Redis refuses the script's SET (as a script error, not OutOfMemoryError). The
         # marker only tells clients why the job waits; the job's message is what matters.
@@ -192,74 +220,7 @@ def mark_worker_lost(job_id: str) -> bool:
     return bool(written)
 
 
-# KEYS: the job's deliveries hash, its cancellation flag, its state's key. ARGV: the hash field
-# of this attempt, the expiry in s (0: none), the most deliveries an attempt may have, and the
-# STARTED meta cut in two where its delivery count goes. Counts the delivery, then - unless the
-# job is cancelled or over its deliveries - writes STARTED with that count (Celery's rule: never
-# over a SUCCESS) and publishes it as Celery's SET does. Returns {cancelled, total, this attempt}.
-START = """
-local total = redis.call('HINCRBY', KEYS[1], 'total', 1)
-local this = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)
-if ARGV[2] ~= '0' then redis.call('EXPIRE', KEYS[1], ARGV[2]) end
-if redis.call('EXISTS', KEYS[2]) == 1 then return {1, total, this} end
-if this > tonumber(ARGV[3]) then return {0, total, this} end
-local current = redis.call('GET', KEYS[3])
-if current then
-  local ok, meta = pcall(cjson.decode, current)
-  if ok and type(meta) == 'table' and meta.status == 'SUCCESS' then return {0, total, this} end
-end
-local value = ARGV[4] .. total .. ARGV[5]
-if ARGV[2] ~= '0' then
-  redis.call('SET', KEYS[3], value, 'EX', ARGV[2])
-else
-  redis.call('SET', KEYS[3], value)
-end
-redis.call('PUBLISH', KEYS[3], value)
-return {0, total, this}
-"""
-# Stands in for the delivery count while the STARTED meta is encoded; cut out again before it is
-# sent (start_delivery), so the meta is encoded once, by Celery's own code, with no count known.
-DELIVERIES_PLACEHOLDER = 918273645546372819
 _start_script = None
-
-
-def _raise_oom_as_such(call):
-    """A script refused by a full Redis (its first write refused: nothing was written) raises
-    OutOfMemoryError, as a plain command would, so retry_while_full waits for room."""
-    def run():
-        try:
-            return call()
-        except ResponseError as exc:
-            if refused_for_memory(exc):
-                raise OutOfMemoryError(str(exc)) from exc
-            raise
-    return run
-
-
-def start_delivery(job_id: str, attempt: int, started_meta, max_deliveries: int) -> tuple[int, int, bool]:
-    """A worker starts the job, in one round trip: count the delivery, read the cancellation flag,
-    and (neither cancelled nor over max_deliveries) write STARTED. started_meta(placeholder) is
-    the encoded STARTED meta whose delivery count is the placeholder.
-    Returns (starts in all, starts of this attempt, cancelled)."""
-    global _start_script
-    backend = _backend()
-    if _start_script is None:
-        _start_script = backend.client.register_script(START)
-    encoded = started_meta(DELIVERIES_PLACEHOLDER)
-    encoded = encoded.encode() if isinstance(encoded, str) else encoded
-    before, marker, after = encoded.partition(str(DELIVERIES_PLACEHOLDER).encode())
-    if not marker or str(DELIVERIES_PLACEHOLDER).encode() in after:
-        raise ValueError("the STARTED meta does not hold its delivery count once")
-
-    def start():
-        return _start_script(
-            keys=[DELIVERIES_PREFIX + job_id, REVOKED_FLAG_PREFIX + job_id, backend.get_key_for_task(job_id)],
-            args=[f"attempt:{attempt}", int(backend.expires or 0), max_deliveries, before, after])
-
-    # Refused as a whole when Redis is full (the script's first write): nothing was counted, so
-    # it is run again.
-    cancelled, total, this_attempt = retry_while_full(_raise_oom_as_such(start), f"job {job_id}'s start")
-    return total, this_attempt, bool(cancelled)
 
 
 def flag_revoked(job_id: str) -> None:

@@ -24,16 +24,16 @@ TEXTAREA_FROM = 200
 class ParamInput:
     """One parameter of a kind as an HTML control."""
 
-    name: str                 # the parameter's key in params
+    name: str  # the parameter's key in params
     label: str
-    control: str              # "input", "textarea", "select" or "checkbox"
+    control: str  # "input", "textarea", "select" or "checkbox"
     input_type: str = "text"  # for control "input": text, number, email, url
     required: bool = False
     initial: str | bool = ""  # shown when the form opens: the serializer's default
-    hint: str = ""            # help text, limits and default, in words
-    attrs: dict = field(default_factory=dict)   # min, max, step, maxlength, inputmode
+    hint: str = ""  # help text, limits and default, in words
+    attrs: dict = field(default_factory=dict)  # min, max, step, maxlength, inputmode
     choices: tuple[tuple[str, str], ...] = ()
-    is_json: bool = False     # a structured value (dict, list): typed as JSON
+    is_json: bool = False  # a structured value (dict, list): typed as JSON
 
     @property
     def input_name(self) -> str:
@@ -72,12 +72,21 @@ def describe(name: str, f: serializers.Field) -> ParamInput:
     words = [str(f.help_text)] if f.help_text else []
     common = {"name": name, "label": label, "required": f.required}
     if isinstance(f, serializers.BooleanField):
-        return ParamInput(control="checkbox", initial=bool(default is not empty and default),
-                          hint=" ".join(words), **{**common, "required": False})
+        return ParamInput(
+            control="checkbox",
+            initial=bool(default is not empty and default),
+            hint=" ".join(words),
+            **{**common, "required": False},
+        )
     if isinstance(f, serializers.ChoiceField):
         choices = tuple((str(key), str(text)) for key, text in f.choices.items())
-        return ParamInput(control="select", choices=choices,
-                          initial="" if default is empty else str(default), hint=" ".join(words), **common)
+        return ParamInput(
+            control="select",
+            choices=choices,
+            initial="" if default is empty else str(default),
+            hint=" ".join(words),
+            **common,
+        )
     if isinstance(f, (serializers.IntegerField, serializers.FloatField, serializers.DecimalField)):
         whole = isinstance(f, serializers.IntegerField)
         attrs = {"step": "1" if whole else "any", "inputmode": "numeric" if whole else "decimal"}
@@ -87,24 +96,45 @@ def describe(name: str, f: serializers.Field) -> ParamInput:
         words.append(" ".join(filter(None, ["A whole number" if whole else "A number", _limits(f)])) + ".")
         if default is not empty:
             words.append(f"Default {_number_words(default)}.")
-        return ParamInput(control="input", input_type="number", attrs=attrs,
-                          initial="" if default is empty else str(default), hint=" ".join(words), **common)
+        return ParamInput(
+            control="input",
+            input_type="number",
+            attrs=attrs,
+            initial="" if default is empty else str(default),
+            hint=" ".join(words),
+            **common,
+        )
     if isinstance(f, serializers.CharField):
-        input_type = ("email" if isinstance(f, serializers.EmailField)
-                      else "url" if isinstance(f, serializers.URLField) else "text")
+        input_type = (
+            "email"
+            if isinstance(f, serializers.EmailField)
+            else "url"
+            if isinstance(f, serializers.URLField)
+            else "text"
+        )
         attrs = {"maxlength": str(f.max_length)} if f.max_length else {}
         if f.max_length:
             words.append(f"Up to {_number_words(f.max_length)} characters.")
         if default not in (empty, ""):
             words.append(f"Default: {default}")
         long = f.max_length is None or f.max_length > TEXTAREA_FROM
-        return ParamInput(control="textarea" if long and input_type == "text" else "input",
-                          input_type=input_type, attrs=attrs,
-                          initial="" if default is empty else str(default), hint=" ".join(words), **common)
+        return ParamInput(
+            control="textarea" if long and input_type == "text" else "input",
+            input_type=input_type,
+            attrs=attrs,
+            initial="" if default is empty else str(default),
+            hint=" ".join(words),
+            **common,
+        )
     # Anything else (dicts, lists, JSON): typed as JSON.
     words.append("As JSON.")
-    return ParamInput(control="textarea", is_json=True, hint=" ".join(words),
-                      initial="" if default is empty else json.dumps(default), **common)
+    return ParamInput(
+        control="textarea",
+        is_json=True,
+        hint=" ".join(words),
+        initial="" if default is empty else json.dumps(default),
+        **common,
+    )
 
 
 def param_inputs(kind: str) -> list[ParamInput]:
@@ -142,3 +172,40 @@ def flatten_errors(errors) -> list[str]:
     if isinstance(errors, (list, tuple)):
         return [message for value in errors for message in flatten_errors(value)]
     return [str(errors)]
+
+
+def bound_inputs(inputs, values: dict, errors: dict) -> list[dict]:
+    bound = []
+    for spec in inputs:
+        field_errors = errors.get(spec.name, [])
+        described = [f"{spec.html_id}-hint"] if spec.hint else []
+        if field_errors:
+            described.append(f"{spec.html_id}-error")
+        bound.append(
+            {
+                "spec": spec,
+                "value": values.get(spec.name, spec.initial),
+                "errors": field_errors,
+                "describedby": " ".join(described),
+            }
+        )
+    return bound
+
+
+def split_errors(errors: dict, param_names: set[str]) -> tuple[dict[str, list[str]], list[str]]:
+    """A JobSubmitSerializer's errors as (field -> messages, messages of the whole form); a
+    params error names its parameter when it can, so it is shown at that field."""
+    fields: dict[str, list[str]] = {}
+    general: list[str] = []
+    for key, value in errors.items():
+        if key == "name":
+            fields["name"] = flatten_errors(value)
+        elif key == "params" and isinstance(value, dict):
+            for param, messages_ in value.items():
+                if param in param_names:
+                    fields[param] = flatten_errors(messages_)
+                else:
+                    general += flatten_errors(messages_)
+        else:
+            general += flatten_errors(value)
+    return fields, general

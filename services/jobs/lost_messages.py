@@ -39,8 +39,8 @@ from jobs.base import KINDS
 from jobs.models import Job
 
 logger = logging.getLogger(__name__)
-BATCH = 1000          # jobs looked at per pass
-CHUNK = 200           # messages per Redis reply
+BATCH = 1000  # jobs looked at per pass
+CHUNK = 200  # messages per Redis reply
 # kombu's Redis transport keeps messages of priority > 0 in lists named queue + sep + step.
 PRIORITY_SUFFIXES = ("", "\x06\x163", "\x06\x166", "\x06\x169")
 UNACKED_HASH = "unacked"  # kombu's default unacked_key
@@ -78,10 +78,13 @@ def window(now: datetime, after: float, expires: float) -> tuple[datetime, datet
 
 def _candidates(oldest: datetime, newest: datetime) -> list[Job]:
     """The oldest unfinished jobs of the window (at most BATCH) whose state looks lost."""
-    jobs = list(Job.objects.filter(finished_at=None, cancelled_at=None, submitted_at__gte=oldest,
-                                   submitted_at__lt=newest)
-                .only("id", "kind", "params", "owner", "user", "name", "run", "submitted_at")
-                .order_by("submitted_at")[:BATCH])
+    jobs = list(
+        Job.objects.filter(
+            finished_at=None, cancelled_at=None, submitted_at__gte=oldest, submitted_at__lt=newest
+        )
+        .only("id", "kind", "params", "owner", "user", "name", "run", "submitted_at")
+        .order_by("submitted_at")[:BATCH]
+    )
     return _lost_states(jobs)
 
 
@@ -94,10 +97,10 @@ def _lost_states(jobs: list[Job]) -> list[Job]:
 class BrokerScan:
     """What one look at the broker read: for the pass's log line and the capacity tests."""
 
-    messages: int = 0         # messages read
-    replies: int = 0          # Redis replies they came in
-    largest_reply: int = 0    # bytes of message data in the largest reply
-    complete: bool = True     # every list and the hash were read to the end
+    messages: int = 0  # messages read
+    replies: int = 0  # Redis replies they came in
+    largest_reply: int = 0  # bytes of message data in the largest reply
+    complete: bool = True  # every list and the hash were read to the end
 
     def took(self, values: Iterable[bytes]) -> list[bytes]:
         values = list(values)
@@ -146,8 +149,11 @@ def in_flight(job_ids: Iterable[str], scan: BrokerScan | None = None) -> set[str
     scan = scan if scan is not None else BrokerScan()
     queue = settings.CELERY_TASK_DEFAULT_QUEUE
     found: set[str] = set()
-    with redis.Redis.from_url(settings.CELERY_BROKER_URL, socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
-                              socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT) as client:
+    with redis.Redis.from_url(
+        settings.CELERY_BROKER_URL,
+        socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+        socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+    ) as client:
         for suffix in PRIORITY_SUFFIXES:
             if found == wanted:
                 break
@@ -164,10 +170,15 @@ def _not_in_flight(jobs: list[Job], scan: BrokerScan) -> list[Job]:
     return [job for job in jobs if job.id not in held]
 
 
-def find_lost(now: datetime | None = None, settle: float = 5.0,
-              sleep: Callable[[float], None] = time.sleep, scan: BrokerScan | None = None) -> list[Job]:
-    oldest, newest = window(now or timezone.now(), settings.JOB_RECOVERY_AFTER,
-                            settings.CELERY_RESULT_EXPIRES)
+def find_lost(
+    now: datetime | None = None,
+    settle: float = 5.0,
+    sleep: Callable[[float], None] = time.sleep,
+    scan: BrokerScan | None = None,
+) -> list[Job]:
+    oldest, newest = window(
+        now or timezone.now(), settings.JOB_RECOVERY_AFTER, settings.CELERY_RESULT_EXPIRES
+    )
     scan = scan if scan is not None else BrokerScan()
     suspects = _not_in_flight(_candidates(oldest, newest), scan)
     if not suspects:
@@ -196,10 +207,16 @@ def recover_lost_jobs(scan: BrokerScan | None = None, **kwargs) -> list[str]:
     finally:
         if client.get(LOCK_KEY) == token:
             client.delete(LOCK_KEY)
-    logger.info("Lost-job recovery pass: %d published again; %d broker messages read in %d replies "
-                "(largest %d bytes)%s; %.2f s", len(recovered), scan.messages, scan.replies,
-                scan.largest_reply, "" if scan.complete else ", queue longer than a pass reads",
-                time.monotonic() - started)
+    logger.info(
+        "Lost-job recovery pass: %d published again; %d broker messages read in %d replies "
+        "(largest %d bytes)%s; %.2f s",
+        len(recovered),
+        scan.messages,
+        scan.replies,
+        scan.largest_reply,
+        "" if scan.complete else ", queue longer than a pass reads",
+        time.monotonic() - started,
+    )
     return recovered
 
 
@@ -210,7 +227,8 @@ def _recover(**kwargs) -> list[str]:
             logger.warning("Job %s looks lost but its kind %r no longer exists; left alone", job.id, job.kind)
             continue
         publisher.publish_job(job)
-        logger.warning("Job %s (%s) had no message in Redis (lost in a Redis crash?); published again",
-                       job.id, job.kind)
+        logger.warning(
+            "Job %s (%s) had no message in Redis (lost in a Redis crash?); published again", job.id, job.kind
+        )
         recovered.append(job.id)
     return recovered

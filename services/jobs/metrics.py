@@ -27,13 +27,18 @@ SUBMITTED = Counter("jobs_submitted", "Jobs accepted by the API (new runs), by k
 STARTED = Counter("jobs_started", "Job executions started by a worker, by kind.", ["kind"])
 SUCCEEDED = Counter("jobs_succeeded", "Job executions that succeeded, by kind.", ["kind"])
 FAILED = Counter("jobs_failed", "Job executions that failed for good, by kind.", ["kind"])
-RETRIED = Counter("jobs_retried", "Job executions that failed transiently and were retried, by kind.",
-                  ["kind"])
-REDELIVERED = Counter("jobs_redelivered", "Job executions started again after their worker died "
-                      "under them, by kind.", ["kind"])
-RUN_SECONDS = Histogram("jobs_run_seconds", "Run time of job executions, by kind and outcome.",
-                        ["kind", "outcome"],
-                        buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600))
+RETRIED = Counter(
+    "jobs_retried", "Job executions that failed transiently and were retried, by kind.", ["kind"]
+)
+REDELIVERED = Counter(
+    "jobs_redelivered", "Job executions started again after their worker died under them, by kind.", ["kind"]
+)
+RUN_SECONDS = Histogram(
+    "jobs_run_seconds",
+    "Run time of job executions, by kind and outcome.",
+    ["kind", "outcome"],
+    buckets=(0.01, 0.05, 0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 900, 1800, 3600),
+)
 COUNTERS = (SUBMITTED, STARTED, SUCCEEDED, FAILED, RETRIED, REDELIVERED)
 WEB_COUNTERS = (SUBMITTED,)
 WORKER_COUNTERS = (STARTED, SUCCEEDED, FAILED, RETRIED, REDELIVERED)

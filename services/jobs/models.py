@@ -33,7 +33,7 @@ class Job(models.Model):
             # Its index also serves a (token, name) pair's latest run (service.latest_run: the
             # same columns scanned backwards), so no second index on them: each index is one
             # more write per submission and per archived outcome.
-            models.UniqueConstraint(fields=["owner", "name", "run"], name="job_unique_run"),
+            models.UniqueConstraint(fields=["owner", "name", "run"], name="job_unique_run")
         ]
         indexes = [
             models.Index(fields=["user", "-submitted_at"], name="job_user_recent"),
@@ -41,8 +41,11 @@ class Job(models.Model):
             models.Index(fields=["submitted_at"], name="job_submitted"),
             # The lost-job recovery's candidates: only jobs not yet finished, so its query does
             # not grow with the finished jobs of the day.
-            models.Index(fields=["submitted_at"], name="job_unfinished",
-                         condition=models.Q(finished_at__isnull=True, cancelled_at__isnull=True)),
+            models.Index(
+                fields=["submitted_at"],
+                name="job_unfinished",
+                condition=models.Q(finished_at__isnull=True, cancelled_at__isnull=True),
+            ),
         ]
 
     def __str__(self) -> str:
@@ -54,8 +57,9 @@ class TokenName(models.Model):
 
     Deleted with its token; tokens made by `manage.py create_api_user` have none."""
 
-    token = models.OneToOneField("knox.AuthToken", on_delete=models.CASCADE, primary_key=True,
-                                 related_name="+")
+    token = models.OneToOneField(
+        "knox.AuthToken", on_delete=models.CASCADE, primary_key=True, related_name="+"
+    )
     name = models.CharField(max_length=100)
 
     def __str__(self) -> str:

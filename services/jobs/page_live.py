@@ -23,7 +23,8 @@ def read_own_jobs(user, job_ids: list[str]) -> list[tuple[Job, dict | None]]:
     if not job_ids:
         return []
     raws = job_store.backend_client().mget(
-        [key for job_id in job_ids for key in (job_store.meta_key(job_id), job_store.RECORD_PREFIX + job_id)])
+        [key for job_id in job_ids for key in (job_store.meta_key(job_id), job_store.RECORD_PREFIX + job_id)]
+    )
     found: dict[str, tuple[Job, dict | None]] = {}
     elsewhere: dict[str, dict | None] = {}
     for i, job_id in enumerate(job_ids):
@@ -44,15 +45,18 @@ def live(request):
     """The live state of the signed-in user's jobs named by ?id= (the pages poll it): JSON with
     an ETag, or 304 Not Modified when it matches the page's If-None-Match."""
     if not request.user.is_authenticated:
-        return JsonResponse({"error": "signed_out", "detail": "Sign in again to follow your jobs."},
-                            status=401)
+        return JsonResponse(
+            {"error": "signed_out", "detail": "Sign in again to follow your jobs."}, status=401
+        )
     wanted = list(dict.fromkeys(job_id for job_id in request.GET.getlist("id") if ids.is_job_id(job_id)))
-    body = json.dumps({"jobs": [live_state(job, meta) for job, meta in
-                                read_own_jobs(request.user, wanted[:LIVE_MAX_IDS])]},
-                      separators=(",", ":")).encode()
+    body = json.dumps(
+        {"jobs": [live_state(job, meta) for job, meta in read_own_jobs(request.user, wanted[:LIVE_MAX_IDS])]},
+        separators=(",", ":"),
+    ).encode()
     etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    response = (get_conditional_response(request, etag=etag)
-                or HttpResponse(body, content_type="application/json"))
+    response = get_conditional_response(request, etag=etag) or HttpResponse(
+        body, content_type="application/json"
+    )
     response["ETag"] = etag
     # Stored by nobody, revalidated always (the page sends If-None-Match itself); per user.
     patch_cache_control(response, private=True, no_cache=True)

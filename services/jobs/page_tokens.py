@@ -40,13 +40,29 @@ def tokens(request):
             name = ""
     records = AuthToken.objects.filter(user=request.user).order_by("-created")
     names = dict(TokenName.objects.filter(token__user=request.user).values_list("token_id", "name"))
-    rows = [{"name": names.get(record.digest, ""), "prefix": record.token_key,
-             "created_text": format_time(record.created), "created_at": record.created.isoformat()}
-            for record in records]
-    response = render(request, "jobs/tokens.html", {
-        "nav": "tokens", "tokens": rows, "new_token": new_token, "name": name, "error": error,
-        "name_max": TOKEN_NAME_MAX, "api_url": request.build_absolute_uri(reverse("job-list")),
-    }, status=400 if error else 200)
+    rows = [
+        {
+            "name": names.get(record.digest, ""),
+            "prefix": record.token_key,
+            "created_text": format_time(record.created),
+            "created_at": record.created.isoformat(),
+        }
+        for record in records
+    ]
+    response = render(
+        request,
+        "jobs/tokens.html",
+        {
+            "nav": "tokens",
+            "tokens": rows,
+            "new_token": new_token,
+            "name": name,
+            "error": error,
+            "name_max": TOKEN_NAME_MAX,
+            "api_url": request.build_absolute_uri(reverse("job-list")),
+        },
+        status=400 if error else 200,
+    )
     # A new token is in this answer: no cache may keep it (nor the list: it is private anyway).
     patch_cache_control(response, no_store=True, private=True)
     return response

@@ -71,67 +71,45 @@ def job_list(request):
         jobs = jobs.filter(kind=kind)
     else:
         kind = ""
-    page, has_older, has_newer = keyset_page(jobs, parse_cursor(request.GET.get("older")),
-                                             parse_cursor(request.GET.get("newer")))
+    page, has_older, has_newer = keyset_page(
+        jobs, parse_cursor(request.GET.get("older")), parse_cursor(request.GET.get("newer"))
+    )
     metas = job_store.read_many([job.id for job in page])
     now = timezone.now()
-    rows = [job_view(job, job_store.current_meta(job, meta), now) for job, meta in zip(page, metas, strict=True)]
+    rows = [
+        job_view(job, job_store.current_meta(job, meta), now) for job, meta in zip(page, metas, strict=True)
+    ]
     filters = {key: value for key, value in (("state", state), ("kind", kind)) if value}
 
     def link(**cursor) -> str:
         return "?" + urlencode({**filters, **cursor})
 
-    return render(request, "jobs/job_list.html", {
-        "nav": "jobs",
-        "rows": rows,
-        "state": state,
-        "kind": kind,
-        "filtered": bool(filters),
-        "state_choices": STATE_FILTERS.items(),
-        "kind_choices": sorted(KINDS),
-        "older_url": link(older=cursor_of(page[-1])) if page and has_older else None,
-        "newer_url": link(newer=cursor_of(page[0])) if page and has_newer else None,
-        "newest_url": link() if has_newer else None,
-    })
+    return render(
+        request,
+        "jobs/job_list.html",
+        {
+            "nav": "jobs",
+            "rows": rows,
+            "state": state,
+            "kind": kind,
+            "filtered": bool(filters),
+            "state_choices": STATE_FILTERS.items(),
+            "kind_choices": sorted(KINDS),
+            "older_url": link(older=cursor_of(page[-1])) if page and has_older else None,
+            "newer_url": link(newer=cursor_of(page[0])) if page and has_newer else None,
+            "newest_url": link() if has_newer else None,
+        },
+    )
 
 
 @login_required
 @require_GET
 def kind_list(request):
-    kinds = [{"name": name, "description": kind.description, "url": reverse("page-submit", args=[name])}
-             for name, kind in sorted(KINDS.items())]
+    kinds = [
+        {"name": name, "description": kind.description, "url": reverse("page-submit", args=[name])}
+        for name, kind in sorted(KINDS.items())
+    ]
     return render(request, "jobs/kinds.html", {"nav": "new", "kinds": kinds})
-
-
-def bound_inputs(inputs, values: dict, errors: dict) -> list[dict]:
-    bound = []
-    for spec in inputs:
-        field_errors = errors.get(spec.name, [])
-        described = [f"{spec.html_id}-hint"] if spec.hint else []
-        if field_errors:
-            described.append(f"{spec.html_id}-error")
-        bound.append({"spec": spec, "value": values.get(spec.name, spec.initial), "errors": field_errors,
-                      "describedby": " ".join(described)})
-    return bound
-
-
-def split_errors(errors: dict, param_names: set[str]) -> tuple[dict[str, list[str]], list[str]]:
-    """A JobSubmitSerializer's errors as (field -> messages, messages of the whole form); a
-    params error names its parameter when it can, so it is shown at that field."""
-    fields: dict[str, list[str]] = {}
-    general: list[str] = []
-    for key, value in errors.items():
-        if key == "name":
-            fields["name"] = kind_forms.flatten_errors(value)
-        elif key == "params" and isinstance(value, dict):
-            for param, messages_ in value.items():
-                if param in param_names:
-                    fields[param] = kind_forms.flatten_errors(messages_)
-                else:
-                    general += kind_forms.flatten_errors(messages_)
-        else:
-            general += kind_forms.flatten_errors(value)
-    return fields, general
 
 
 @login_required
@@ -147,20 +125,30 @@ def submit(request, kind):
     unavailable = None
     if request.method == "POST":
         name, rerun = request.POST.get("name", "").strip(), "rerun" in request.POST
-        values = {spec.name: (spec.input_name in request.POST) if spec.control == "checkbox"
-                  else request.POST.get(spec.input_name, "") for spec in inputs}
+        values = {
+            spec.name: (spec.input_name in request.POST)
+            if spec.control == "checkbox"
+            else request.POST.get(spec.input_name, "")
+            for spec in inputs
+        }
         params, errors = kind_forms.params_from_form(kind, request.POST)
         if not errors:
-            serializer = JobSubmitSerializer(data={"kind": kind, "params": params, "rerun": rerun,
-                                                   **({"name": name} if name else {})})
+            serializer = JobSubmitSerializer(
+                data={"kind": kind, "params": params, "rerun": rerun, **({"name": name} if name else {})}
+            )
             if not serializer.is_valid():
-                errors, general = split_errors(serializer.errors, {spec.name for spec in inputs})
+                errors, general = kind_forms.split_errors(serializer.errors, {spec.name for spec in inputs})
             else:
                 data = serializer.validated_data
                 try:
-                    submission = job_actions.submit(user=request.user, token=page_identity(request.user),
-                                                kind=kind, params=data["params"], name=data.get("name"),
-                                                rerun=rerun)
+                    submission = job_actions.submit(
+                        user=request.user,
+                        token=page_identity(request.user),
+                        kind=kind,
+                        params=data["params"],
+                        name=data.get("name"),
+                        rerun=rerun,
+                    )
                 except Exception as exc:
                     unavailable = unavailable_message(exc)
                     if unavailable is None:
@@ -170,28 +158,40 @@ def submit(request, kind):
                     if submission.created:
                         messages.success(request, f"Job {job.name} submitted.")
                     elif presentation.is_finished(submission.meta):
-                        messages.info(request, f"A job named {job.name} already finished: here it is. "
-                                               "Re-run it below, or submit with “run again” ticked.")
+                        messages.info(
+                            request,
+                            f"A job named {job.name} already finished: here it is. "
+                            "Re-run it below, or submit with “run again” ticked.",
+                        )
                     else:
-                        messages.info(request, f"A job named {job.name} is already queued or running: "
-                                               "here it is.")
+                        messages.info(
+                            request, f"A job named {job.name} is already queued or running: here it is."
+                        )
                     return redirect("job-page", job.id)
     param_names = {spec.name for spec in inputs}
-    summary = [(f"param-{key}" if key in param_names else "field-name", message)
-               for key in ["name", *[spec.name for spec in inputs]] for message in errors.get(key, [])]
+    summary = [
+        (f"param-{key}" if key in param_names else "field-name", message)
+        for key in ["name", *[spec.name for spec in inputs]]
+        for message in errors.get(key, [])
+    ]
     status_code = 503 if unavailable else 400 if (errors or general) else 200
-    response = render(request, "jobs/submit.html", {
-        "nav": "new",
-        "kind": KINDS[kind],
-        "inputs": bound_inputs(inputs, values, errors),
-        "name": name,
-        "name_errors": errors.get("name", []),
-        "rerun": rerun,
-        "summary": summary,
-        "general_errors": general,
-        "error_count": len(summary) + len(general),
-        "unavailable": unavailable,
-    }, status=status_code)
+    response = render(
+        request,
+        "jobs/submit.html",
+        {
+            "nav": "new",
+            "kind": KINDS[kind],
+            "inputs": kind_forms.bound_inputs(inputs, values, errors),
+            "name": name,
+            "name_errors": errors.get("name", []),
+            "rerun": rerun,
+            "summary": summary,
+            "general_errors": general,
+            "error_count": len(summary) + len(general),
+            "unavailable": unavailable,
+        },
+        status=status_code,
+    )
     if unavailable:
         response["Retry-After"] = str(RETRY_AFTER_SECONDS)
     return response
@@ -206,14 +206,18 @@ def job_detail(request, job_id):
     meta = job_store.current_meta(job, job_store.read_meta(job.id))
     view = job_view(job, meta)
     body = presentation.describe(meta)
-    return render(request, "jobs/job_detail.html", {
-        "nav": "jobs",
-        "job": view,
-        "params": result_view(job.params),
-        "result": result_view(body["result"]) if view["state"] == states.SUCCESS else None,
-        "can_cancel": not view["finished"],
-        "can_rerun": view["finished"] and job.kind in KINDS,
-    })
+    return render(
+        request,
+        "jobs/job_detail.html",
+        {
+            "nav": "jobs",
+            "job": view,
+            "params": result_view(job.params),
+            "result": result_view(body["result"]) if view["state"] == states.SUCCESS else None,
+            "can_cancel": not view["finished"],
+            "can_rerun": view["finished"] and job.kind in KINDS,
+        },
+    )
 
 
 @login_required
@@ -245,18 +249,29 @@ def rerun(request, job_id):
     job = own_job(request, job_id)
     if job is None:
         return not_found(request)
-    serializer = JobSubmitSerializer(data={"kind": job.kind, "name": job.name, "params": job.params,
-                                           "rerun": True})
+    serializer = JobSubmitSerializer(
+        data={"kind": job.kind, "name": job.name, "params": job.params, "rerun": True}
+    )
     if not serializer.is_valid():
-        messages.error(request, "Not re-run: this job's kind or parameters are no longer accepted ("
-                       + " ".join(kind_forms.flatten_errors(serializer.errors)) + ").")
+        messages.error(
+            request,
+            "Not re-run: this job's kind or parameters are no longer accepted ("
+            + " ".join(kind_forms.flatten_errors(serializer.errors))
+            + ").",
+        )
         return redirect("job-page", job.id)
     try:
         if not presentation.is_finished(job_store.current_meta(job, job_store.read_meta(job.id))):
             messages.info(request, f"Job {job.name} has not finished yet: cancel it or wait.")
             return redirect("job-page", job.id)
-        submission = job_actions.submit(user=request.user, token=page_identity(request.user), kind=job.kind,
-                                    params=serializer.validated_data["params"], name=job.name, rerun=True)
+        submission = job_actions.submit(
+            user=request.user,
+            token=page_identity(request.user),
+            kind=job.kind,
+            params=serializer.validated_data["params"],
+            name=job.name,
+            rerun=True,
+        )
     except Exception as exc:
         problem = unavailable_message(exc)
         if problem is None:
@@ -268,5 +283,3 @@ def rerun(request, job_id):
     else:
         messages.info(request, f"A run of {job.name} is already queued or running: here it is.")
     return redirect("job-page", submission.job.id)
-
-

@@ -10,8 +10,9 @@ EXPIRED = "EXPIRED"
 _TIME_LIMIT_ERRORS = {"SoftTimeLimitExceeded", "TimeLimitExceeded"}
 SAFE_MESSAGE_ERRORS = {"JobError"}
 GENERIC_FAILURE = "The job failed because of an internal error."
-WORKER_LOST_MESSAGE = ("The worker running this job stopped (killed, or out of memory); "
-                       "the job is queued to run again.")
+WORKER_LOST_MESSAGE = (
+    "The worker running this job stopped (killed, or out of memory); the job is queued to run again."
+)
 
 
 def safe_error(result) -> str:

@@ -95,9 +95,12 @@ class _ThreadPublisher:
         """The thread's kombu producer on the Redis broker, its writes recordable."""
         if self._producer is None:
             app = current_app
-            connection = Connection(settings.CELERY_BROKER_URL, transport=RecordingTransport,
-                                    transport_options=app.conf.broker_transport_options,
-                                    connect_timeout=settings.REDIS_SOCKET_TIMEOUT)
+            connection = Connection(
+                settings.CELERY_BROKER_URL,
+                transport=RecordingTransport,
+                transport_options=app.conf.broker_transport_options,
+                connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+            )
             _ = connection.default_channel  # connect now (kombu pings), not while recording
             self._producer = app.amqp.Producer(connection, auto_declare=False)
         return self._producer
@@ -123,10 +126,14 @@ def _broker_client() -> redis.Redis:
             # Gives up within about a second, like task_publish_retry_policy: the client gets
             # a 503 rather than a hung request while Redis is away.
             client = _broker_clients.get(url) or redis.Redis.from_url(
-                url, socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
-                socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT, socket_keepalive=True,
-                health_check_interval=25, protocol=2,
-                retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 2))
+                url,
+                socket_timeout=settings.REDIS_SOCKET_TIMEOUT,
+                socket_connect_timeout=settings.REDIS_SOCKET_TIMEOUT,
+                socket_keepalive=True,
+                health_check_interval=25,
+                protocol=2,
+                retry=Retry(ExponentialBackoff(cap=0.5, base=0.1), 2),
+            )
             _broker_clients[url] = client
     return client
 
@@ -166,16 +173,18 @@ def publish(task, *, task_id: str, kwargs: dict, state_writes: list[tuple[bytes 
     try:
         # declare=[]: the queue is the workers' to declare; the message goes to the anonymous
         # exchange with the queue's name as routing key (an LPUSH on the Redis broker).
-        task.apply_async(kwargs=kwargs, task_id=task_id, producer=producer,
-                         event_dispatcher=publisher.events, declare=[])
+        task.apply_async(
+            kwargs=kwargs, task_id=task_id, producer=producer, event_dispatcher=publisher.events, declare=[]
+        )
         if not any(name == "lpush" for name, _, _ in recorder.calls):
             raise UnexpectedBrokerCall("kombu wrote no message while publishing")
     except UnexpectedBrokerCall:
         # A kombu release that publishes differently: say so once and take the plain path.
         global _recording_broken
         _recording_broken = True
-        logger.exception("Publishing in one round trip is not possible with this kombu; "
-                         "using apply_async as is")
+        logger.exception(
+            "Publishing in one round trip is not possible with this kombu; using apply_async as is"
+        )
         return publish(task, task_id=task_id, kwargs=kwargs, state_writes=state_writes)
     finally:
         _local.recorder = None
@@ -202,8 +211,12 @@ def publish_job(job) -> None:
     PENDING is written before the message exists, so the worker's states always overwrite it
     and a submitted id is never mistaken for an unknown one."""
     try:
-        publish(KINDS[job.kind].task, task_id=job.id, kwargs=job.params,
-                state_writes=job_store.pending_writes(job, pending_result()))
+        publish(
+            KINDS[job.kind].task,
+            task_id=job.id,
+            kwargs=job.params,
+            state_writes=job_store.pending_writes(job, pending_result()),
+        )
     except BaseException:
         with contextlib.suppress(Exception):
             job_store.forget_submission(job.id)

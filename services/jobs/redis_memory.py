@@ -12,7 +12,7 @@ from redis.exceptions import OutOfMemoryError, ResponseError
 
 logger = logging.getLogger(__name__)
 
-MEMORY_READ_EVERY = 0.25   # seconds between two INFO reads of one process
+MEMORY_READ_EVERY = 0.25  # seconds between two INFO reads of one process
 _memory_lock = threading.Lock()
 _memory_reading: tuple[float, int, int] = (float("-inf"), 0, 0)  # (when, used_memory, maxmemory)
 

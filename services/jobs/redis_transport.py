@@ -20,15 +20,17 @@ from jobs.redis_memory import retry_while_full
 
 class QoS(kombu_redis.QoS):
     def append(self, message, delivery_tag):
-        retry_while_full(lambda: super(QoS, self).append(message, delivery_tag),
-                         "recording a message taken from the queue")
+        retry_while_full(
+            lambda: super(QoS, self).append(message, delivery_tag), "recording a message taken from the queue"
+        )
 
     def ack(self, delivery_tag):
         retry_while_full(lambda: super(QoS, self).ack(delivery_tag), "acknowledging a message")
 
     def reject(self, delivery_tag, requeue=False):
-        retry_while_full(lambda: super(QoS, self).reject(delivery_tag, requeue=requeue),
-                         "rejecting a message")
+        retry_while_full(
+            lambda: super(QoS, self).reject(delivery_tag, requeue=requeue), "rejecting a message"
+        )
 
 
 class Channel(kombu_redis.Channel):

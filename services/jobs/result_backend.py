@@ -83,7 +83,8 @@ class JobResultBackend(RedisBackend):
         try:
             return self._store_script(
                 keys=[self.get_key_for_task(task_id), FINISHED_INDEX],
-                args=[value, int(self.expires or 0), int(state in states.READY_STATES), task_id, time.time()])
+                args=[value, int(self.expires or 0), int(state in states.READY_STATES), task_id, time.time()],
+            )
         except ResponseError as exc:
             # A full Redis refuses the script's first write, so nothing was written: say so as
             # the retryable refusal it is (exception_safe_to_retry).

@@ -9,28 +9,34 @@ from jobs.ids import JOB_NAME_PATTERN
 class JobSubmitSerializer(serializers.Serializer):
     kind = serializers.ChoiceField(choices=sorted(KINDS), help_text="The kind of job to run.")
     name = serializers.RegexField(
-        JOB_NAME_PATTERN, required=False, max_length=100,
+        JOB_NAME_PATTERN,
+        required=False,
+        max_length=100,
         help_text="Your name for the job (1-100 of A-Z a-z 0-9 . _ : -). Submitting the same "
-                  "name again while it is pending or running returns that job. Default: a new "
-                  "random name.",
-        error_messages={"invalid": "Use 1-100 characters among A-Z a-z 0-9 . _ : - "
-                                   "starting with a letter or digit."},
+        "name again while it is pending or running returns that job. Default: a new "
+        "random name.",
+        error_messages={
+            "invalid": "Use 1-100 characters among A-Z a-z 0-9 . _ : - starting with a letter or digit."
+        },
     )
     params = serializers.DictField(
-        required=False, default=dict,
-        help_text="Parameters of the kind: " + "; ".join(
+        required=False,
+        default=dict,
+        help_text="Parameters of the kind: "
+        + "; ".join(
             f"{name}: {', '.join(kind.params().fields) or 'none'}" for name, kind in sorted(KINDS.items())
-        ) + ".",
+        )
+        + ".",
     )
     rerun = serializers.BooleanField(
-        required=False, default=False,
-        help_text="Start a fresh run if the named job already finished.",
+        required=False, default=False, help_text="Start a fresh run if the named job already finished."
     )
 
     def validate_kind(self, value):
         if not kind_enabled(KINDS[value]):
             raise serializers.ValidationError(
-                f"{value!r} is an example kind, off in production unless JOB_DEMO_KINDS names it.")
+                f"{value!r} is an example kind, off in production unless JOB_DEMO_KINDS names it."
+            )
         return value
 
     def validate(self, attrs):
@@ -72,8 +78,10 @@ class JobSerializer(serializers.Serializer):
     started_at = serializers.CharField(allow_null=True)
     finished_at = serializers.CharField(allow_null=True)
     deliveries = serializers.IntegerField(
-        allow_null=True, help_text="How many times a worker started the job (2 or more when a "
-                                   "worker died under it and it ran again).")
+        allow_null=True,
+        help_text="How many times a worker started the job (2 or more when a "
+        "worker died under it and it ran again).",
+    )
     url = serializers.CharField(help_text="Where to poll this job.")
     page = serializers.CharField(help_text="A web page showing this job's progress.")
 

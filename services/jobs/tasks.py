@@ -34,9 +34,7 @@ class SumNumberParams(serializers.Serializer):
     def validate(self, attrs):
         count = attrs["y"] - attrs["x"] + 1
         if not 1 <= count <= self.MAX_COUNT:
-            raise serializers.ValidationError(
-                {"y": f"y must be >= x and y - x < {self.MAX_COUNT}."}
-            )
+            raise serializers.ValidationError({"y": f"y must be >= x and y - x < {self.MAX_COUNT}."})
         return attrs
 
 
@@ -140,4 +138,3 @@ def allocate(self, megabytes: int, seconds: float = 1.0) -> dict:
             self.progress(done, megabytes, f"holding {done} MiB")
     time.sleep(seconds)
     return {"megabytes": len(chunks)}
-

@@ -114,6 +114,7 @@ def revoke_user(user) -> int:
 
 # --- signals: connected in jobs.apps ---------------------------------------------------------------
 
+
 def on_token_deleted(sender, instance, **kwargs) -> None:
     revoke_digests([instance.digest])
 

@@ -4,8 +4,11 @@ from django.urls import path
 from jobs import page_live, page_tokens, pages
 
 urlpatterns = [
-    path("accounts/login/", auth_views.LoginView.as_view(template_name="jobs/login.html",
-                                                         redirect_authenticated_user=True), name="login"),
+    path(
+        "accounts/login/",
+        auth_views.LoginView.as_view(template_name="jobs/login.html", redirect_authenticated_user=True),
+        name="login",
+    ),
     path("accounts/logout/", auth_views.LogoutView.as_view(), name="logout"),
     path("jobs/", pages.job_list, name="page-job-list"),
     path("jobs/new/", pages.kind_list, name="page-kinds"),

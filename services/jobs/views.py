@@ -38,18 +38,24 @@ ERRORS = {
     400: OpenApiResponse(description="Invalid input; the body names each field at fault."),
     401: OpenApiResponse(ErrorSerializer, description="Missing or invalid token."),
     413: OpenApiResponse(description="Body larger than API_MAX_BODY_BYTES."),
-    429: OpenApiResponse(description="The token is over its rate (API_SUBMIT_RATE, API_READ_RATE); "
-                                     "retry after Retry-After seconds."),
-    503: OpenApiResponse(description="PostgreSQL or Redis is unavailable, or Redis is too full for "
-                                     "a new job (job_store_full); retry later."),
+    429: OpenApiResponse(
+        description="The token is over its rate (API_SUBMIT_RATE, API_READ_RATE); "
+        "retry after Retry-After seconds."
+    ),
+    503: OpenApiResponse(
+        description="PostgreSQL or Redis is unavailable, or Redis is too full for "
+        "a new job (job_store_full); retry later."
+    ),
 }
 
 
 # Also the bare baseline of scripts/bench: the same token lookup as every job request, nothing else.
 class WhoAmIView(APIView):
-    @extend_schema(summary="The user your token belongs to",
-                   description="Checks a token: 200 with the user's name, 401 if the token is wrong.",
-                   responses={200: WhoAmISerializer, 401: ERRORS[401], 503: ERRORS[503]})
+    @extend_schema(
+        summary="The user your token belongs to",
+        description="Checks a token: 200 with the user's name, 401 if the token is wrong.",
+        responses={200: WhoAmISerializer, 401: ERRORS[401], 503: ERRORS[503]},
+    )
     def get(self, request):
         return Response({"username": request.user.get_username()})
 
@@ -60,13 +66,17 @@ class JobListView(GenericAPIView):
     def get_queryset(self):
         return Job.objects.filter(user=self.request.user).order_by("-submitted_at", "-run")
 
-    @extend_schema(summary="List your jobs, newest first",
-                   responses={200: JobSerializer(many=True), **ERRORS})
+    @extend_schema(
+        summary="List your jobs, newest first", responses={200: JobSerializer(many=True), **ERRORS}
+    )
     def get(self, request):
         page = self.paginate_queryset(self.get_queryset())
         metas = job_store.read_many([job.id for job in page])
         return self.get_paginated_response(
-            [job_body(request, job, job_store.current_meta(job, meta)) for job, meta in zip(page, metas, strict=True)]
+            [
+                job_body(request, job, job_store.current_meta(job, meta))
+                for job, meta in zip(page, metas, strict=True)
+            ]
         )
 
     @extend_schema(
@@ -74,15 +84,19 @@ class JobListView(GenericAPIView):
         request=JobSubmitSerializer,
         responses={202: JobSubmittedSerializer, 200: JobSubmittedSerializer, **ERRORS},
         description="202 for a new job; 200 with the existing job when the same name is "
-                    "pending or running (or finished, unless rerun is true).",
+        "pending or running (or finished, unless rerun is true).",
     )
     def post(self, request):
         serializer = JobSubmitSerializer(data=request.data)
         serializer.is_valid(raise_exception=True)
         data = serializer.validated_data
         submission = job_actions.submit(
-            user=request.user, token=request.auth.raw, kind=data["kind"],
-            params=data["params"], name=data.get("name"), rerun=data["rerun"],
+            user=request.user,
+            token=request.auth.raw,
+            kind=data["kind"],
+            params=data["params"],
+            name=data.get("name"),
+            rerun=data["rerun"],
         )
         body = {**job_body(request, submission.job, submission.meta), "created": submission.created}
         response = Response(body, status=http.HTTP_202_ACCEPTED if submission.created else http.HTTP_200_OK)
@@ -120,8 +134,12 @@ class JobDetailView(GenericAPIView):
 
     @extend_schema(
         summary="Read a job's state, progress and result",
-        responses={200: JobSerializer, 404: ErrorSerializer,
-                   410: OpenApiResponse(JobSerializer, description="The result expired."), **ERRORS},
+        responses={
+            200: JobSerializer,
+            404: ErrorSerializer,
+            410: OpenApiResponse(JobSerializer, description="The result expired."),
+            **ERRORS,
+        },
     )
     def get(self, request, job_id):
         # The state and the record copy written at submission (prefetched above with the token
@@ -138,8 +156,7 @@ class JobDetailView(GenericAPIView):
             meta = job_store.current_meta(job, meta)
         elif job.user_id != request.user.pk:
             raise Http404
-        return Response(job_body(request, job, meta),
-                        status=http.HTTP_200_OK if meta else http.HTTP_410_GONE)
+        return Response(job_body(request, job, meta), status=http.HTTP_200_OK if meta else http.HTTP_410_GONE)
 
     @extend_schema(
         summary="Cancel a job",

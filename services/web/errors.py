@@ -28,7 +28,7 @@ DETAILS = {
     "redis": "Redis is unavailable; try again shortly.",
     "rabbitmq": "The message broker (RabbitMQ) is unavailable; try again shortly.",
     "job_store": "The job store (Redis) is full: no new job is accepted until running ones "
-                 "finish; try again shortly.",
+    "finish; try again shortly.",
 }
 RETRY_AFTER_SECONDS = 5
 # SQLSTATE 53100 disk_full: PostgreSQL could not extend a file.
@@ -49,8 +49,11 @@ def unavailable_service(exc: BaseException | None) -> str | None:
 
 def service_unavailable(service: str) -> JsonResponse:
     response = JsonResponse(
-        {"error": "job_store_full" if service == "job_store" else "service_unavailable",
-         "service": service, "detail": DETAILS[service]},
+        {
+            "error": "job_store_full" if service == "job_store" else "service_unavailable",
+            "service": service,
+            "detail": DETAILS[service],
+        },
         status=503,
     )
     response["Retry-After"] = str(RETRY_AFTER_SECONDS)

@@ -32,10 +32,10 @@ SO_ATTACH_FILTER = getattr(socket, "SO_ATTACH_FILTER", 26)  # Linux's value; the
 # drained) and connections inheriting the filter are unaffected.
 REFUSE_NEW_CONNECTIONS = (
     # (code, jump if true, jump if false, k)
-    (0x30, 0, 0, 13),          # ldb [13]         the flags byte
-    (0x54, 0, 0, 0x12),        # and #0x12        SYN | ACK
-    (0x15, 0, 1, 0x02),        # jeq #0x02        SYN alone? drop : keep
-    (0x06, 0, 0, 0),           # ret #0           drop
+    (0x30, 0, 0, 13),  # ldb [13]         the flags byte
+    (0x54, 0, 0, 0x12),  # and #0x12        SYN | ACK
+    (0x15, 0, 1, 0x02),  # jeq #0x02        SYN alone? drop : keep
+    (0x06, 0, 0, 0),  # ret #0           drop
     (0x06, 0, 0, 0xFFFFFFFF),  # ret #-1          keep the whole segment
 )
 

@@ -47,5 +47,6 @@ def healthz(request):
                 # Drop the broken connection so the next request reconnects.
                 connection.close()
     healthy = all(value == "ok" for value in status.values())
-    return JsonResponse({"status": "ok" if healthy else "unavailable", **status},
-                        status=200 if healthy else 503)
+    return JsonResponse(
+        {"status": "ok" if healthy else "unavailable", **status}, status=200 if healthy else 503
+    )

@@ -12,8 +12,10 @@ from tests.support import versions
 from tests.support.stack import ROOT, Stack
 
 # Flower's credentials when no .env sets them (docker-compose.yml defaults).
-FLOWER_AUTH = (os.environ.get("FLOWER_USER", "admin"),
-               os.environ.get("FLOWER_PASSWORD", "insecure-dev-flower-password"))
+FLOWER_AUTH = (
+    os.environ.get("FLOWER_USER", "admin"),
+    os.environ.get("FLOWER_PASSWORD", "insecure-dev-flower-password"),
+)
 FINISHED = ("SUCCESS", "FAILURE", "REVOKED", "EXPIRED")
 
 
@@ -27,23 +29,29 @@ def compose_bytes(stack: Stack, *args: str, timeout: float = 120) -> bytes:
     command = ["docker", "compose", "-p", stack.project]
     for name in stack.files:
         command += ["-f", str(ROOT / name)]
-    result = subprocess.run([*command, *args], cwd=ROOT, capture_output=True, timeout=timeout,
-                            env={**os.environ, **stack.env})
-    assert result.returncode == 0, (f"docker compose {' '.join(args[:4])} exited {result.returncode}: "
-                                    f"{result.stderr.decode(errors='replace')[-2000:]}")
+    result = subprocess.run(
+        [*command, *args], cwd=ROOT, capture_output=True, timeout=timeout, env={**os.environ, **stack.env}
+    )
+    assert result.returncode == 0, (
+        f"docker compose {' '.join(args[:4])} exited {result.returncode}: "
+        f"{result.stderr.decode(errors='replace')[-2000:]}"
+    )
     return result.stdout
 
 
 def container_numbers(stack: Stack, service: str) -> list[int]:
     """The replica numbers (exec --index) of a service's running containers."""
-    return sorted(int(c["Name"].rsplit("-", 1)[1])
-                  for c in stack.state().get(service, []) if c["State"] == "running")
+    return sorted(
+        int(c["Name"].rsplit("-", 1)[1]) for c in stack.state().get(service, []) if c["State"] == "running"
+    )
 
 
 def hostnames(stack: Stack, service: str) -> dict[int, str]:
     """Replica number -> hostname, asked inside each running container of the service."""
-    return {index: stack.exec(service, "hostname", index=index).stdout.strip()
-            for index in container_numbers(stack, service)}
+    return {
+        index: stack.exec(service, "hostname", index=index).stdout.strip()
+        for index in container_numbers(stack, service)
+    }
 
 
 def caddy_version(stack: Stack) -> str:
@@ -58,8 +66,14 @@ def script(stack: Stack, name: str, *args: str, timeout: float = 900) -> subproc
     """scripts/<name> (backup, restore, upgrade-postgres) as an operator runs it on this stack: its
     project, and its variables in the environment (as a .env would give them)."""
     env = {**os.environ, **stack.env, "COMPOSE_DISABLE_ENV_FILE": "1"}
-    return subprocess.run([str(ROOT / "scripts" / name), "-p", stack.project, *args], cwd=ROOT, env=env,
-                          capture_output=True, text=True, timeout=timeout)
+    return subprocess.run(
+        [str(ROOT / "scripts" / name), "-p", stack.project, *args],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+    )
 
 
 def count_lines(text: str, needle: str) -> int:
@@ -100,9 +114,12 @@ def redis_databases_with_keys(stack: Stack) -> list[int]:
 
 def redis_everything(stack: Stack) -> dict[int, bytes]:
     """db number -> every key name and value in it (raw bytes as redis-cli prints them)."""
-    return {db: compose_bytes(stack, "exec", "-T", "redis", *REDIS_CLI, "-n", str(db),
-                              "EVAL", DUMP_DB_SCRIPT, "0")
-            for db in redis_databases_with_keys(stack)}
+    return {
+        db: compose_bytes(
+            stack, "exec", "-T", "redis", *REDIS_CLI, "-n", str(db), "EVAL", DUMP_DB_SCRIPT, "0"
+        )
+        for db in redis_databases_with_keys(stack)
+    }
 
 
 def waiting_messages(stack: Stack, queue: str = "jobs") -> str:
@@ -123,7 +140,7 @@ def encodings(secret: str) -> list[bytes]:
     for shift in range(3):
         encoded = base64.b64encode(b"\0" * shift + raw)
         # Drop the groups that also encode the padding before it and whatever follows it.
-        forms.append(encoded[4 if shift else 0:-4])
+        forms.append(encoded[4 if shift else 0 : -4])
     return forms
 
 
@@ -133,6 +150,7 @@ def contains_secret(blob: bytes | str, secret: str) -> bool:
 
 
 # --- Flower ------------------------------------------------------------------------------------
+
 
 def flower(stack: Stack, path: str, auth: tuple[str, str] | None = FLOWER_AUTH) -> requests.Response:
     return requests.get(stack.flower_url(path), auth=auth, timeout=30)

@@ -66,8 +66,12 @@ def flower_tasks(stack: Stack) -> dict:
 
 
 def schedules(stack: Stack) -> list[str]:
-    out = stack.manage("shell", "-c", "from django_celery_beat.models import PeriodicTask; "
-                       "print('|'.join(sorted(PeriodicTask.objects.values_list('name', flat=True))))").stdout
+    out = stack.manage(
+        "shell",
+        "-c",
+        "from django_celery_beat.models import PeriodicTask; "
+        "print('|'.join(sorted(PeriodicTask.objects.values_list('name', flat=True))))",
+    ).stdout
     return out.strip().splitlines()[-1].split("|")
 
 
@@ -85,24 +89,34 @@ def test_backup_down_v_restore_brings_everything_back(prod, tmp_path):
     api = api_for(prod, token)
     submitted = {
         "sum": api.submit("sum_number", {"x": 20, "y": 22}, name="sum"),
-        "inference": api.submit("model_inference", {"text": "backup", "steps": 3, "step_seconds": 0.2},
-                                name="inference"),
+        "inference": api.submit(
+            "model_inference", {"text": "backup", "steps": 3, "step_seconds": 0.2}, name="inference"
+        ),
         "fail": api.submit("fail", {"message": "failing before the backup"}, name="fail"),
     }
     assert all(r.status_code == 202 for r in submitted.values()), {k: r.text for k, r in submitted.items()}
     ids = {name: r.json()["id"] for name, r in submitted.items()}
-    before = {name: api.wait_for_state(job_id, "SUCCESS", "FAILURE", timeout=120) for name, job_id in ids.items()}
+    before = {
+        name: api.wait_for_state(job_id, "SUCCESS", "FAILURE", timeout=120) for name, job_id in ids.items()
+    }
     assert before["sum"]["state"] == "SUCCESS" and before["sum"]["result"]["sum"], before["sum"]
     assert before["inference"]["state"] == "SUCCESS", before["inference"]
     assert before["fail"]["state"] == "FAILURE", before["fail"]
-    prod.manage("shell", "-c",
-                "from django_celery_beat.models import CrontabSchedule, PeriodicTask; "
-                "c, _ = CrontabSchedule.objects.get_or_create(minute='30', hour='3'); "
-                f"PeriodicTask.objects.create(name='{SCHEDULE}', task='jobs.sum_number', crontab=c, "
-                "kwargs='{\"x\": 1, \"y\": 2}')")
+    prod.manage(
+        "shell",
+        "-c",
+        "from django_celery_beat.models import CrontabSchedule, PeriodicTask; "
+        "c, _ = CrontabSchedule.objects.get_or_create(minute='30', hour='3'); "
+        f"PeriodicTask.objects.create(name='{SCHEDULE}', task='jobs.sum_number', crontab=c, "
+        'kwargs=\'{"x": 1, "y": 2}\')',
+    )
     assert SCHEDULE in schedules(prod)
-    wait_until(lambda: set(ids.values()) <= set(flower_tasks(prod)), timeout=60, interval=1,
-               what="Flower to list the jobs")
+    wait_until(
+        lambda: set(ids.values()) <= set(flower_tasks(prod)),
+        timeout=60,
+        interval=1,
+        what="Flower to list the jobs",
+    )
 
     # --- backups: three runs, --keep 2 leaves the newest two -----------------------------------
     backups = tmp_path / "backups"
@@ -122,7 +136,9 @@ def test_backup_down_v_restore_brings_everything_back(prod, tmp_path):
     # --- the stack is gone with its volumes, and starts again empty ---------------------------
     prod.down(volumes=True)
     prod.up(timeout=UP_TIMEOUT)
-    assert api.request("GET", "/api/whoami/").status_code == 401, "the data survived down -v: nothing to restore"
+    assert api.request("GET", "/api/whoami/").status_code == 401, (
+        "the data survived down -v: nothing to restore"
+    )
 
     # --- a stack with another JOB_ID_SECRET (a fresh gen-prod-env's) is refused, naming it ------
     right = prod.env["JOB_ID_SECRET"]
@@ -151,7 +167,9 @@ def test_backup_down_v_restore_brings_everything_back(prod, tmp_path):
     # A stack holding data (the marker user) is refused without --force.
     refused = script(prod, "restore", str(newest))
     assert_clean_refusal(refused, "already holds data", "--force", "Nothing was changed")
-    assert api_for(prod, marker).request("GET", "/api/whoami/").status_code == 200, "the fresh stack was changed"
+    assert api_for(prod, marker).request("GET", "/api/whoami/").status_code == 200, (
+        "the fresh stack was changed"
+    )
     assert api.request("GET", "/api/whoami/").status_code == 401
     assert prod.healthy(), "a refused restore stopped services"
 
@@ -161,7 +179,9 @@ def test_backup_down_v_restore_brings_everything_back(prod, tmp_path):
     assert "Traceback" not in restored.stdout + restored.stderr
     prod.wait_healthy()
     assert api.request("GET", "/api/whoami/").status_code == 200, "the old token does not work after restore"
-    assert api_for(prod, marker).request("GET", "/api/whoami/").status_code == 401, "restore kept data it replaces"
+    assert api_for(prod, marker).request("GET", "/api/whoami/").status_code == 401, (
+        "restore kept data it replaces"
+    )
     listed = api.request("GET", "/api/jobs/").json()
     assert {job["id"] for job in listed["results"]} == set(ids.values()), listed
     for name, job_id in ids.items():
@@ -200,8 +220,9 @@ POSTGRES18_IMAGE = os.environ.get("POSTGRES18_IMAGE", "postgres:18")
 
 
 def postgres_version(stack: Stack) -> str:
-    return stack.exec("postgres", "sh", "-c", 'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tA -c "SHOW server_version"'
-                      ).stdout.split()[0]
+    return stack.exec(
+        "postgres", "sh", "-c", 'psql -U "$POSTGRES_USER" -d "$POSTGRES_DB" -tA -c "SHOW server_version"'
+    ).stdout.split()[0]
 
 
 def test_postgres_17_to_18_in_one_command(prod, tmp_path):
@@ -218,33 +239,56 @@ def test_postgres_17_to_18_in_one_command(prod, tmp_path):
 
     token = prod.create_token(f"upgrade-{uuid.uuid4().hex[:8]}")
     api = api_for(prod, token)
-    names = {"sum": ("sum_number", {"x": 17, "y": 18}), "fail": ("fail", {"message": "before 18"}),
-             "inference": ("model_inference", {"text": "upgrade", "steps": 2, "step_seconds": 0.2})}
+    names = {
+        "sum": ("sum_number", {"x": 17, "y": 18}),
+        "fail": ("fail", {"message": "before 18"}),
+        "inference": ("model_inference", {"text": "upgrade", "steps": 2, "step_seconds": 0.2}),
+    }
     ids = {}
     for name, (kind, params) in names.items():
         answer = api.submit(kind, params, name=f"pg18-{name}")
         assert answer.status_code == 202, answer.text
         ids[name] = answer.json()["id"]
-    before = {name: api.wait_for_state(job_id, "SUCCESS", "FAILURE", timeout=120) for name, job_id in ids.items()}
+    before = {
+        name: api.wait_for_state(job_id, "SUCCESS", "FAILURE", timeout=120) for name, job_id in ids.items()
+    }
     schedule = f"{SCHEDULE}-pg18"
-    prod.manage("shell", "-c",
-                "from django_celery_beat.models import IntervalSchedule, PeriodicTask; "
-                "i, _ = IntervalSchedule.objects.get_or_create(every=1, period='days'); "
-                f"PeriodicTask.objects.create(name='{schedule}', task='jobs.noop', interval=i)")
-    users = prod.manage("shell", "-c", "from django.contrib.auth.models import User; print(User.objects.count())"
-                        ).stdout.split()[-1]
+    prod.manage(
+        "shell",
+        "-c",
+        "from django_celery_beat.models import IntervalSchedule, PeriodicTask; "
+        "i, _ = IntervalSchedule.objects.get_or_create(every=1, period='days'); "
+        f"PeriodicTask.objects.create(name='{schedule}', task='jobs.noop', interval=i)",
+    )
+    users = prod.manage(
+        "shell", "-c", "from django.contrib.auth.models import User; print(User.objects.count())"
+    ).stdout.split()[-1]
 
     env_file = tmp_path / "prod.env"
     env_file.write_text("".join(f"{name}={value}\n" for name, value in prod.env.items()))
-    upgraded = script(prod, "upgrade-postgres", "--to", POSTGRES18_IMAGE, "--env-file", str(env_file),
-                      "--dir", str(tmp_path / "dumps"), timeout=1800)
+    upgraded = script(
+        prod,
+        "upgrade-postgres",
+        "--to",
+        POSTGRES18_IMAGE,
+        "--env-file",
+        str(env_file),
+        "--dir",
+        str(tmp_path / "dumps"),
+        timeout=1800,
+    )
     output = upgraded.stdout + upgraded.stderr
     assert upgraded.returncode == 0, output
     assert "Traceback" not in output and token not in output and prod.env["POSTGRES_PASSWORD"] not in output
     written = read_env_file(env_file)
-    settings = {name: written[name] for name in ("POSTGRES_IMAGE", "POSTGRES_VOLUME_TARGET", "POSTGRES_VOLUME_NAME")}
-    assert settings == {"POSTGRES_IMAGE": POSTGRES18_IMAGE, "POSTGRES_VOLUME_TARGET": "/var/lib/postgresql",
-                        "POSTGRES_VOLUME_NAME": new_volume}, settings
+    settings = {
+        name: written[name] for name in ("POSTGRES_IMAGE", "POSTGRES_VOLUME_TARGET", "POSTGRES_VOLUME_NAME")
+    }
+    assert settings == {
+        "POSTGRES_IMAGE": POSTGRES18_IMAGE,
+        "POSTGRES_VOLUME_TARGET": "/var/lib/postgresql",
+        "POSTGRES_VOLUME_NAME": new_volume,
+    }, settings
     assert {n: written[n] for n in prod.env} == prod.env, "the env file's other lines changed"
     [dump] = (tmp_path / "dumps").glob(f"{PROJECT}-postgres17-*.dump")
     assert stat.S_IMODE(dump.stat().st_mode) == 0o600
@@ -256,20 +300,37 @@ def test_postgres_17_to_18_in_one_command(prod, tmp_path):
         versions.record("postgres:18", version, POSTGRES18_IMAGE)
         assert version.startswith("18."), version
         # Only a superuser (or pg_read_all_settings) may read it: the administrator, not the app's role.
-        data_directory = prod.exec("postgres", "sh", "-c",
-                                   'psql -U "$POSTGRES_ADMIN_USER" -d "$POSTGRES_DB" -tA -c "SHOW data_directory"').stdout
+        data_directory = prod.exec(
+            "postgres",
+            "sh",
+            "-c",
+            'psql -U "$POSTGRES_ADMIN_USER" -d "$POSTGRES_DB" -tA -c "SHOW data_directory"',
+        ).stdout
         assert data_directory.strip() == "/var/lib/postgresql/18/docker", data_directory
         # On 18 too the app's role is no superuser and owns every table it was loaded with.
-        roles = prod.exec("postgres", "sh", "-c", 'psql -U "$POSTGRES_ADMIN_USER" -d "$POSTGRES_DB" -tA -v app="$POSTGRES_USER"',
-                          input="SELECT string_agg(rolname, ',') FROM pg_roles WHERE rolsuper;\n"
-                                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner <> :'app';\n"
-                                "SELECT count(*) FROM pg_tables WHERE schemaname = 'public';\n").stdout.split()
+        roles = prod.exec(
+            "postgres",
+            "sh",
+            "-c",
+            'psql -U "$POSTGRES_ADMIN_USER" -d "$POSTGRES_DB" -tA -v app="$POSTGRES_USER"',
+            input="SELECT string_agg(rolname, ',') FROM pg_roles WHERE rolsuper;\n"
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public' AND tableowner <> :'app';\n"
+            "SELECT count(*) FROM pg_tables WHERE schemaname = 'public';\n",
+        ).stdout.split()
         assert roles[0] == "postgres" and roles[1] == "0" and int(roles[2]) > 10, roles
         mount = next(m for m in prod.inspect("postgres")["Mounts"] if m["Type"] == "volume")
         assert (mount["Name"], mount["Destination"]) == (new_volume, "/var/lib/postgresql"), mount
         # The old volume holds PostgreSQL 17's data as it was.
-        old = docker("run", "--rm", "-v", f"{old_volume}:/old:ro", "--entrypoint", "cat", POSTGRES18_IMAGE,
-                     "/old/PG_VERSION").stdout.strip()
+        old = docker(
+            "run",
+            "--rm",
+            "-v",
+            f"{old_volume}:/old:ro",
+            "--entrypoint",
+            "cat",
+            POSTGRES18_IMAGE,
+            "/old/PG_VERSION",
+        ).stdout.strip()
         assert old == "17", old
 
         assert api.request("GET", "/api/whoami/").status_code == 200, "the old token does not work on 18"
@@ -278,16 +339,28 @@ def test_postgres_17_to_18_in_one_command(prod, tmp_path):
             for key in ("state", "result", "error", "finished_at", "kind", "params"):
                 assert after[key] == before[name][key], (name, key, after, before[name])
         assert {schedule, SCHEDULE} <= set(schedules(prod))
-        assert prod.manage("shell", "-c", "from django.contrib.auth.models import User; print(User.objects.count())"
-                           ).stdout.split()[-1] == users
+        assert (
+            prod.manage(
+                "shell", "-c", "from django.contrib.auth.models import User; print(User.objects.count())"
+            ).stdout.split()[-1]
+            == users
+        )
         again = api.submit("sum_number", {"x": 17, "y": 18}, name="pg18-sum")
         assert again.status_code == 200 and again.json()["id"] == ids["sum"], again.text
         fresh = api.submit("sum_number", {"x": 1, "y": 18}, name=f"on-18-{uuid.uuid4().hex[:6]}")
         assert fresh.status_code == 202, fresh.text
         assert api.wait_for_state(fresh.json()["id"], "SUCCESS", "FAILURE", timeout=120)["state"] == "SUCCESS"
         # A second run has nothing to do and says so, changing nothing.
-        noop = script(prod, "upgrade-postgres", "--to", POSTGRES18_IMAGE, "--env-file", str(env_file),
-                      "--dir", str(tmp_path / "dumps"))
+        noop = script(
+            prod,
+            "upgrade-postgres",
+            "--to",
+            POSTGRES18_IMAGE,
+            "--env-file",
+            str(env_file),
+            "--dir",
+            str(tmp_path / "dumps"),
+        )
         assert_clean_refusal(noop, "nothing to upgrade")
         assert prod.healthy()
     finally:

@@ -27,8 +27,9 @@ POOLS = {"prefork", "threads", "gevent", "solo"}
 
 
 def test_whoami_names_the_tokens_user(stack, token):
-    response = requests.get(stack.url("/api/whoami/"), headers={"Authorization": f"Token {token}"},
-                            timeout=30)
+    response = requests.get(
+        stack.url("/api/whoami/"), headers={"Authorization": f"Token {token}"}, timeout=30
+    )
     assert response.status_code == 200
     assert response.json() == {"username": "e2e-alice"}
     assert requests.get(stack.url("/api/whoami/"), timeout=30).status_code == 401
@@ -37,9 +38,21 @@ def test_whoami_names_the_tokens_user(stack, token):
 def test_short_bench_produces_every_row(stack, tmp_path):
     out = tmp_path / "bench.json"
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "bench"), "--short", "--project", stack.project,
-         "--port", str(stack.web_port), "--json", str(out)],
-        cwd=ROOT, capture_output=True, text=True, timeout=SHORT_RUN_TIMEOUT,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "bench"),
+            "--short",
+            "--project",
+            stack.project,
+            "--port",
+            str(stack.web_port),
+            "--json",
+            str(out),
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=SHORT_RUN_TIMEOUT,
         env={**os.environ, **stack.env},
     )
     report = f"exit {result.returncode}\nstdout:\n{result.stdout}\nstderr:\n{result.stderr[-4000:]}"
@@ -50,10 +63,13 @@ def test_short_bench_produces_every_row(stack, tmp_path):
     for number in sorted(MEASURED):
         measured = [row for row in rows if row["row"] == number]
         # Every row has a figure, and at least one of its lines a baseline and a ratio.
-        assert all(isinstance(row["value"], (int, float)) and math.isfinite(row["value"])
-                   for row in measured), report
-        assert any(isinstance(row.get("ratio"), (int, float)) and math.isfinite(row["ratio"])
-                   and row["ratio"] > 0 for row in measured), report
+        assert all(
+            isinstance(row["value"], (int, float)) and math.isfinite(row["value"]) for row in measured
+        ), report
+        assert any(
+            isinstance(row.get("ratio"), (int, float)) and math.isfinite(row["ratio"]) and row["ratio"] > 0
+            for row in measured
+        ), report
     # Row 6 sets ours beside the peer's for submissions, status reads and end to end.
     peer_rows = [row for row in rows if row["row"] == 6 and row.get("target")]
     assert len(peer_rows) == 3 and all(row["baseline"] > 0 for row in peer_rows), report
@@ -71,13 +87,16 @@ def test_short_bench_produces_every_row(stack, tmp_path):
         for service in ("web", "worker"):
             assert containers[service]["value"] > 0 and containers[service]["baseline"] > 0, report
         assert sum(row["value"] for row in containers.values()) == pytest.approx(total["value"]), report
-    [peer_vs_raw] = [row for row in rows
-                     if row["measure"].strip() == "peer vs raw Celery: CPU per 1,000 jobs"]
+    [peer_vs_raw] = [
+        row for row in rows if row["measure"].strip() == "peer vs raw Celery: CPU per 1,000 jobs"
+    ]
     assert peer_vs_raw["value"] > 0 and peer_vs_raw["baseline"] > 0, report
     # ...printed as such, and kept in the JSON for each side.
-    printed_cpu = [line for line in result.stdout.splitlines()
-                   if line.split()[:1] in (["2"], ["6"]) and "CPU per 1,000 jobs" in line
-                   and "CPU ms" in line]
+    printed_cpu = [
+        line
+        for line in result.stdout.splitlines()
+        if line.split()[:1] in (["2"], ["6"]) and "CPU per 1,000 jobs" in line and "CPU ms" in line
+    ]
     assert len(printed_cpu) >= 4, report  # row 2's total; row 6's vs the peer, ours and peer vs raw
     measured = json.loads(out.read_text())["measured"]
     for side in ("e2e", "peer_e2e", "raw"):
@@ -86,7 +105,7 @@ def test_short_bench_produces_every_row(stack, tmp_path):
     pools = [row for row in rows if row["row"] == 8]
     for kind in ("CPU-bound", "I/O-bound"):
         first = next(i for i, row in enumerate(pools) if row["measure"].startswith(kind))
-        measured = {row["measure"].split(":")[-1].split()[0] for row in pools[first:first + 4]}
+        measured = {row["measure"].split(":")[-1].split()[0] for row in pools[first : first + 4]}
         assert measured == POOLS, (kind, measured, report)
     # Row 9: the pages and the API pollers, on jobs that progress and on jobs that do not; while
     # nothing changes, the pages' polls are answered 304 and come further apart than the API's.

@@ -33,13 +33,29 @@ def soak(mode: str, *args: str, timeout: float) -> dict:
     out = ARTIFACTS / f"soak-{mode}.json"
     ARTIFACTS.mkdir(exist_ok=True)
     result = subprocess.run(
-        [sys.executable, str(ROOT / "scripts" / "soak"), mode, "--project", project,
-         "--port", str(PORTS[mode]), "--down", "--json", str(out), *args],
-        cwd=ROOT, capture_output=True, text=True, timeout=timeout,
+        [
+            sys.executable,
+            str(ROOT / "scripts" / "soak"),
+            mode,
+            "--project",
+            project,
+            "--port",
+            str(PORTS[mode]),
+            "--down",
+            "--json",
+            str(out),
+            *args,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=timeout,
         env={**os.environ, "APP_IMAGE": f"{project}-app:latest", "FLOWER_PORT": str(PORTS[mode] + 555)},
     )
     (ARTIFACTS / f"soak-{mode}.log").write_text(result.stdout + result.stderr)
-    assert out.exists(), f"scripts/soak {mode} wrote no summary:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+    assert out.exists(), (
+        f"scripts/soak {mode} wrote no summary:\n{result.stdout[-6000:]}\n{result.stderr[-3000:]}"
+    )
     summary = json.loads(out.read_text())
     summary["log"] = result.stdout[-6000:]
     return summary
@@ -58,20 +74,35 @@ def assert_nothing_lost_or_restarted(summary: dict) -> None:
 
 
 def test_a_flood_past_redis_memory_is_refused_and_loses_nothing():
-    summary = soak("flood", "--seconds", "150", "--interval", "10", "--env", "REDIS_MEMORY_LIMIT=32M",
-                   timeout=1800)
+    summary = soak(
+        "flood", "--seconds", "150", "--interval", "10", "--env", "REDIS_MEMORY_LIMIT=32M", timeout=1800
+    )
     report = summary["log"]
     assert_nothing_lost_or_restarted(summary)
     # The limit was reached (or this proves nothing), and only ever answered with 503.
     assert summary["answers"].get("503 job_store_full", 0) > 0, report
     assert set(summary["answers"]) <= {"202", "503 job_store_full"}, report
     assert summary["redis_used_max"] <= summary["redis_max"], report
-    assert summary["serves_again_after_s"] is not None and summary["serves_again_after_s"] <= ONE_MINUTE, report
+    assert summary["serves_again_after_s"] is not None and summary["serves_again_after_s"] <= ONE_MINUTE, (
+        report
+    )
 
 
 def test_a_compressed_soak_keeps_redis_memory_flat():
-    summary = soak("soak", "--minutes", "3", "--compare-after", "60", "--interval", "15",
-                   "--env", "REDIS_MEMORY_LIMIT=64M", "--env", "JOB_HOT_SECONDS=10", timeout=1800)
+    summary = soak(
+        "soak",
+        "--minutes",
+        "3",
+        "--compare-after",
+        "60",
+        "--interval",
+        "15",
+        "--env",
+        "REDIS_MEMORY_LIMIT=64M",
+        "--env",
+        "JOB_HOT_SECONDS=10",
+        timeout=1800,
+    )
     report = summary["log"]
     assert_nothing_lost_or_restarted(summary)
     # A thousand jobs or more through it, and Redis's memory at the end within 20 % of its value
@@ -85,8 +116,18 @@ def test_a_backlog_longer_than_a_pass_reads_is_housekept_in_bounded_passes():
     # Reached sooner than on the defaults (docs/capacity.md has 100,000 jobs behind a 20,000
     # limit): JOB_RECOVERY_AFTER at its minimum (60 s), so the recovery looks at the queued jobs
     # soon, and a pass reading at most 2,000 messages, behind 5,000 queued jobs.
-    summary = soak("backlog", "--jobs", "5000", "--interval", "20", "--env", "JOB_RECOVERY_AFTER=60",
-                   "--env", "JOB_RECOVERY_SCAN_LIMIT=2000", timeout=2400)
+    summary = soak(
+        "backlog",
+        "--jobs",
+        "5000",
+        "--interval",
+        "20",
+        "--env",
+        "JOB_RECOVERY_AFTER=60",
+        "--env",
+        "JOB_RECOVERY_SCAN_LIMIT=2000",
+        timeout=2400,
+    )
     report = summary["log"]
     assert_nothing_lost_or_restarted(summary)
     passes = summary["passes"]

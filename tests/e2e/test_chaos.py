@@ -62,23 +62,33 @@ pytestmark = pytest.mark.slow
 # where the scenarios that other stacks run too are written.
 
 # The compose timeouts no chaos scenario may shorten.
-TIMEOUT_VARIABLES = ("CELERY_VISIBILITY_TIMEOUT", "CELERY_TASK_TIME_LIMIT", "CELERY_TASK_SOFT_TIME_LIMIT",
-                     "JOB_WORKER_LOST_AFTER", "JOB_MAX_DELIVERIES", "WORKER_STOP_GRACE_PERIOD")
+TIMEOUT_VARIABLES = (
+    "CELERY_VISIBILITY_TIMEOUT",
+    "CELERY_TASK_TIME_LIMIT",
+    "CELERY_TASK_SOFT_TIME_LIMIT",
+    "JOB_WORKER_LOST_AFTER",
+    "JOB_MAX_DELIVERIES",
+    "WORKER_STOP_GRACE_PERIOD",
+)
 
 
 # --- 0 ---------------------------------------------------------------------------------------
+
 
 def test_the_stack_runs_the_compose_timeouts(stack):
     """The promises below are made on the defaults users get: no timeout of the worker is
     overridden in this stack (an unset pass-through variable reaches Docker as a bare name,
     which sets nothing)."""
     env = dict(item.split("=", 1) for item in stack.inspect("worker")["Config"]["Env"] if "=" in item)
-    assert not set(TIMEOUT_VARIABLES) & set(env), {name: env[name] for name in TIMEOUT_VARIABLES if name in env}
+    assert not set(TIMEOUT_VARIABLES) & set(env), {
+        name: env[name] for name in TIMEOUT_VARIABLES if name in env
+    }
     grace = stack.inspect("worker")["Config"].get("StopTimeout")
     assert grace == 120, grace
 
 
 # --- 1 ---------------------------------------------------------------------------------------
+
 
 def test_worker_sigkilled_mid_run_its_job_runs_again_within_90_s(stack):
     """A 20-step job running, the worker container SIGKILLed and started again
@@ -88,6 +98,7 @@ def test_worker_sigkilled_mid_run_its_job_runs_again_within_90_s(stack):
 
 
 # --- 2 and 3 ---------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize(
     ("service", "part", "label"),
@@ -101,6 +112,7 @@ def test_backing_service_restarted_mid_run(stack, service, part, label):
 
 
 # --- 4 ---------------------------------------------------------------------------------------
+
 
 def test_stop_worker_during_a_20_second_job(stack):
     """`docker compose stop worker` while a 20 s job runs: warm shutdown lets it finish before
@@ -130,9 +142,14 @@ def test_stop_worker_during_a_20_second_job(stack):
 
     stack.compose("start", "worker")
     rest.join()
-    states, counts = finish(stack, ledger, "4 worker stop during a 20 s job", started,
-                            note=f"stop took {stop_took:.0f} s; the 20 s job finished before "
-                                 f"the worker exited and ran {executions(worker_logs(stack))[slow]}x")
+    states, counts = finish(
+        stack,
+        ledger,
+        "4 worker stop during a 20 s job",
+        started,
+        note=f"stop took {stop_took:.0f} s; the 20 s job finished before "
+        f"the worker exited and ran {executions(worker_logs(stack))[slow]}x",
+    )
     assert counts[slow] == 1, f"the 20 s job started {counts[slow]} times"
     assert states[slow]["result"]["steps"] == 20
     stack.wait_healthy(timeout=240)
@@ -152,14 +169,30 @@ def test_two_workers_one_killed(stack):
     def shown_retry(ledger: Ledger, victim_ids: set[str], killed: float) -> str:
         # The API tells the truth while they wait for the busy survivor: not PROGRESS any more,
         # but RETRY saying the worker was lost.
-        wait_until(lambda: [j for j in ledger.states().values()
-                            if j["id"] in victim_ids and j["state"] == "RETRY"
-                            and j["error"] and "worker running this job stopped" in j["error"]],
-                   timeout=RUNNING_AGAIN_WITHIN, interval=0.5, what="the killed worker's jobs shown as RETRY")
+        wait_until(
+            lambda: [
+                j
+                for j in ledger.states().values()
+                if j["id"] in victim_ids
+                and j["state"] == "RETRY"
+                and j["error"]
+                and "worker running this job stopped" in j["error"]
+            ],
+            timeout=RUNNING_AGAIN_WITHIN,
+            interval=0.5,
+            what="the killed worker's jobs shown as RETRY",
+        )
         return f" shown RETRY {time.monotonic() - killed:.0f} s after the kill"
 
-    two_workers_one_killed(stack, scenario="scale", label="5 two workers, one SIGKILLed", jobs=JOBS,
-                           long=LONG, steps=VICTIM_STEPS, while_waiting=shown_retry)
+    two_workers_one_killed(
+        stack,
+        scenario="scale",
+        label="5 two workers, one SIGKILLed",
+        jobs=JOBS,
+        long=LONG,
+        steps=VICTIM_STEPS,
+        while_waiting=shown_retry,
+    )
     stack.wait_healthy(timeout=240)
 
 
@@ -182,10 +215,15 @@ def test_beat_restarted_repeatedly_fires_once_per_interval(stack):
     stack.wait_healthy()
     started = time.monotonic()
     task_name = f"chaos-beat-{uuid.uuid4().hex[:8]}"
-    stack.manage("shell", "-c", (
-        "from django_celery_beat.models import IntervalSchedule, PeriodicTask\n"
-        f"every, _ = IntervalSchedule.objects.get_or_create(every={INTERVAL}, period=IntervalSchedule.SECONDS)\n"
-        f"PeriodicTask.objects.create(name={task_name!r}, task='jobs.noop', interval=every)\n"))
+    stack.manage(
+        "shell",
+        "-c",
+        (
+            "from django_celery_beat.models import IntervalSchedule, PeriodicTask\n"
+            f"every, _ = IntervalSchedule.objects.get_or_create(every={INTERVAL}, period=IntervalSchedule.SECONDS)\n"
+            f"PeriodicTask.objects.create(name={task_name!r}, task='jobs.noop', interval=every)\n"
+        ),
+    )
     created = time.time()
     ledger = new_ledger(stack, "beat")
     batches = [job_mix(50, long=1, start=50 * b, steps=LONG_STEPS) for b in range(4)]
@@ -193,8 +231,12 @@ def test_beat_restarted_repeatedly_fires_once_per_interval(stack):
         for restart in range(4):
             batch = ledger.submit_in_background(batches[restart])
             before = len(beat_sends(stack, task_name))
-            wait_until(lambda: len(beat_sends(stack, task_name)) >= before + 2, timeout=120, interval=1,
-                       what=f"two sends before beat restart {restart + 1}")
+            wait_until(
+                lambda: len(beat_sends(stack, task_name)) >= before + 2,
+                timeout=120,
+                interval=1,
+                what=f"two sends before beat restart {restart + 1}",
+            )
             batch.join()
             if restart % 2 == 0:
                 stack.compose("restart", "beat")
@@ -202,16 +244,29 @@ def test_beat_restarted_repeatedly_fires_once_per_interval(stack):
                 stack.compose("stop", "beat")
                 last_send = beat_sends(stack, task_name)[-1]
                 # Down across a due time: on start it sends that one once, not a burst.
-                wait_until(lambda: time.time() - last_send >= 1.5 * INTERVAL,
-                           timeout=60, interval=0.2, what="a due time to pass while beat is down")
+                wait_until(
+                    lambda: time.time() - last_send >= 1.5 * INTERVAL,
+                    timeout=60,
+                    interval=0.2,
+                    what="a due time to pass while beat is down",
+                )
                 stack.compose("start", "beat")
         before = len(beat_sends(stack, task_name))
-        wait_until(lambda: len(beat_sends(stack, task_name)) >= before + 2, timeout=120, interval=1,
-                   what="two sends after the last restart")
+        wait_until(
+            lambda: len(beat_sends(stack, task_name)) >= before + 2,
+            timeout=120,
+            interval=1,
+            what="two sends after the last restart",
+        )
     finally:
-        stack.manage("shell", "-c", (
-            "from django_celery_beat.models import PeriodicTask\n"
-            f"PeriodicTask.objects.filter(name={task_name!r}).delete()\n"))
+        stack.manage(
+            "shell",
+            "-c",
+            (
+                "from django_celery_beat.models import PeriodicTask\n"
+                f"PeriodicTask.objects.filter(name={task_name!r}).delete()\n"
+            ),
+        )
     deleted = time.time()
     sends = beat_sends(stack, task_name)
     assert len(sends) >= 10, sends
@@ -219,9 +274,14 @@ def test_beat_restarted_repeatedly_fires_once_per_interval(stack):
     gaps = [later - earlier for earlier, later in zip(sends, sends[1:], strict=False)]
     window = deleted - created
 
-    finish(stack, ledger, "6 beat restarted 4x", started,
-           note=f"periodic {INTERVAL} s task: {len(sends)} sends in {window:.0f} s "
-                f"(at most {int(window // INTERVAL) + 1} allowed), shortest gap {min(gaps):.2f} s")
+    finish(
+        stack,
+        ledger,
+        "6 beat restarted 4x",
+        started,
+        note=f"periodic {INTERVAL} s task: {len(sends)} sends in {window:.0f} s "
+        f"(at most {int(window // INTERVAL) + 1} allowed), shortest gap {min(gaps):.2f} s",
+    )
     assert min(gaps) >= INTERVAL - 0.5, f"two sends {min(gaps):.2f} s apart: {gaps}"
     assert len(sends_in_window) <= window // INTERVAL + 1
     assert len(sends) == len(sends_in_window) or len(sends) == len(sends_in_window) + 1
@@ -260,9 +320,15 @@ def test_whole_stack_killed_mid_run(stack):
     batch.join()
 
     states, counts = finish(
-        stack, ledger, "8 whole stack killed (docker compose kill), then up", started,
+        stack,
+        ledger,
+        "8 whole stack killed (docker compose kill), then up",
+        started,
         note=f"{len(running)} running and {len(queued)} queued at the kill; stack back "
-             f"{back - killed:.0f} s after it", fault=back, timeout=WHOLE_STACK_WITHIN)
+        f"{back - killed:.0f} s after it",
+        fault=back,
+        timeout=WHOLE_STACK_WITHIN,
+    )
     for job in running:
         assert counts[job["id"]] >= 2, f"{job['id']} was running at the kill but started {counts[job['id']]}x"
     stack.wait_healthy(timeout=240)
@@ -270,15 +336,17 @@ def test_whole_stack_killed_mid_run(stack):
 
 # --- 9 ---------------------------------------------------------------------------------------
 
-WORKER_MEMORY = "400m"   # the test worker's limit
-HOG_MEGABYTES = 1024     # what the greedy job allocates: well past the limit
-MAX_DELIVERIES = 3       # JOB_MAX_DELIVERIES, the compose default
+WORKER_MEMORY = "400m"  # the test worker's limit
+HOG_MEGABYTES = 1024  # what the greedy job allocates: well past the limit
+MAX_DELIVERIES = 3  # JOB_MAX_DELIVERIES, the compose default
 
 
 def oom_kills(container: str) -> int | None:
     """The kernel's count of OOM kills in the container's memory cgroup (cgroup v1), if readable."""
-    for path in (f"/sys/fs/cgroup/memory/docker/{container}/memory.oom_control",
-                 f"/sys/fs/cgroup/memory/system.slice/docker-{container}.scope/memory.oom_control"):
+    for path in (
+        f"/sys/fs/cgroup/memory/docker/{container}/memory.oom_control",
+        f"/sys/fs/cgroup/memory/system.slice/docker-{container}.scope/memory.oom_control",
+    ):
         try:
             lines = dict(line.split() for line in open(path).read().splitlines())
         except OSError:
@@ -298,8 +366,12 @@ def test_worker_oom_killed(stack):
     try:
         ledger = new_ledger(stack, "oom")
         good = ledger.submit(*long_job(0, steps=LONG_STEPS * 2))
-        wait_until(lambda: ledger.api.job(good).json()["state"] == "PROGRESS", timeout=120, interval=0.3,
-                   what="the good job running")
+        wait_until(
+            lambda: ledger.api.job(good).json()["state"] == "PROGRESS",
+            timeout=120,
+            interval=0.3,
+            what="the good job running",
+        )
         # The greedy job is not in the ledger: it is meant to fail.
         hog = ledger.api.submit("allocate", {"megabytes": HOG_MEGABYTES, "seconds": 1}).json()["id"]
         ledger.submit_all([short_job(n) for n in range(1, 50)])
@@ -308,14 +380,21 @@ def test_worker_oom_killed(stack):
         logs = worker_logs(stack)
         starts = executions(logs)[hog]
         states, counts = finish(
-            stack, ledger, "9 worker OOM-killed (memory limit)", started, minimum=50,
+            stack,
+            ledger,
+            "9 worker OOM-killed (memory limit)",
+            started,
+            minimum=50,
             note=f"the {HOG_MEGABYTES} MiB job ended {final['state']} after {starts} starts "
-                 f"({kills if kills is not None else 'unknown'} kernel OOM kills); the job beside it "
-                 f"started {executions(logs)[good]}x")
+            f"({kills if kills is not None else 'unknown'} kernel OOM kills); the job beside it "
+            f"started {executions(logs)[good]}x",
+        )
         assert final["state"] == "FAILURE", final
-        assert final["error"] == (f"The job was started {MAX_DELIVERIES} times and each time its worker "
-                                  "died before it finished (killed, or out of memory); it is not "
-                                  "started again."), final
+        assert final["error"] == (
+            f"The job was started {MAX_DELIVERIES} times and each time its worker "
+            "died before it finished (killed, or out of memory); it is not "
+            "started again."
+        ), final
         assert starts == MAX_DELIVERIES + 1, starts
         assert logs.count("signal 9 (SIGKILL)") >= MAX_DELIVERIES
         if kills is not None:
@@ -340,12 +419,27 @@ def test_fuzz_the_api_from_its_schema(stack, tmp_path):
     fuzzer = new_ledger(stack, "fuzz")
     har = tmp_path / "fuzz.har"  # holds the token: kept out of artifacts/
     command = [
-        str(Path(sys.executable).parent / "st"), "run", stack.url("/api/schema/"),
-        "--header", f"Authorization: Token {fuzzer.token}",
-        "--checks", "not_a_server_error",
-        "--max-examples", "150", "--seed", "20261123", "--workers", "2",
-        "--request-timeout", "30", "--suppress-health-check", "all",
-        "--report", "har", "--report-har-path", str(har),
+        str(Path(sys.executable).parent / "st"),
+        "run",
+        stack.url("/api/schema/"),
+        "--header",
+        f"Authorization: Token {fuzzer.token}",
+        "--checks",
+        "not_a_server_error",
+        "--max-examples",
+        "150",
+        "--seed",
+        "20261123",
+        "--workers",
+        "2",
+        "--request-timeout",
+        "30",
+        "--suppress-health-check",
+        "all",
+        "--report",
+        "har",
+        "--report-har-path",
+        str(har),
     ]
     run = subprocess.run(command, capture_output=True, text=True, timeout=900)
     summary = run.stdout[-3000:]
@@ -353,15 +447,20 @@ def test_fuzz_the_api_from_its_schema(stack, tmp_path):
 
     entries = json.loads(har.read_text())["log"]["entries"]
     statuses = [entry["response"]["status"] for entry in entries]
-    errors = [(entry["request"]["method"], entry["request"]["url"], entry["response"]["status"])
-              for entry in entries if entry["response"]["status"] >= 500]
+    errors = [
+        (entry["request"]["method"], entry["request"]["url"], entry["response"]["status"])
+        for entry in entries
+        if entry["response"]["status"] >= 500
+    ]
 
     # Cancel whatever the fuzz started; wait until the worker has nothing of it left.
     cancelled = cancel_all(stack, fuzzer)
     by_status = dict(sorted(Counter(statuses).items()))
-    record_line(f"7 API fuzz (schemathesis): {len(entries)} requests / 5xx {len(errors)}  "
-                f"({time.monotonic() - started:.0f} s; statuses {by_status}; "
-                f"{cancelled} generated jobs cancelled after)")
+    record_line(
+        f"7 API fuzz (schemathesis): {len(entries)} requests / 5xx {len(errors)}  "
+        f"({time.monotonic() - started:.0f} s; statuses {by_status}; "
+        f"{cancelled} generated jobs cancelled after)"
+    )
     print(f"\n[chaos] fuzz: {len(entries)} requests, statuses {by_status}")
     assert run.returncode == 0, summary + run.stderr[-2000:]
     assert not errors, errors[:10]
@@ -376,12 +475,18 @@ def cancel_all(stack: Stack, ledger: Ledger) -> int:
     for job_id in unfinished:
         response = ledger.api.request("DELETE", f"/api/jobs/{job_id}/")
         assert response.status_code in (202, 409), response.text
-    wait_until(lambda: all(job["state"] in FINISHED for job in ledger.states().values()),
-               timeout=300, interval=2, what="the fuzz's jobs to be cancelled")
+    wait_until(
+        lambda: all(job["state"] in FINISHED for job in ledger.states().values()),
+        timeout=300,
+        interval=2,
+        what="the fuzz's jobs to be cancelled",
+    )
 
     def broker_empty():
-        return all(redis_cli(stack, "-n", "0", command, key).strip() == "0"
-                   for command, key in (("LLEN", "jobs"), ("HLEN", "unacked")))
+        return all(
+            redis_cli(stack, "-n", "0", command, key).strip() == "0"
+            for command, key in (("LLEN", "jobs"), ("HLEN", "unacked"))
+        )
 
     wait_until(broker_empty, timeout=300, interval=2, what="the broker to hold no fuzz job")
     return len(unfinished)

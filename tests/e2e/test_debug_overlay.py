@@ -65,12 +65,17 @@ for pid in filter(str.isdigit, os.listdir('/proc')):
 
 # --- fixtures ----------------------------------------------------------------------------------
 
+
 @pytest.fixture(scope="module")
 def source_dir():
     """A world-readable copy of services/ for the overlay to mount over /app (uid 10001 reads it)."""
     path = Path(tempfile.mkdtemp(prefix="djcs-debug-src-")).resolve()
-    shutil.copytree(ROOT / "services", path, dirs_exist_ok=True,
-                    ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "staticfiles"))
+    shutil.copytree(
+        ROOT / "services",
+        path,
+        dirs_exist_ok=True,
+        ignore=shutil.ignore_patterns("__pycache__", "*.pyc", "staticfiles"),
+    )
     for entry in [path, *path.rglob("*")]:
         mode = entry.stat().st_mode
         extra = stat.S_IRUSR | stat.S_IRGRP | stat.S_IROTH
@@ -95,6 +100,7 @@ def debug_api(debug_stack) -> Api:
 
 # --- helpers -----------------------------------------------------------------------------------
 
+
 def debuggee_processes(stack: Stack, service: str) -> dict[str, str]:
     """pid:start-time -> command line of the service's watched process (none mid-restart)."""
     result = stack.exec(service, "python", "-c", DEBUGGEE_PROBE, check=False)
@@ -113,14 +119,20 @@ def debuggee(stack: Stack, service: str) -> str | None:
 def container(stack: Stack, service: str) -> dict:
     ids = stack.container_ids(service)
     assert len(ids) == 1, f"{service}: expected one running container, got {ids}"
-    out = subprocess.run(["docker", "inspect", ids[0]], capture_output=True, text=True, check=True,
-                         timeout=60).stdout
+    out = subprocess.run(
+        ["docker", "inspect", ids[0]], capture_output=True, text=True, check=True, timeout=60
+    ).stdout
     return json.loads(out)[0]
 
 
 def image_id(name: str) -> str:
-    return subprocess.run(["docker", "image", "inspect", "--format", "{{.Id}}", name],
-                          capture_output=True, text=True, check=True, timeout=60).stdout.strip()
+    return subprocess.run(
+        ["docker", "image", "inspect", "--format", "{{.Id}}", name],
+        capture_output=True,
+        text=True,
+        check=True,
+        timeout=60,
+    ).stdout.strip()
 
 
 def web_index(stack: Stack) -> dict:
@@ -149,14 +161,24 @@ def wait_restarted(stack: Stack, before: dict[str, str], what: str) -> dict[str,
     for service, marker in before.items():
         after[service] = wait_until(
             lambda: (m := debuggee(stack, service)) and m != marker and m,
-            timeout=RELOAD_TIMEOUT, interval=0.5, what=f"{service} to restart after {what}")
+            timeout=RELOAD_TIMEOUT,
+            interval=0.5,
+            what=f"{service} to restart after {what}",
+        )
     wait_ready(stack, *before)
     return after
 
 
 def markers(stack: Stack, *services: str) -> dict[str, str]:
-    return {service: wait_until(lambda: debuggee(stack, service), timeout=RELOAD_TIMEOUT, interval=0.5,
-                                what=f"{service}'s debuggee process") for service in services}
+    return {
+        service: wait_until(
+            lambda: debuggee(stack, service),
+            timeout=RELOAD_TIMEOUT,
+            interval=0.5,
+            what=f"{service}'s debuggee process",
+        )
+        for service in services
+    }
 
 
 def edit(path: Path, old: str, new: str) -> str:
@@ -215,8 +237,13 @@ def attach_options(service: str, source_dir: Path) -> dict:
     """The attach arguments of the shipped VS Code configuration for the service, with the
     workspace's services/ replaced by the copy this stack mounts."""
     config = launch_configs()[f"Attach to {service} (debugpy)"]
-    mappings = [{"localRoot": m["localRoot"].replace("${workspaceFolder}/services", str(source_dir)),
-                 "remoteRoot": m["remoteRoot"]} for m in config["pathMappings"]]
+    mappings = [
+        {
+            "localRoot": m["localRoot"].replace("${workspaceFolder}/services", str(source_dir)),
+            "remoteRoot": m["remoteRoot"],
+        }
+        for m in config["pathMappings"]
+    ]
     return {"justMyCode": config["justMyCode"], "pathMappings": mappings}
 
 
@@ -224,16 +251,30 @@ def compose_plain(*args: str) -> subprocess.CompletedProcess:
     """`docker compose -f docker-compose.yml -f docker-compose.debug.yml ...` as a developer runs it:
     no .env (an empty env file stands in, whatever is in the working tree) and none of the
     variables this suite sets."""
-    keep = ("PATH", "HOME", "DOCKER_HOST", "DOCKER_CONFIG", "DOCKER_CONTEXT", "DOCKER_CERT_PATH",
-            "DOCKER_TLS_VERIFY", "XDG_RUNTIME_DIR")
+    keep = (
+        "PATH",
+        "HOME",
+        "DOCKER_HOST",
+        "DOCKER_CONFIG",
+        "DOCKER_CONTEXT",
+        "DOCKER_CERT_PATH",
+        "DOCKER_TLS_VERIFY",
+        "XDG_RUNTIME_DIR",
+    )
     env = {name: os.environ[name] for name in keep if name in os.environ}
     with tempfile.NamedTemporaryFile("w", suffix=".env") as empty:
         return subprocess.run(
             ["docker", "compose", "--env-file", empty.name, *sum((["-f", f] for f in FILES), []), *args],
-            cwd=ROOT, env=env, capture_output=True, text=True, timeout=120)
+            cwd=ROOT,
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=120,
+        )
 
 
 # --- 5. the overlay file (no stack needed) ------------------------------------------------------
+
 
 def test_overlay_config_is_valid_without_env_and_holds_only_overrides():
     result = compose_plain("config", "-q")
@@ -242,16 +283,21 @@ def test_overlay_config_is_valid_without_env_and_holds_only_overrides():
     text = (ROOT / "docker-compose.debug.yml").read_text()
     assert len(text.splitlines()) <= 60, "the overlay should stay a short list of overrides"
     overlay = yaml.safe_load(text)
-    assert set(overlay) - {"services"} <= {key for key in overlay if key.startswith("x-")}, \
+    assert set(overlay) - {"services"} <= {key for key in overlay if key.startswith("x-")}, (
         f"the overlay defines more than services and x- anchors: {sorted(overlay)}"
+    )
     assert set(overlay["services"]) == {"web", "worker"}
     allowed = {"image", "build", "init", "volumes", "command", "environment", "ports"}
     for name, service in overlay["services"].items():
         assert set(service) <= allowed, f"{name} overrides more than debugging needs: {sorted(service)}"
         assert service["build"] == {"target": "debug"}, f"{name}: the build must only change the target"
         assert "APP_DEBUG_IMAGE" in service["image"]
-        assert set(service["environment"]) <= {"DJANGO_DEBUG", "DEBUGPY_PORT", "DEBUGPY_WAIT",
-                                               "WATCHFILES_FORCE_POLLING"}, service["environment"]
+        assert set(service["environment"]) <= {
+            "DJANGO_DEBUG",
+            "DEBUGPY_PORT",
+            "DEBUGPY_WAIT",
+            "WATCHFILES_FORCE_POLLING",
+        }, service["environment"]
         for port in service["ports"]:
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
 
@@ -262,10 +308,13 @@ def test_overlay_config_is_valid_without_env_and_holds_only_overrides():
         assert service["build"]["target"] == "debug"
         assert service["image"] == "djcelery-stack-app:debug"
         assert service["command"] == [f"start-{name}-debug"]
-        assert any(v["type"] == "bind" and v["target"] == "/app" and v["source"] == str(ROOT / "services")
-                   for v in service["volumes"]), service["volumes"]
+        assert any(
+            v["type"] == "bind" and v["target"] == "/app" and v["source"] == str(ROOT / "services")
+            for v in service["volumes"]
+        ), service["volumes"]
         assert {"target": port, "host_ip": "127.0.0.1"}.items() <= next(
-            p for p in service["ports"] if p["target"] == port).items()
+            p for p in service["ports"] if p["target"] == port
+        ).items()
         # The overlay's environment is merged into the base one, not put in its place.
         assert service["environment"]["DJANGO_DEBUG"] == "true"
         assert service["environment"]["JOB_ID_SECRET"] == "insecure-dev-job-id-secret"
@@ -287,14 +336,18 @@ def test_vscode_launch_configs_attach_to_the_overlay_ports_with_the_right_mappin
         assert (config["type"], config["request"]) == ("debugpy", "attach")
         assert config["connect"] == {"host": "127.0.0.1", "port": port}
         assert f"127.0.0.1:${{{service.upper()}_DEBUGPY_PORT:-{port}}}:{port}" in overlay[service]["ports"]
-        assert config["pathMappings"] == [{"localRoot": "${workspaceFolder}/services", "remoteRoot": REMOTE_ROOT}]
+        assert config["pathMappings"] == [
+            {"localRoot": "${workspaceFolder}/services", "remoteRoot": REMOTE_ROOT}
+        ]
         assert f"${{DEBUG_SOURCE_DIR:-./services}}:{REMOTE_ROOT}" in overlay[service]["volumes"]
         assert config["justMyCode"] is False
     assert [sorted(c["configurations"]) for c in launch_json()["compounds"]] == [
-        ["Attach to web (debugpy)", "Attach to worker (debugpy)"]]
+        ["Attach to web (debugpy)", "Attach to worker (debugpy)"]
+    ]
 
 
 # --- 1. the overlay stack comes up --------------------------------------------------------------
+
 
 def test_overlay_stack_is_healthy_with_debug_image_on_web_and_worker(debug_stack, source_dir):
     debug_stack.wait_healthy()
@@ -317,7 +370,8 @@ def test_overlay_stack_is_healthy_with_debug_image_on_web_and_worker(debug_stack
         port = DEBUGPY_PORTS[name]
         internal = 5678 if name == "web" else 5679
         assert info["NetworkSettings"]["Ports"][f"{internal}/tcp"] == [
-            {"HostIp": "127.0.0.1", "HostPort": str(port)}]
+            {"HostIp": "127.0.0.1", "HostPort": str(port)}
+        ]
         # The debug target has the debugger and the reloader; the runtime image does not.
         assert debug_stack.exec(name, "python", "-c", "import debugpy, watchfiles").returncode == 0
     for name in ("beat", "flower"):
@@ -338,6 +392,7 @@ def test_overlay_stack_is_healthy_with_debug_image_on_web_and_worker(debug_stack
 
 # --- 2. code reload -----------------------------------------------------------------------------
 
+
 def test_editing_a_view_changes_the_answer_without_a_restart_command(debug_stack, source_dir):
     urls = source_dir / "config" / "urls.py"
     started_at = container(debug_stack, "web")["State"]["StartedAt"]
@@ -346,14 +401,22 @@ def test_editing_a_view_changes_the_answer_without_a_restart_command(debug_stack
     stamp = unique("view")
     original = edit(urls, "return JsonResponse({", f'return JsonResponse({{"edited": "{stamp}", ')
     try:
-        body = wait_until(lambda: (b := web_index(debug_stack)).get("edited") == stamp and b,
-                          timeout=RELOAD_TIMEOUT, interval=0.5, what="web to answer with the edited view")
+        body = wait_until(
+            lambda: (b := web_index(debug_stack)).get("edited") == stamp and b,
+            timeout=RELOAD_TIMEOUT,
+            interval=0.5,
+            what="web to answer with the edited view",
+        )
         assert body["jobs"] == "/api/jobs/"
         before = wait_restarted(debug_stack, before, "the view edit")  # the worker reloads too
     finally:
         urls.write_text(original)
-    wait_until(lambda: "edited" not in web_index(debug_stack), timeout=RELOAD_TIMEOUT, interval=0.5,
-               what="web to answer with the restored view")
+    wait_until(
+        lambda: "edited" not in web_index(debug_stack),
+        timeout=RELOAD_TIMEOUT,
+        interval=0.5,
+        what="web to answer with the restored view",
+    )
     wait_restarted(debug_stack, before, "restoring the view")
     # The reloads happened inside the running container: it was never restarted.
     info = container(debug_stack, "web")
@@ -373,7 +436,9 @@ def test_editing_a_task_changes_the_next_jobs_result(debug_stack, source_dir, de
     try:
         before = wait_restarted(debug_stack, before, "the task edit")
         job_id = submit(debug_api, "noop")
-        assert debug_api.wait_for_state(job_id, "SUCCESS", "FAILURE", timeout=60)["result"] == {"edited": True}
+        assert debug_api.wait_for_state(job_id, "SUCCESS", "FAILURE", timeout=60)["result"] == {
+            "edited": True
+        }
     finally:
         tasks.write_text(original)
     wait_restarted(debug_stack, before, "restoring the task")
@@ -384,6 +449,7 @@ def test_editing_a_task_changes_the_next_jobs_result(debug_stack, source_dir, de
 
 
 # --- 3. non-Python changes do not restart anything ---------------------------------------------
+
 
 def test_non_python_changes_do_not_restart_the_worker(debug_stack, source_dir):
     wait_ready(debug_stack, "web", "worker")
@@ -399,7 +465,10 @@ def test_non_python_changes_do_not_restart_the_worker(debug_stack, source_dir):
     for service, marker in before.items():
         restarted[service] = wait_until(
             lambda: (m := debuggee(debug_stack, service)) and m != marker and m,
-            timeout=RELOAD_TIMEOUT, interval=0.5, what=f"{service} to restart after the control edit")
+            timeout=RELOAD_TIMEOUT,
+            interval=0.5,
+            what=f"{service} to restart after the control edit",
+        )
     reaction = time.monotonic() - edited_at
     wait_ready(debug_stack, "web", "worker")
     assert log_count(debug_stack, "worker", "change detected") > detected
@@ -417,14 +486,16 @@ def test_non_python_changes_do_not_restart_the_worker(debug_stack, source_dir):
     deadline = time.monotonic() + quiet
     while time.monotonic() < deadline:  # watch for the whole window: fail at the first restart
         for service, marker in restarted.items():
-            assert debuggee(debug_stack, service) == marker, \
+            assert debuggee(debug_stack, service) == marker, (
                 f"{service} restarted after a non-Python change (watched for {quiet:.1f}s)"
+            )
         time.sleep(0.5)
     assert log_count(debug_stack, "worker", "change detected") == detected
     assert worker_ready(debug_stack)
 
 
 # --- 4. debugpy: the Debug Adapter Protocol on both ports ----------------------------------------
+
 
 @pytest.mark.parametrize("service", ["web", "worker"])
 def test_debugpy_port_answers_dap_initialize(debug_stack, service):

@@ -127,8 +127,14 @@ def deploy(stack: Stack, *args: str) -> subprocess.CompletedProcess:
     command = [str(ROOT / "scripts" / "deploy"), "-p", stack.project]
     for name in FILES:
         command += ["-f", name]
-    return subprocess.run([*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=1200,
-                          env={**os.environ, **stack.env, "COMPOSE_DISABLE_ENV_FILE": "1"})
+    return subprocess.run(
+        [*command, *args],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=1200,
+        env={**os.environ, **stack.env, "COMPOSE_DISABLE_ENV_FILE": "1"},
+    )
 
 
 def proxy_errors(stack: Stack) -> str:
@@ -171,8 +177,11 @@ def test_deploy_under_load_drops_nothing_and_a_failing_web_rolls_back(stack, roo
         assert api.wait_for_state(job_id, "SUCCESS", "FAILURE", timeout=180)["state"] == "SUCCESS", job_id
 
     # --- an image whose web fails its health check: rolled back, v2 still serving ---------------
-    bad = build_image(APP_IMAGE, f"FROM {v2}\nUSER root\n"
-                      "RUN printf '#!/bin/sh\\nexit 1\\n' > /usr/local/bin/healthcheck-web\nUSER app\n")
+    bad = build_image(
+        APP_IMAGE,
+        f"FROM {v2}\nUSER root\n"
+        "RUN printf '#!/bin/sh\\nexit 1\\n' > /usr/local/bin/healthcheck-web\nUSER app\n",
+    )
     web_before = set(stack.container_ids("web"))
     with Load(token, root_cert) as load:
         failed = deploy(stack, "--no-build", "--timeout", "60")
@@ -255,12 +264,16 @@ def test_deploy_drains_workers_a_300_s_job_runs_once_and_new_jobs_are_taken(stac
         assert job["state"] == "SUCCESS", job
         waits.append(finished_at(job) - at)
     during = [w for (at, _), w in zip(trickle.sent, waits) if at < ended]
-    print(f"[drain] {len(during)} jobs submitted during the deploy; seconds to SUCCESS: "
-          f"max {max(during):.1f}, mean {sum(during) / len(during):.1f}")
+    print(
+        f"[drain] {len(during)} jobs submitted during the deploy; seconds to SUCCESS: "
+        f"max {max(during):.1f}, mean {sum(during) / len(during):.1f}"
+    )
     final = api.wait_for_state(long_id, "SUCCESS", "FAILURE", timeout=420)
-    print(f"[drain] long job: state {final['state']}, deliveries {final['deliveries']}, "
-          f"worker {final['worker']} (started on {first['worker']}), "
-          f"finished {finished_at(final) - started:.0f} s after the deploy began")
+    print(
+        f"[drain] long job: state {final['state']}, deliveries {final['deliveries']}, "
+        f"worker {final['worker']} (started on {first['worker']}), "
+        f"finished {finished_at(final) - started:.0f} s after the deploy began"
+    )
     assert len(during) >= 20, len(during)
     assert max(during) < 20, sorted(waits)[-10:]
     assert final["state"] == "SUCCESS", final

@@ -93,10 +93,12 @@ def delete(api: Api, job_id: str) -> requests.Response:
 
 # --- 1. progress ---------------------------------------------------------------------------------
 
+
 def test_progress_goes_up_then_success(alice):
     text, steps = "progress goes up", 6
-    submitted = alice.submit("model_inference", {"text": text, "steps": steps, "step_seconds": 1.0},
-                             name=unique("progress"))
+    submitted = alice.submit(
+        "model_inference", {"text": text, "steps": steps, "step_seconds": 1.0}, name=unique("progress")
+    )
     assert submitted.status_code == 202, submitted.text
     job_id = submitted.json()["id"]
     observed: list[int] = []
@@ -123,6 +125,7 @@ def test_progress_goes_up_then_success(alice):
 
 # --- 2. deduplication ----------------------------------------------------------------------------
 
+
 def test_same_job_posted_twice_runs_once(stack, alice):
     name = unique("once")
     params = {"text": "run me once", "steps": 4, "step_seconds": 1.0}
@@ -145,8 +148,12 @@ def test_same_job_posted_twice_runs_once(stack, alice):
     assert (third.status_code, third.json()["id"], third.json()["state"]) == (200, job_id, "SUCCESS")
 
     succeeded = f"Task jobs.model_inference[{job_id}] succeeded"
-    logs = wait_until(lambda: (lambda text: text if succeeded in text else None)(stack.logs("worker")),
-                      timeout=60, interval=1, what="the worker's success line")
+    logs = wait_until(
+        lambda: (lambda text: text if succeeded in text else None)(stack.logs("worker")),
+        timeout=60,
+        interval=1,
+        what="the worker's success line",
+    )
     assert count_lines(logs, f"Task jobs.model_inference[{job_id}] received") == 1
     assert count_lines(logs, succeeded) == 1
     listed = [job for job in alice.request("GET", "/api/jobs/").json()["results"] if job["name"] == name]
@@ -174,8 +181,9 @@ print(json.dumps({"status": status, "body": json.loads(body)}))
 
 def via_replica(stack, index: int, token: str, method: str, path: str, payload: dict | None = None):
     args = [json.dumps(payload)] if payload is not None else []
-    out = stack.exec("web", "python", "-c", REPLICA_REQUEST, method, path, *args,
-                     env={"JOB_TOKEN": token}, index=index).stdout
+    out = stack.exec(
+        "web", "python", "-c", REPLICA_REQUEST, method, path, *args, env={"JOB_TOKEN": token}, index=index
+    ).stdout
     answer = json.loads(out.strip().splitlines()[-1])
     SEEN.append((method, f"[web-{index}] {path}", answer["status"]))
     return answer["status"], answer["body"]
@@ -187,8 +195,9 @@ def test_two_web_replicas_and_a_worker_command_see_the_same_job(stack, token):
     port = stack.web_port
     scaled = {"WEB_PORT": f"{port}-{port + 1}"}
     try:
-        stack.compose("up", "-d", "--wait", "--wait-timeout", "300", "--scale", "web=2",
-                      extra_env=scaled, timeout=360)
+        stack.compose(
+            "up", "-d", "--wait", "--wait-timeout", "300", "--scale", "web=2", extra_env=scaled, timeout=360
+        )
         replicas = container_numbers(stack, "web")
         assert len(replicas) == 2, replicas
         one, two = replicas
@@ -197,8 +206,14 @@ def test_two_web_replicas_and_a_worker_command_see_the_same_job(stack, token):
 
         name = unique("replicas")
         params = {"text": "seen from everywhere", "steps": 2, "step_seconds": 0.5}
-        status, submitted = via_replica(stack, one, token, "POST", "/api/jobs/",
-                                        {"kind": "model_inference", "name": name, "params": params})
+        status, submitted = via_replica(
+            stack,
+            one,
+            token,
+            "POST",
+            "/api/jobs/",
+            {"kind": "model_inference", "name": name, "params": params},
+        )
         assert status == 202, submitted
         job_id = submitted["id"]
 
@@ -207,8 +222,9 @@ def test_two_web_replicas_and_a_worker_command_see_the_same_job(stack, token):
             assert status == 200, body
             return body if body["state"] in FINISHED else None
 
-        read_two = wait_until(finished_on_two, timeout=120, interval=0.5,
-                              what=f"job {job_id} finished, read through web-{two}")
+        read_two = wait_until(
+            finished_on_two, timeout=120, interval=0.5, what=f"job {job_id} finished, read through web-{two}"
+        )
         assert read_two["state"] == "SUCCESS"
         assert read_two["result"] == expected_inference(params["text"], params["steps"])
         status, read_one = via_replica(stack, one, token, "GET", f"/api/jobs/{job_id}/")
@@ -222,9 +238,8 @@ def test_two_web_replicas_and_a_worker_command_see_the_same_job(stack, token):
         assert any(line.startswith(f"web-{two} ") and f'"GET /api/jobs/{job_id}/ ' in line for line in logs)
 
         # A one-off command in another container computes the id from the token and reads it.
-        out = stack.manage("job", "status", "--name", name, service="worker",
-                           env={"JOB_TOKEN": token}).stdout
-        shown = json.loads(out[out.index("{"):])
+        out = stack.manage("job", "status", "--name", name, service="worker", env={"JOB_TOKEN": token}).stdout
+        shown = json.loads(out[out.index("{") :])
         assert shown["id"] == job_id
         assert shown["state"] == read_two["state"]
         assert shown["result"] == read_two["result"]
@@ -234,27 +249,35 @@ def test_two_web_replicas_and_a_worker_command_see_the_same_job(stack, token):
         stack.up()
 
     assert container_numbers(stack, "web") == [1]
-    health = wait_until(lambda: requests.get(stack.url("/healthz"), timeout=10), timeout=60,
-                        what=f"web answering on host port {port} again")
+    health = wait_until(
+        lambda: requests.get(stack.url("/healthz"), timeout=10),
+        timeout=60,
+        what=f"web answering on host port {port} again",
+    )
     assert health.status_code == 200
     stack.wait_healthy()
 
 
 # --- 4. cancellation -------------------------------------------------------------------------------
 
+
 def test_cancel_pending_and_running_jobs(stack, alice):
     # Saturate the worker (concurrency 2, prefetch 1, late acks): two long jobs hold both processes.
     blockers = []
     for number in range(2):
-        response = alice.submit("model_inference", {"text": f"blocker {number}", "steps": 30,
-                                                    "step_seconds": 1.0}, name=unique("blocker"))
+        response = alice.submit(
+            "model_inference",
+            {"text": f"blocker {number}", "steps": 30, "step_seconds": 1.0},
+            name=unique("blocker"),
+        )
         assert response.status_code == 202, response.text
         blockers.append(response.json()["id"])
     for job_id in blockers:
         alice.wait_for_state(job_id, "STARTED", "PROGRESS", timeout=60)
 
-    victim = alice.submit("model_inference", {"text": "victim", "steps": 1, "step_seconds": 0.1},
-                          name=unique("victim"))
+    victim = alice.submit(
+        "model_inference", {"text": "victim", "steps": 1, "step_seconds": 0.1}, name=unique("victim")
+    )
     assert victim.status_code == 202, victim.text
     victim_id = victim.json()["id"]
     assert alice.job(victim_id).json()["state"] == "PENDING"
@@ -276,8 +299,10 @@ def test_cancel_pending_and_running_jobs(stack, alice):
         assert body["result"] is None
 
     # The worker is free now and takes the victim's message: it must drop it, not run it.
-    dropped = (f"Discarding revoked task: jobs.model_inference[{victim_id}]",
-               f"Job {victim_id} was cancelled")
+    dropped = (
+        f"Discarding revoked task: jobs.model_inference[{victim_id}]",
+        f"Job {victim_id} was cancelled",
+    )
 
     def victim_disposed_of():
         logs = stack.logs("worker")
@@ -312,6 +337,7 @@ def test_cancel_pending_and_running_jobs(stack, alice):
 
 # --- 5. error answers ----------------------------------------------------------------------------
 
+
 def test_error_answers_are_json_with_the_right_status(stack, alice, bob, anonymous):
     own = alice.submit("noop", name=unique("mine"))
     assert own.status_code == 202
@@ -336,8 +362,11 @@ def test_error_answers_are_json_with_the_right_status(stack, alice, bob, anonymo
     invalid = [
         ("unknown kind", {"kind": "no_such_kind", "params": {}}, ("kind",)),
         ("missing kind", {"params": {}}, ("kind",)),
-        ("steps out of range", {"kind": "model_inference", "params": {"text": "x", "steps": 0}},
-         ("params", "steps")),
+        (
+            "steps out of range",
+            {"kind": "model_inference", "params": {"text": "x", "steps": 0}},
+            ("params", "steps"),
+        ),
         ("missing text", {"kind": "model_inference", "params": {"steps": 2}}, ("params", "text")),
         ("unknown parameter", {"kind": "noop", "params": {"bogus": 1}}, ("params", "bogus")),
         ("y below x", {"kind": "sum_number", "params": {"x": 5, "y": 1}}, ("params", "y")),
@@ -350,12 +379,14 @@ def test_error_answers_are_json_with_the_right_status(stack, alice, bob, anonymo
         assert is_json(response), what
         node = response.json()
         for key in field_path:
-            assert isinstance(node, dict) and key in node, \
+            assert isinstance(node, dict) and key in node, (
                 f"{what}: {response.json()} does not name {field_path}"
+            )
             node = node[key]
 
-    malformed = alice.request("POST", "/api/jobs/", data=b'{"kind": "noop", ',
-                              headers={"Content-Type": "application/json"})
+    malformed = alice.request(
+        "POST", "/api/jobs/", data=b'{"kind": "noop", ', headers={"Content-Type": "application/json"}
+    )
     assert malformed.status_code == 400, malformed.text
     assert is_json(malformed)
 
@@ -363,8 +394,9 @@ def test_error_answers_are_json_with_the_right_status(stack, alice, bob, anonymo
     big = json.dumps({"kind": "model_inference", "params": {"text": "x" * (limit + 1)}})
     # "Connection: close": gunicorn answers keep-alive but then drops the connection when the
     # unread body exceeds what it drains (64 KiB), so a client must not reuse it (see report).
-    too_large = alice.request("POST", "/api/jobs/", data=big,
-                              headers={"Content-Type": "application/json", "Connection": "close"})
+    too_large = alice.request(
+        "POST", "/api/jobs/", data=big, headers={"Content-Type": "application/json", "Connection": "close"}
+    )
     assert too_large.status_code == 413, too_large.text[:300]
     assert is_json(too_large)
     assert too_large.json()["error"] == "payload_too_large"
@@ -375,19 +407,29 @@ def test_error_answers_are_json_with_the_right_status(stack, alice, bob, anonymo
     assert response.status_code == 400 and "text" in response.json()["params"]
     # A body sent chunked (no Content-Length, as a proxy streams one of unknown size) is read, up
     # to the limit: a small one is a job, one over the limit 413.
-    small = alice.request("POST", "/api/jobs/", data=iter([b'{"kind": "noop", ', b'"params": {}}']),
-                          headers={"Content-Type": "application/json"})
+    small = alice.request(
+        "POST",
+        "/api/jobs/",
+        data=iter([b'{"kind": "noop", ', b'"params": {}}']),
+        headers={"Content-Type": "application/json"},
+    )
     assert small.status_code == 202 and small.json()["kind"] == "noop", small.text[:300]
-    chunked = alice.request("POST", "/api/jobs/", headers={"Content-Type": "application/json", "Connection": "close"},
-                            data=iter([b'{"kind": "noop", "name": "', b"y" * limit, b'"}']))
+    chunked = alice.request(
+        "POST",
+        "/api/jobs/",
+        headers={"Content-Type": "application/json", "Connection": "close"},
+        data=iter([b'{"kind": "noop", "name": "', b"y" * limit, b'"}']),
+    )
     assert chunked.status_code == 413 and chunked.json()["error"] == "payload_too_large", chunked.text[:300]
 
 
 # --- 6. the raw token is stored nowhere ------------------------------------------------------------
 
+
 def test_raw_token_is_nowhere_but_job_ids_are(stack, alice, token, bob_token):
-    marker = alice.submit("model_inference", {"text": "marker", "steps": 1, "step_seconds": 0.1},
-                          name=unique("marker"))
+    marker = alice.submit(
+        "model_inference", {"text": "marker", "steps": 1, "step_seconds": 0.1}, name=unique("marker")
+    )
     assert marker.status_code == 202
     job_id = marker.json()["id"]
     alice.wait_for_state(job_id, "SUCCESS")

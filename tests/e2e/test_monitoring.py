@@ -41,10 +41,16 @@ ALERTMANAGER_PORT = int(os.environ.get("MONITORING_E2E_ALERTMANAGER_PORT", "2309
 MONITORING = ROOT / "compose" / "monitoring"
 PROMETHEUS_IMAGE = os.environ.get("PROMETHEUS_IMAGE", "prom/prometheus:v3")
 
-SCRAPE = 5          # seconds: scrape, rule evaluation and DNS refresh intervals
-ALERT_FOR = 15      # seconds: `for:` of NoLiveWorker, JobsBacklogGrowing and JobsFailing
-SECRET_NAMES = ("DJANGO_SECRET_KEY", "JOB_ID_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD",
-                "FLOWER_PASSWORD", "MONITORING_PASSWORD")
+SCRAPE = 5  # seconds: scrape, rule evaluation and DNS refresh intervals
+ALERT_FOR = 15  # seconds: `for:` of NoLiveWorker, JobsBacklogGrowing and JobsFailing
+SECRET_NAMES = (
+    "DJANGO_SECRET_KEY",
+    "JOB_ID_SECRET",
+    "POSTGRES_PASSWORD",
+    "REDIS_PASSWORD",
+    "FLOWER_PASSWORD",
+    "MONITORING_PASSWORD",
+)
 SECRETS = {name: secrets.token_urlsafe(24) for name in SECRET_NAMES}
 ENV = {
     "APP_IMAGE": os.environ.get("MONITORING_E2E_APP_IMAGE", f"{PROJECT}-app:latest"),
@@ -71,6 +77,7 @@ TOKENS: list[str] = []  # every token this module created: none may appear in a 
 
 # --- no stack: the rules' unit tests ----------------------------------------------------------------
 
+
 def rule_names(path: Path) -> set[str]:
     return {rule["alert"] for group in yaml.safe_load(path.read_text())["groups"] for rule in group["rules"]}
 
@@ -79,23 +86,44 @@ def test_every_alert_rule_passes_its_promtool_tests():
     """alerts.yml rendered on its defaults (no variable set), then `promtool test rules` in the
     image that runs it: every rule has tests, and they pass."""
     test_files = sorted((MONITORING / "prometheus").glob("*.test.yml"))
-    tested = {case["alertname"] for path in test_files for test in yaml.safe_load(path.read_text())["tests"]
-              for case in test.get("alert_rule_test", [])}
+    tested = {
+        case["alertname"]
+        for path in test_files
+        for test in yaml.safe_load(path.read_text())["tests"]
+        for case in test.get("alert_rule_test", [])
+    }
     rules = rule_names(MONITORING / "prometheus" / "alerts.yml")
     assert rules and rules == tested, f"untested rules: {rules - tested}; tests of no rule: {tested - rules}"
     names = " ".join(path.name for path in test_files)
-    script = ("cd /tmp && sh /etc/monitoring/render /etc/monitoring/prometheus/alerts.yml > alerts.yml"
-              " && cp /etc/monitoring/prometheus/*.test.yml . && promtool check rules alerts.yml"
-              f" && promtool test rules {names}")
-    result = subprocess.run(["docker", "run", "--rm", "--entrypoint", "sh", "-v",
-                             f"{MONITORING}:/etc/monitoring:ro", PROMETHEUS_IMAGE, "-c", script],
-                            capture_output=True, text=True, timeout=120)
+    script = (
+        "cd /tmp && sh /etc/monitoring/render /etc/monitoring/prometheus/alerts.yml > alerts.yml"
+        " && cp /etc/monitoring/prometheus/*.test.yml . && promtool check rules alerts.yml"
+        f" && promtool test rules {names}"
+    )
+    result = subprocess.run(
+        [
+            "docker",
+            "run",
+            "--rm",
+            "--entrypoint",
+            "sh",
+            "-v",
+            f"{MONITORING}:/etc/monitoring:ro",
+            PROMETHEUS_IMAGE,
+            "-c",
+            script,
+        ],
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     output = result.stdout + result.stderr
     assert result.returncode == 0, output
     assert f"SUCCESS: {len(rules)} rules found" in output, output
 
 
 # --- the stack ----------------------------------------------------------------------------------------
+
 
 @pytest.fixture(scope="module")
 def backup_dir(tmp_path_factory) -> Path:
@@ -106,8 +134,9 @@ def backup_dir(tmp_path_factory) -> Path:
 
 @pytest.fixture(scope="module")
 def stack(backup_dir):
-    with running(Stack(project=PROJECT, files=FILES, env={**ENV, "BACKUP_DIR": str(backup_dir)}),
-                 up_timeout=420) as stack:
+    with running(
+        Stack(project=PROJECT, files=FILES, env={**ENV, "BACKUP_DIR": str(backup_dir)}), up_timeout=420
+    ) as stack:
         yield stack
 
 
@@ -136,9 +165,17 @@ def query(expr: str) -> float | None:
 def firing(alertname: str) -> list[dict]:
     """The alert's instances Alertmanager holds as active: to be notified, neither silenced nor
     inhibited by another alert (resolved ones are not listed at all)."""
-    answer = requests.get(f"http://127.0.0.1:{ALERTMANAGER_PORT}/api/v2/alerts",
-                          params={"filter": f'alertname="{alertname}"', "active": "true",
-                                  "silenced": "false", "inhibited": "false"}, auth=AUTH, timeout=30)
+    answer = requests.get(
+        f"http://127.0.0.1:{ALERTMANAGER_PORT}/api/v2/alerts",
+        params={
+            "filter": f'alertname="{alertname}"',
+            "active": "true",
+            "silenced": "false",
+            "inhibited": "false",
+        },
+        auth=AUTH,
+        timeout=30,
+    )
     answer.raise_for_status()
     alerts = answer.json()
     assert all(alert["status"]["state"] == "active" for alert in alerts), alerts
@@ -176,9 +213,10 @@ def test_job_metrics_move_when_jobs_run(stack, api):
         "started": f'sum(jobs_started_total{{kind="{kind}"}})',
         "succeeded": f'sum(jobs_succeeded_total{{kind="{kind}"}})',
         "run": f'sum(jobs_run_seconds_count{{kind="{kind}", outcome="success"}})',
-        "accepted": 'sum(django_http_responses_total_by_status_view_method_total'
-                    '{view="job-list", method="POST", status="202"}) or vector(0)',
+        "accepted": "sum(django_http_responses_total_by_status_view_method_total"
+        '{view="job-list", method="POST", status="202"}) or vector(0)',
     }
+
     def served():
         # Every counter exists from the start at 0, but for the run time, observed per outcome.
         values = {name: query(expr) for name, expr in counters.items() if name != "run"}
@@ -203,8 +241,9 @@ def test_job_metrics_move_when_jobs_run(stack, api):
 
 
 def alert_fires(alertname: str, timeout: float) -> dict:
-    [alert] = wait_until(lambda: firing(alertname), timeout=timeout, interval=1,
-                         what=f"Alertmanager to list {alertname}")
+    [alert] = wait_until(
+        lambda: firing(alertname), timeout=timeout, interval=1, what=f"Alertmanager to list {alertname}"
+    )
     return alert
 
 
@@ -224,10 +263,16 @@ def test_no_live_worker_fires_within_its_time_and_resolves_after_up(stack):
 
     stack.up("worker", timeout=300)
     started = time.monotonic()
-    wait_until(lambda: not firing("NoLiveWorker"), timeout=120, interval=1,
-               what="NoLiveWorker to resolve once a worker is up")
-    print(f"NoLiveWorker: fired {fired:.0f} s after the stop began; resolved "
-          f"{time.monotonic() - started:.0f} s after the worker was healthy")
+    wait_until(
+        lambda: not firing("NoLiveWorker"),
+        timeout=120,
+        interval=1,
+        what="NoLiveWorker to resolve once a worker is up",
+    )
+    print(
+        f"NoLiveWorker: fired {fired:.0f} s after the stop began; resolved "
+        f"{time.monotonic() - started:.0f} s after the worker was healthy"
+    )
 
 
 def worker_control(stack: Stack, *args: str) -> None:
@@ -251,12 +296,20 @@ def test_backlog_alert_fires_while_workers_are_paused(stack, api):
         waiting = query('jobs_queue_messages{queue="jobs"}')
         assert waiting and waiting > 0, waiting
         assert not firing("NoLiveWorker")
-        wait_until(lambda: query("max(jobs_workers_live)") == 1, timeout=30, interval=2,
-                   what="the paused worker to answer pings")
+        wait_until(
+            lambda: query("max(jobs_workers_live)") == 1,
+            timeout=30,
+            interval=2,
+            what="the paused worker to answer pings",
+        )
     finally:
         worker_control(stack, "add_consumer", "jobs")
-    wait_until(lambda: query('jobs_queue_messages{queue="jobs"}') == 0, timeout=120, interval=2,
-               what="the backlog to drain once the workers run again")
+    wait_until(
+        lambda: query('jobs_queue_messages{queue="jobs"}') == 0,
+        timeout=120,
+        interval=2,
+        what="the backlog to drain once the workers run again",
+    )
 
 
 def test_failure_ratio_alert_fires_on_a_storm_of_failing_jobs(stack, api):
@@ -276,11 +329,21 @@ def test_every_dashboard_query_returns_data(stack, backup_dir):
     # A backup, so that the backup panel has something to show (and the record reaches Prometheus).
     env = {**os.environ, **stack.env, "COMPOSE_DISABLE_ENV_FILE": "1"}
     files = [arg for name in FILES for arg in ("-f", str(ROOT / name))]
-    backup = subprocess.run([str(ROOT / "scripts" / "backup"), "-p", PROJECT, *files, "--dir",
-                             str(backup_dir)], cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    backup = subprocess.run(
+        [str(ROOT / "scripts" / "backup"), "-p", PROJECT, *files, "--dir", str(backup_dir)],
+        cwd=ROOT,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=600,
+    )
     assert backup.returncode == 0, backup.stdout + backup.stderr
-    wait_until(lambda: query(f'stack_backup_last_success_timestamp_seconds{{project="{PROJECT}"}}'),
-               timeout=60, interval=2, what="the backup's record in Prometheus")
+    wait_until(
+        lambda: query(f'stack_backup_last_success_timestamp_seconds{{project="{PROJECT}"}}'),
+        timeout=60,
+        interval=2,
+        what="the backup's record in Prometheus",
+    )
     assert not firing("BackupTooOld")
 
     dashboards = sorted((MONITORING / "grafana" / "dashboards").glob("*.json"))
@@ -310,8 +373,9 @@ def json_lines(stack: Stack, service: str) -> list[dict]:
 
 
 def test_json_logs_follow_one_job_from_the_request_to_the_worker(stack, api):
-    submitted = api.submit("model_inference", {"text": "follow me", "steps": 2, "step_seconds": 0.1},
-                           name=unique("traced"))
+    submitted = api.submit(
+        "model_inference", {"text": "follow me", "steps": 2, "step_seconds": 0.1}, name=unique("traced")
+    )
     assert submitted.status_code == 202, submitted.text
     job_id = submitted.json()["id"]
     request_id = submitted.headers["X-Request-ID"]
@@ -319,8 +383,11 @@ def test_json_logs_follow_one_job_from_the_request_to_the_worker(stack, api):
     assert api.wait_for_state(job_id, "SUCCESS", "FAILURE")["state"] == "SUCCESS"
 
     def lines_of_the_job(service):
-        found = [line for line in json_lines(stack, service)
-                 if line.get("job_id") == job_id and line.get("request_id") == request_id]
+        found = [
+            line
+            for line in json_lines(stack, service)
+            if line.get("job_id") == job_id and line.get("request_id") == request_id
+        ]
         return found or None
 
     web = wait_until(lambda: lines_of_the_job("web"), timeout=30, what="web's line of the job")

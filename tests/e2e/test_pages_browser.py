@@ -46,10 +46,19 @@ def start_chromium(javascript: bool = True):
     os.environ["SE_OFFLINE"] = "true"
     options = Options()
     options.binary_location = CHROMIUM
-    for flag in ("--headless=new", "--no-sandbox", "--disable-gpu", "--disable-dev-shm-usage",
-                 "--no-first-run", "--disable-background-networking", "--disable-component-update",
-                 "--disable-sync", "--disable-quic", "--window-size=1280,900",
-                 f"--user-data-dir={tempfile.mkdtemp(prefix='e2e-pages-chromium-')}"):
+    for flag in (
+        "--headless=new",
+        "--no-sandbox",
+        "--disable-gpu",
+        "--disable-dev-shm-usage",
+        "--no-first-run",
+        "--disable-background-networking",
+        "--disable-component-update",
+        "--disable-sync",
+        "--disable-quic",
+        "--window-size=1280,900",
+        f"--user-data-dir={tempfile.mkdtemp(prefix='e2e-pages-chromium-')}",
+    ):
         options.add_argument(flag)
     prefs = {"credentials_enable_service": False, "profile.password_manager_enabled": False}
     if not javascript:
@@ -70,8 +79,9 @@ def module_started(stack) -> int:
 def person(stack) -> dict:
     """A user with a password for the pages (and the API token create_api_user prints)."""
     password = secrets.token_urlsafe(18)
-    out = stack.manage("create_api_user", USERNAME, "--existing-ok", "--password-stdin",
-                       input=password + "\n").stdout
+    out = stack.manage(
+        "create_api_user", USERNAME, "--existing-ok", "--password-stdin", input=password + "\n"
+    ).stdout
     return {"username": USERNAME, "password": password, "token": out.strip().splitlines()[-1]}
 
 
@@ -100,8 +110,12 @@ def sign_in(driver, stack, person, next_path: str = "/jobs/") -> None:
     driver.find_element(By.ID, "id_username").send_keys(person["username"])
     driver.find_element(By.ID, "id_password").send_keys(person["password"])
     driver.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
-    wait_until(lambda: driver.current_url == stack.url(next_path), timeout=30, interval=0.1,
-               what=f"the sign-in to land on {next_path}")
+    wait_until(
+        lambda: driver.current_url == stack.url(next_path),
+        timeout=30,
+        interval=0.1,
+        what=f"the sign-in to land on {next_path}",
+    )
 
 
 @pytest.fixture(scope="module")
@@ -130,14 +144,18 @@ def js(driver, script: str, *args):
 
 def shown(driver, root_selector: str) -> dict:
     """What a job's row or page shows now: state, the bar's value and text, read in one go."""
-    return js(driver, """
+    return js(
+        driver,
+        """
         const root = document.querySelector(arguments[0]);
         if (!root) return null;
         const bar = root.querySelector('[data-field=bar]');
         return {state: root.querySelector('[data-field=state]').textContent.trim(),
                 value: bar.value, percent: root.querySelector('[data-field=percent]').textContent,
                 message: root.querySelector('[data-field=message]').textContent.trim()};
-    """, root_selector)
+    """,
+        root_selector,
+    )
 
 
 def watch(driver, root_selector: str, until: str, timeout: float = 120) -> list[dict]:
@@ -176,30 +194,48 @@ def submit_from_form(driver, stack, name: str, text: str, steps: int, step_secon
         element.send_keys(str(value))
     driver.find_element(By.ID, "field-name").send_keys(name)
     driver.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
-    match = wait_until(lambda: re.fullmatch(re.escape(stack.url("/jobs/")) + r"([0-9a-f-]{36})/",
-                                            driver.current_url),
-                       timeout=30, interval=0.1, what="the job's page after submitting")
+    match = wait_until(
+        lambda: re.fullmatch(re.escape(stack.url("/jobs/")) + r"([0-9a-f-]{36})/", driver.current_url),
+        timeout=30,
+        interval=0.1,
+        what="the job's page after submitting",
+    )
     return match.group(1)
 
 
 # --- 1. sign in, submit from the form, watch to SUCCESS on the job's page and on the list ------------
 
+
 def test_submit_and_watch_the_bar_to_success(stack, browser, person, shots):
     from selenium.webdriver.common.by import By
 
-    job_id = submit_from_form(browser, stack, unique("watched-page"), "watched on its page",
-                              WATCHED_STEPS, 1.0)
+    job_id = submit_from_form(
+        browser, stack, unique("watched-page"), "watched on its page", WATCHED_STEPS, 1.0
+    )
     assert browser.find_element(By.CSS_SELECTOR, ".messages").text.startswith("Job watched-page-")
-    wait_until(lambda: shown(browser, "section.job")["state"] == "PROGRESS", timeout=60, interval=0.1,
-               what="PROGRESS on the job's page")
+    wait_until(
+        lambda: shown(browser, "section.job")["state"] == "PROGRESS",
+        timeout=60,
+        interval=0.1,
+        what="PROGRESS on the job's page",
+    )
     shots.take(browser, "detail-progress")
     readings = watch(browser, "section.job", "SUCCESS")
     assert_bar_moved(readings)
     # The result arrives without a reload: the page fetched its result section when the state changed.
-    wait_until(lambda: browser.find_elements(By.ID, "result-heading"), timeout=30, interval=0.1,
-               what="the result section")
-    fields = dict(zip([e.text for e in browser.find_elements(By.CSS_SELECTOR, "dl.result dt")],
-                      [e.text for e in browser.find_elements(By.CSS_SELECTOR, "dl.result dd")], strict=True))
+    wait_until(
+        lambda: browser.find_elements(By.ID, "result-heading"),
+        timeout=30,
+        interval=0.1,
+        what="the result section",
+    )
+    fields = dict(
+        zip(
+            [e.text for e in browser.find_elements(By.CSS_SELECTOR, "dl.result dt")],
+            [e.text for e in browser.find_elements(By.CSS_SELECTOR, "dl.result dd")],
+            strict=True,
+        )
+    )
     assert fields["steps"] == str(WATCHED_STEPS) and fields["label"] in ("negative", "neutral", "positive")
     browser.find_element(By.CSS_SELECTOR, "details summary").click()  # the collapsible JSON
     assert json.loads(browser.find_element(By.CSS_SELECTOR, "details pre").text)["steps"] == WATCHED_STEPS
@@ -209,53 +245,83 @@ def test_submit_and_watch_the_bar_to_success(stack, browser, person, shots):
     assert api(stack, person).get(stack.url(f"/api/jobs/{job_id}/"), timeout=30).json()["state"] == "SUCCESS"
 
     # A second job, watched on the list this time.
-    listed = submit_from_form(browser, stack, unique("watched-list"), "watched on the list",
-                              WATCHED_STEPS, 1.0)
+    listed = submit_from_form(
+        browser, stack, unique("watched-list"), "watched on the list", WATCHED_STEPS, 1.0
+    )
     browser.get(stack.url("/jobs/"))
     row = f'tr[data-job-id="{listed}"]'
-    wait_until(lambda: shown(browser, row)["state"] == "PROGRESS", timeout=60, interval=0.1,
-               what="PROGRESS on the list")
+    wait_until(
+        lambda: shown(browser, row)["state"] == "PROGRESS",
+        timeout=60,
+        interval=0.1,
+        what="PROGRESS on the list",
+    )
     shots.take(browser, "list-progress")
     readings = watch(browser, row, "SUCCESS")
     assert_bar_moved(readings)
     # Newest first: the job just watched leads, the one before follows.
-    order = [row.get_attribute("data-job-id")
-             for row in browser.find_elements(By.CSS_SELECTOR, "tr[data-job-id]")]
+    order = [
+        row.get_attribute("data-job-id") for row in browser.find_elements(By.CSS_SELECTOR, "tr[data-job-id]")
+    ]
     assert order.index(listed) < order.index(job_id)
     shots.take(browser, "list-success")
 
     # An old link with the token in its fragment: the token leaves the address bar at once.
     browser.get(stack.url(f"/jobs/{job_id}/#token={person['token']}"))
-    wait_until(lambda: "token" not in browser.current_url, timeout=10, interval=0.1,
-               what="the #token fragment to go")
+    wait_until(
+        lambda: "token" not in browser.current_url, timeout=10, interval=0.1, what="the #token fragment to go"
+    )
 
 
 # --- 2. cancel a running job, re-run a finished one -----------------------------------------------
+
 
 def test_cancel_a_running_job_and_rerun_it(stack, browser, person, shots):
     from selenium.webdriver.common.by import By
 
     name = unique("cancelled")
     job_id = submit_from_form(browser, stack, name, "cancelled while running", 100, 0.5)
-    wait_until(lambda: shown(browser, "section.job")["state"] == "PROGRESS", timeout=60, interval=0.1,
-               what="PROGRESS before cancelling")
+    wait_until(
+        lambda: shown(browser, "section.job")["state"] == "PROGRESS",
+        timeout=60,
+        interval=0.1,
+        what="PROGRESS before cancelling",
+    )
     shots.take(browser, "running-before-cancel")
     browser.find_element(By.XPATH, "//button[normalize-space()='Cancel this job']").click()
-    wait_until(lambda: shown(browser, "section.job")["state"] == "REVOKED", timeout=60, interval=0.1,
-               what="REVOKED on the job's page")
-    wait_until(lambda: "The job was cancelled." in browser.find_element(By.TAG_NAME, "main").text,
-               timeout=30, interval=0.1, what="the cancellation note")
+    wait_until(
+        lambda: shown(browser, "section.job")["state"] == "REVOKED",
+        timeout=60,
+        interval=0.1,
+        what="REVOKED on the job's page",
+    )
+    wait_until(
+        lambda: "The job was cancelled." in browser.find_element(By.TAG_NAME, "main").text,
+        timeout=30,
+        interval=0.1,
+        what="the cancellation note",
+    )
     shots.take(browser, "revoked")
     assert api(stack, person).get(stack.url(f"/api/jobs/{job_id}/"), timeout=30).json()["state"] == "REVOKED"
 
     # Re-run it: a new run of the same name, kind and parameters, on its own page.
     rerun = wait_until(
         lambda: browser.find_elements(By.XPATH, "//button[normalize-space()='Re-run this job']"),
-        timeout=30, interval=0.1, what="the re-run button")
+        timeout=30,
+        interval=0.1,
+        what="the re-run button",
+    )
     rerun[0].click()
-    new_page = wait_until(lambda: (match := re.fullmatch(re.escape(stack.url("/jobs/")) + r"([0-9a-f-]{36})/",
-                                                         browser.current_url)) and match.group(1) != job_id
-                          and match, timeout=30, interval=0.1, what="the new run's page")
+    new_page = wait_until(
+        lambda: (
+            (match := re.fullmatch(re.escape(stack.url("/jobs/")) + r"([0-9a-f-]{36})/", browser.current_url))
+            and match.group(1) != job_id
+            and match
+        ),
+        timeout=30,
+        interval=0.1,
+        what="the new run's page",
+    )
     new_id = new_page.group(1)
     assert browser.find_element(By.TAG_NAME, "h1").text == f"Job {name} run 2"
     shots.take(browser, "rerun")
@@ -264,11 +330,16 @@ def test_cancel_a_running_job_and_rerun_it(stack, browser, person, shots):
     assert again["state"] not in FINISHED
     # Not to leave it running for the rest of the suite.
     browser.find_element(By.XPATH, "//button[normalize-space()='Cancel this job']").click()
-    wait_until(lambda: shown(browser, "section.job")["state"] == "REVOKED", timeout=60, interval=0.1,
-               what="the re-run cancelled")
+    wait_until(
+        lambda: shown(browser, "section.job")["state"] == "REVOKED",
+        timeout=60,
+        interval=0.1,
+        what="the re-run cancelled",
+    )
 
 
 # --- 3. polls slow down while nothing changes -----------------------------------------------------
+
 
 def test_an_unchanged_job_is_polled_less_and_less_often(stack, browser):
     """While a job shows no change the page's polls are answered 304 and come further apart; the
@@ -281,13 +352,20 @@ def test_an_unchanged_job_is_polled_less_and_less_often(stack, browser):
         driver.find_element(By.ID, field).clear()
         driver.find_element(By.ID, field).send_keys(value)
     driver.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
-    wait_until(lambda: driver.find_elements(By.CSS_SELECTOR, "section.job"), timeout=30, interval=0.1,
-               what="the wait_io job's page")
+    wait_until(
+        lambda: driver.find_elements(By.CSS_SELECTOR, "section.job"),
+        timeout=30,
+        interval=0.1,
+        what="the wait_io job's page",
+    )
     watch(driver, "section.job", "SUCCESS", timeout=60)
-    polls = js(driver, """
+    polls = js(
+        driver,
+        """
         return performance.getEntriesByType('resource')
           .filter((e) => e.name.includes('/jobs/live/'))
-          .map((e) => ({at: e.startTime, status: e.responseStatus}));""")
+          .map((e) => ({at: e.startTime, status: e.responseStatus}));""",
+    )
     statuses = [poll["status"] for poll in polls]
     assert 304 in statuses and statuses[-1] == 200, polls
     gaps = [later["at"] - earlier["at"] for earlier, later in zip(polls, polls[1:])]
@@ -298,11 +376,17 @@ def test_an_unchanged_job_is_polled_less_and_less_often(stack, browser):
 
 # --- 4. a token made on the page works with curl until it is revoked there -------------------------
 
+
 def curl(stack, token: str, path: str) -> tuple[int, str]:
     """curl with the token in a header read from stdin (-H @-): never on a command line."""
-    result = subprocess.run(["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "-H", "@-", stack.url(path)],
-                            input=f"Authorization: Token {token}\n", capture_output=True, text=True,
-                            timeout=30, check=True)
+    result = subprocess.run(
+        ["curl", "-sS", "-o", "-", "-w", "\n%{http_code}", "-H", "@-", stack.url(path)],
+        input=f"Authorization: Token {token}\n",
+        capture_output=True,
+        text=True,
+        timeout=30,
+        check=True,
+    )
     body, _, code = result.stdout.rpartition("\n")
     return int(code), body
 
@@ -316,8 +400,12 @@ def test_token_made_on_the_page_works_with_curl_until_revoked(stack, browser, sh
     browser.get(stack.url("/tokens/"))
     browser.find_element(By.ID, "token-name").send_keys(name)
     browser.find_element(By.XPATH, "//button[normalize-space()='Create token']").click()
-    token = wait_until(lambda: browser.find_element(By.ID, "new-token").get_attribute("value"),
-                       timeout=30, interval=0.1, what="the new token")
+    token = wait_until(
+        lambda: browser.find_element(By.ID, "new-token").get_attribute("value"),
+        timeout=30,
+        interval=0.1,
+        what="the new token",
+    )
     assert re.fullmatch(r"[0-9a-f]{64}", token)
     # The screenshot must not carry a usable token: its field is masked first.
     js(browser, "document.getElementById('new-token').value = '(shown once; masked for this screenshot)'")
@@ -334,8 +422,12 @@ def test_token_made_on_the_page_works_with_curl_until_revoked(stack, browser, sh
     assert token not in browser.page_source
     row.find_element(By.XPATH, ".//button[normalize-space()='Revoke']").click()
     WebDriverWait(browser, 10).until(expected_conditions.alert_is_present()).accept()
-    wait_until(lambda: "revoked" in browser.find_element(By.CSS_SELECTOR, ".messages").text,
-               timeout=30, interval=0.1, what="the revocation message")
+    wait_until(
+        lambda: "revoked" in browser.find_element(By.CSS_SELECTOR, ".messages").text,
+        timeout=30,
+        interval=0.1,
+        what="the revocation message",
+    )
     shots.take(browser, "token-revoked")
     assert not browser.find_elements(By.XPATH, f"//tr[th[normalize-space()='{name}']]")
     assert curl(stack, token, "/api/whoami/")[0] == 401
@@ -343,6 +435,7 @@ def test_token_made_on_the_page_works_with_curl_until_revoked(stack, browser, sh
 
 
 # --- 5. keyboard only, and no JavaScript -------------------------------------------------------------
+
 
 def test_a_job_submitted_with_the_keyboard_alone(stack, browser):
     from selenium.webdriver.common.by import By
@@ -366,8 +459,12 @@ def test_a_job_submitted_with_the_keyboard_alone(stack, browser):
     active().send_keys(Keys.TAB)
     assert active().text == "Submit job"
     active().send_keys(Keys.ENTER)
-    wait_until(lambda: browser.find_element(By.TAG_NAME, "h1").text == f"Job {name}", timeout=30,
-               interval=0.1, what="the job's page")
+    wait_until(
+        lambda: browser.find_element(By.TAG_NAME, "h1").text == f"Job {name}",
+        timeout=30,
+        interval=0.1,
+        what="the job's page",
+    )
 
 
 def test_pages_read_without_javascript(stack, person, shots):
@@ -377,8 +474,12 @@ def test_pages_read_without_javascript(stack, person, shots):
     params = {"text": "read without scripts", "steps": 1, "step_seconds": 0.1}
     body = {"kind": "model_inference", "name": unique("no-js"), "params": params}
     job_id = client.post(stack.url("/api/jobs/"), json=body, timeout=30).json()["id"]
-    wait_until(lambda: client.get(stack.url(f"/api/jobs/{job_id}/"), timeout=30).json()["state"] == "SUCCESS",
-               timeout=60, interval=0.2, what="the job to read without JavaScript")
+    wait_until(
+        lambda: client.get(stack.url(f"/api/jobs/{job_id}/"), timeout=30).json()["state"] == "SUCCESS",
+        timeout=60,
+        interval=0.2,
+        what="the job to read without JavaScript",
+    )
     driver = start_chromium(javascript=False)
     try:
         sign_in(driver, stack, person)  # a plain form post
@@ -395,6 +496,7 @@ def test_pages_read_without_javascript(stack, person, shots):
 
 # --- 6. axe-core: no serious or critical violation ---------------------------------------------------
 
+
 def axe_violations(driver, label: str) -> list[dict]:
     """axe-core's violations on the page now (all of its WCAG and best-practice rules); the full
     report goes to artifacts/axe-<label>.json."""
@@ -402,7 +504,8 @@ def axe_violations(driver, label: str) -> list[dict]:
     driver.set_script_timeout(60)
     result = driver.execute_async_script(
         "const done = arguments[arguments.length - 1];"
-        "axe.run(document, {resultTypes: ['violations']}).then(done, (e) => done({error: String(e)}));")
+        "axe.run(document, {resultTypes: ['violations']}).then(done, (e) => done({error: String(e)}));"
+    )
     assert "error" not in result, result
     (ARTIFACTS / f"axe-{label}.json").write_text(json.dumps(result["violations"], indent=2))
     return result["violations"]
@@ -413,12 +516,22 @@ def test_axe_core_finds_no_serious_or_critical_violation(stack, browser, person,
 
     assert AXE_CORE_JS.is_file(), f"{AXE_CORE_JS} is missing: .ci/provision fetches axe-core"
     finished = submit_from_form(browser, stack, unique("axe"), "checked by axe", 2, 0.2)
-    wait_until(lambda: shown(browser, "section.job")["state"] == "SUCCESS"
-               and browser.find_elements(By.ID, "result-heading"), timeout=60, interval=0.1,
-               what="the job checked by axe to succeed")
+    wait_until(
+        lambda: (
+            shown(browser, "section.job")["state"] == "SUCCESS"
+            and browser.find_elements(By.ID, "result-heading")
+        ),
+        timeout=60,
+        interval=0.1,
+        what="the job checked by axe to succeed",
+    )
     running = submit_from_form(browser, stack, unique("axe-running"), "checked while running", 30, 1.0)
-    wait_until(lambda: shown(browser, "section.job")["state"] == "PROGRESS", timeout=60, interval=0.1,
-               what="a running job to check")
+    wait_until(
+        lambda: shown(browser, "section.job")["state"] == "PROGRESS",
+        timeout=60,
+        interval=0.1,
+        what="a running job to check",
+    )
     pages = [
         ("detail-running", f"/jobs/{running}/"),
         ("detail-success", f"/jobs/{finished}/"),
@@ -438,8 +551,12 @@ def test_axe_core_finds_no_serious_or_critical_violation(stack, browser, person,
     browser.find_element(By.ID, "param-steps").clear()
     browser.find_element(By.ID, "param-steps").send_keys("0")
     browser.find_element(By.CSS_SELECTOR, "main form button[type=submit]").click()
-    wait_until(lambda: browser.find_elements(By.ID, "param-steps-error"), timeout=30, interval=0.1,
-               what="the field errors")
+    wait_until(
+        lambda: browser.find_elements(By.ID, "param-steps-error"),
+        timeout=30,
+        interval=0.1,
+        what="the field errors",
+    )
     shots.take(browser, "form-errors")
     found["form-errors"] = axe_violations(browser, "form-errors")
     # The sign-in page, signed out (another browser: this one stays signed in).
@@ -457,9 +574,14 @@ def test_axe_core_finds_no_serious_or_critical_violation(stack, browser, person,
     browser.get(stack.url(f"/jobs/{running}/"))
     browser.find_element(By.XPATH, "//button[normalize-space()='Cancel this job']").click()
 
-    serious = {label: [(v["id"], v["impact"], v["help"], [n["target"] for n in v["nodes"]][:5])
-                       for v in violations if v["impact"] in ("serious", "critical")]
-               for label, violations in found.items()}
+    serious = {
+        label: [
+            (v["id"], v["impact"], v["help"], [n["target"] for n in v["nodes"]][:5])
+            for v in violations
+            if v["impact"] in ("serious", "critical")
+        ]
+        for label, violations in found.items()
+    }
     assert not any(serious.values()), json.dumps(serious, indent=1)
 
 
@@ -471,7 +593,8 @@ ACCESS_LINE = re.compile(r'"(?P<method>[A-Z]+) (?P<path>\S+) HTTP/[\d.]+" (?P<st
 def test_no_server_error_was_seen(stack, module_started):
     logs = stack.compose("logs", "--no-color", "--since", str(module_started), "web").stdout
     answered = [match.groupdict() for match in map(ACCESS_LINE.search, logs.splitlines()) if match]
-    assert any(entry["path"] == "/jobs/live/" and entry["status"] == "304" for entry in answered), \
+    assert any(entry["path"] == "/jobs/live/" and entry["status"] == "304" for entry in answered), (
         "no live poll was answered 304 Not Modified"
+    )
     errors = [entry for entry in answered if int(entry["status"]) >= 500]
     assert not errors, f"server errors in web's access log: {errors}"

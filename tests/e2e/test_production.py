@@ -99,10 +99,11 @@ def web(stack, session: requests.Session, path: str, **kwargs) -> requests.Respo
 def refused_variables(logs: str) -> list[str]:
     """The variables the production refusal lists ("  - NAME is empty, ..." lines)."""
     assert REFUSAL in logs, logs[-3000:]
-    return re.findall(r"\s- ([A-Z][A-Z_]+) (?:is|must) ", logs[logs.index(REFUSAL):])
+    return re.findall(r"\s- ([A-Z][A-Z_]+) (?:is|must) ", logs[logs.index(REFUSAL) :])
 
 
 # --- the generator and the compose files -----------------------------------------------------------
+
 
 def test_gen_prod_env_writes_strong_secrets_readable_only_by_owner(generated, secrets):
     path, values, printed = generated
@@ -116,8 +117,12 @@ def test_gen_prod_env_writes_strong_secrets_readable_only_by_owner(generated, se
         assert value not in printed, f"gen-prod-env printed the value of {name}"
     assert len(set(secrets.values())) == len(secrets), "two secrets share a value"
     # A second run never overwrites a production .env silently.
-    rerun = subprocess.run([str(ROOT / "scripts" / "gen-prod-env"), "--host", HOST, "--output", str(path)],
-                           capture_output=True, text=True, timeout=60)
+    rerun = subprocess.run(
+        [str(ROOT / "scripts" / "gen-prod-env"), "--host", HOST, "--output", str(path)],
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert rerun.returncode != 0 and "--force" in rerun.stderr
     assert {name: read_env_file(path)[name] for name in secrets} == secrets
 
@@ -131,28 +136,36 @@ def test_compose_lint_leaves_no_unexplained_high_finding():
     high = [f for f in report["findings"] if f["severity"] in ("high", "critical")]
     unexplained = [
         f"{f['file']}:{f['line']} {f['service']} {f['rule_id']} ({f['severity']}): {f['message'][:160]}"
-        for f in high if not accepting_entry(f, accepted)
+        for f in high
+        if not accepting_entry(f, accepted)
     ]
     assert not unexplained, (
         f"high-severity compose-lint findings neither fixed nor explained in "
-        f"{LINT_ACCEPTED.relative_to(LINT_ACCEPTED.parents[1])}:\n  " + "\n  ".join(unexplained))
+        f"{LINT_ACCEPTED.relative_to(LINT_ACCEPTED.parents[1])}:\n  " + "\n  ".join(unexplained)
+    )
     # Every acceptance still stands for a finding, for each service it names.
     for entry in accepted:
         for service in entry["services"]:
-            assert any(f["rule_id"] == entry["rule"] and f["file"] == entry["file"]
-                       and f["service"] == service and entry.get("key") in (None, finding_key(f))
-                       for f in high), f"stale acceptance (nothing to accept any more): {entry} / {service}"
+            assert any(
+                f["rule_id"] == entry["rule"]
+                and f["file"] == entry["file"]
+                and f["service"] == service
+                and entry.get("key") in (None, finding_key(f))
+                for f in high
+            ), f"stale acceptance (nothing to accept any more): {entry} / {service}"
 
 
 # --- 1. a default secret left: the service that needs it refuses to start -----------------------
+
 
 def test_default_django_secret_key_stops_migrate_naming_it(prod):
     weak = prod.without("DJANGO_SECRET_KEY")  # docker-compose.yml's insecure-dev default applies
     # Up web, as a deploy does: compose starts web only once migrate has completed successfully.
     # (`up --wait migrate` alone would not do: migrate has no healthcheck, so --wait counts it
     # ready as soon as it runs, before it has had time to refuse.)
-    up = weak.compose("up", "-d", "--wait", "--wait-timeout", str(UP_TIMEOUT), "web",
-                      check=False, timeout=UP_TIMEOUT + 60)
+    up = weak.compose(
+        "up", "-d", "--wait", "--wait-timeout", str(UP_TIMEOUT), "web", check=False, timeout=UP_TIMEOUT + 60
+    )
     assert up.returncode != 0, "up succeeded although migrate should have refused the dev secret"
     migrate = prod.inspect("migrate", all=True)
     assert migrate["State"]["Status"] == "exited" and migrate["State"]["ExitCode"] != 0, migrate["State"]
@@ -230,9 +243,13 @@ def test_web_behind_the_proxy_contract(prod_up, proxy):
     missing = web(prod_up, proxy, "/no-such-page/")
     assert missing.status_code == 404 and "Traceback" not in missing.text
     # /healthz answers over plain HTTP inside the container (the healthcheck's way), no redirect.
-    inside = prod_up.exec("web", "python", "-c",
-                          "import urllib.request as u; r = u.urlopen('http://127.0.0.1:8000/healthz', "
-                          "timeout=10); print(r.status, r.read().decode())")
+    inside = prod_up.exec(
+        "web",
+        "python",
+        "-c",
+        "import urllib.request as u; r = u.urlopen('http://127.0.0.1:8000/healthz', "
+        "timeout=10); print(r.status, r.read().decode())",
+    )
     assert inside.stdout.startswith("200 ") and '"status": "ok"' in inside.stdout, inside.stdout
     prod_up.exec("web", "healthcheck-web")
 
@@ -257,6 +274,7 @@ def test_admin_static_and_api_with_debug_off(prod_up, proxy):
 
 # --- 2. check --deploy ----------------------------------------------------------------------------
 
+
 def test_check_deploy_reports_no_issues(prod_up):
     result = prod_up.manage("check", "--deploy", "--fail-level", "WARNING", check=False)
     output = result.stdout + result.stderr
@@ -265,6 +283,7 @@ def test_check_deploy_reports_no_issues(prod_up):
 
 
 # --- 3. locked down -------------------------------------------------------------------------------
+
 
 @pytest.mark.parametrize("role", APP_ROLES)
 def test_app_container_is_unprivileged_and_read_only(prod_up, role):
@@ -302,8 +321,9 @@ def test_redis_and_postgres_are_not_published_on_the_host(prod_up):
         container = prod_up.inspect(service)
         bindings = container["HostConfig"]["PortBindings"]
         assert not any(bindings.values()), f"{service} asks for host ports: {bindings}"
-        published = {name: bindings for name, bindings in container["NetworkSettings"]["Ports"].items()
-                     if bindings}
+        published = {
+            name: bindings for name, bindings in container["NetworkSettings"]["Ports"].items() if bindings
+        }
         assert not published, f"{service} publishes {published}"
         answer = prod_up.compose("port", service, str(port), check=False)
         host_port = answer.stdout.strip().rpartition(":")[2]
@@ -319,13 +339,27 @@ def test_redis_and_postgres_are_not_published_on_the_host(prod_up):
 def test_redis_and_postgres_require_their_passwords(prod_up):
     without = prod_up.exec("redis", "env", "-u", "REDISCLI_AUTH", "redis-cli", "ping", check=False)
     assert "NOAUTH" in without.stdout + without.stderr, without
-    wrong = prod_up.exec("redis", "env", "-u", "REDISCLI_AUTH", "redis-cli", "--no-auth-warning",
-                         "-a", "not-the-password", "ping", check=False)
+    wrong = prod_up.exec(
+        "redis",
+        "env",
+        "-u",
+        "REDISCLI_AUTH",
+        "redis-cli",
+        "--no-auth-warning",
+        "-a",
+        "not-the-password",
+        "ping",
+        check=False,
+    )
     assert "PONG" not in wrong.stdout, wrong
     assert re.search(r"NOAUTH|invalid|WRONGPASS", wrong.stdout + wrong.stderr), wrong
     assert prod_up.exec("redis", "redis-cli", "--no-auth-warning", "ping").stdout.strip() == "PONG"
     # From another container on the stack's network, as any client would connect.
-    probe = prod_up.exec("web", "python", "-c", """
+    probe = prod_up.exec(
+        "web",
+        "python",
+        "-c",
+        """
 import psycopg, redis
 try:
     redis.Redis(host="redis", socket_timeout=5).ping(); print("redis: open")
@@ -337,7 +371,8 @@ for password in ("", "not-the-password"):
         print("postgres: open")
     except psycopg.OperationalError as exc:
         print("postgres: refused", str(exc).splitlines()[0])
-""")
+""",
+    )
     out = probe.stdout
     assert "open" not in out, out
     assert "redis: refused" in out and out.count("postgres: refused") == 2, out
@@ -347,7 +382,11 @@ for password in ("", "not-the-password"):
 def test_the_apps_postgres_role_is_no_superuser_and_owns_only_its_database(prod_up, generated):
     _, values, _ = generated
     # Over the app's own connection (its settings, its password), as every app role connects.
-    probe = prod_up.exec("web", "python", "-c", """
+    probe = prod_up.exec(
+        "web",
+        "python",
+        "-c",
+        """
 import json, django
 django.setup()
 from django.db import connection
@@ -369,23 +408,32 @@ with connection.cursor() as cursor:
         except Exception as exc:
             refused.append(type(exc).__name__)
 print(json.dumps({"role": role, "owned": owned, "relations": relations, "foreign": foreign, "refused": refused}))
-""")
+""",
+    )
     found = json.loads(probe.stdout.strip().splitlines()[-1])
     assert found["role"] == [values.get("POSTGRES_USER", "app"), False, False, False, False, False], found
     assert found["owned"] == [values.get("POSTGRES_DB", "app")], found
     assert found["relations"] > 10 and found["foreign"] == 0, found  # the migrations' tables are its own
     assert len(found["refused"]) == 3, found
     # `\du` as the administrator, with its password over TCP: the superuser is someone else.
-    roles = prod_up.exec("postgres", "sh", "-c",
-                         'PGPASSWORD="$POSTGRES_ADMIN_PASSWORD" psql -h 127.0.0.1 -U "$POSTGRES_ADMIN_USER" -d postgres '
-                         '--no-password -c "\\du"').stdout
+    roles = prod_up.exec(
+        "postgres",
+        "sh",
+        "-c",
+        'PGPASSWORD="$POSTGRES_ADMIN_PASSWORD" psql -h 127.0.0.1 -U "$POSTGRES_ADMIN_USER" -d postgres '
+        '--no-password -c "\\du"',
+    ).stdout
     lines = {line.split("|")[0].strip(): line for line in roles.splitlines() if "|" in line}
     app, admin = values.get("POSTGRES_USER", "app"), values.get("POSTGRES_ADMIN_USER", "postgres")
     assert app in lines and "Superuser" not in lines[app], roles
     assert admin in lines and "Superuser" in lines[admin], roles
     assert [name for name, line in lines.items() if "Superuser" in line] == [admin], roles
     # From an app container, the app's password does not open the administrator's account.
-    wrong = prod_up.exec("web", "python", "-c", f"""
+    wrong = prod_up.exec(
+        "web",
+        "python",
+        "-c",
+        f"""
 import psycopg
 from django.conf import settings
 import django
@@ -396,7 +444,8 @@ try:
     print("admin: open")
 except psycopg.OperationalError as exc:
     print("admin: refused", str(exc).splitlines()[0])
-""").stdout
+""",
+    ).stdout
     assert "admin: refused" in wrong and "password authentication failed" in wrong, wrong
 
 
@@ -421,6 +470,7 @@ def test_flower_is_on_loopback_and_needs_its_credentials(prod_up, secrets):
 
 # --- 4. no secret in the image --------------------------------------------------------------------
 
+
 def test_no_secret_in_the_app_image(prod_up, secrets):
     image = prod_up.env["APP_IMAGE"]
     for role in APP_ROLES:  # the running stack uses the image that is scanned
@@ -431,6 +481,7 @@ def test_no_secret_in_the_app_image(prod_up, secrets):
 
 
 # --- what a token may do in production ----------------------------------------------------------
+
 
 def test_example_kinds_are_off_unless_named(prod_up, proxy):
     api = Api(prod_up.url(""), prod_up.create_token(f"prod-kinds-{uuid.uuid4().hex[:8]}"))
@@ -467,6 +518,7 @@ def test_a_token_over_its_submission_rate_is_answered_429(prod_up, proxy):
 
 # --- 5. no token and no secret in any log --------------------------------------------------------
 
+
 def test_full_job_run_leaves_no_token_or_secret_in_any_log(prod_up, secrets, proxy):
     token = prod_up.create_token(f"prod-e2e-{uuid.uuid4().hex[:8]}")
     api = Api(prod_up.url(""), token)
@@ -481,9 +533,12 @@ def test_full_job_run_leaves_no_token_or_secret_in_any_log(prod_up, secrets, pro
 
     # Flower followed the job too, so its logs had the chance to show whatever it saw.
     flower_auth = (prod_up.env["FLOWER_USER"], secrets["FLOWER_PASSWORD"])
-    wait_until(lambda: job_id in requests.get(prod_up.flower_url("/api/tasks"), auth=flower_auth,
-                                              timeout=30).text,
-               timeout=60, interval=1, what="Flower listing the job")
+    wait_until(
+        lambda: job_id in requests.get(prod_up.flower_url("/api/tasks"), auth=flower_auth, timeout=30).text,
+        timeout=60,
+        interval=1,
+        what="Flower listing the job",
+    )
 
     logs = prod_up.logs()
     services = {line.split(" ", 1)[0].rsplit("-", 1)[0] for line in logs.splitlines() if " | " in line}
@@ -503,20 +558,25 @@ def test_no_secret_on_any_process_command_line(prod_up, secrets):
             assert value not in commands, f"{name} is on a command line in {service}"
 
 
-@pytest.mark.xfail(strict=True, reason="issue 21, must-show 4: the app roles still get their secrets as "
-                   "environment variables (secrets as files in production is not built yet)")
+@pytest.mark.xfail(
+    strict=True,
+    reason="issue 21, must-show 4: the app roles still get their secrets as "
+    "environment variables (secrets as files in production is not built yet)",
+)
 def test_no_secret_value_in_docker_inspect_of_any_app_container(prod_up, secrets):
     inspected = {}
     for role in (*APP_ROLES, "migrate"):
         for container in prod_up.container_ids(role, all=True):
             inspected[f"{role} {container[:12]}"] = docker("inspect", container).stdout
     assert {name.split()[0] for name in inspected} == {*APP_ROLES, "migrate"}, list(inspected)
-    shown = {where: [name for name, value in secrets.items() if value in text]
-             for where, text in inspected.items()}
+    shown = {
+        where: [name for name, value in secrets.items() if value in text] for where, text in inspected.items()
+    }
     assert not any(shown.values()), f"secret values in docker inspect: {shown}"
 
 
 # --- the development warning ----------------------------------------------------------------------
+
 
 def test_dev_secrets_warning_only_without_production_env(prod_up, generated):
     _, values, _ = generated
@@ -524,8 +584,17 @@ def test_dev_secrets_warning_only_without_production_env(prod_up, generated):
     # The same compose file with no .env at all: the app containers say they run on dev secrets.
     dev = Stack(project=PROJECT, env=dict(BASE_ENV), unset=tuple(values))
     for role, expected in (("web", SECRET_NAMES[:4]), ("flower", SECRET_NAMES)):
-        run = dev.compose("run", "--rm", "--no-deps", "-T", role, "python", "-c",
-                          "import django; django.setup()", timeout=180)
+        run = dev.compose(
+            "run",
+            "--rm",
+            "--no-deps",
+            "-T",
+            role,
+            "python",
+            "-c",
+            "import django; django.setup()",
+            timeout=180,
+        )
         output = run.stdout + run.stderr
         warning = next((line for line in output.splitlines() if DEV_WARNING in line), None)
         assert warning, f"{role} gave no dev-secrets warning:\n{output[-2000:]}"
@@ -534,45 +603,98 @@ def test_dev_secrets_warning_only_without_production_env(prod_up, generated):
 
 # --- a volume made before the admin/app split -----------------------------------------------------
 
+
 def test_volume_whose_superuser_was_the_apps_role_is_converted_on_up(prod, generated):
     """A data volume initialised as docker-compose.yml did before the split (the image's first role,
     the bootstrap superuser, was the app's POSTGRES_USER): `up` renames that role to the
     administrator's, the app's role is an ordinary one again, owns what it had, and the app works."""
     _, values, _ = generated
     volume = f"{PROJECT}-legacy_postgres-data"
-    legacy = Stack(project=f"{PROJECT}-legacy",
-                   env={**BASE_ENV, **values, "POSTGRES_VOLUME_NAME": volume,
-                        "WEB_PORT": os.environ.get("PROD_E2E_LEGACY_WEB_PORT", "26010"),
-                        "FLOWER_PORT": os.environ.get("PROD_E2E_LEGACY_FLOWER_PORT", "26565")})
+    legacy = Stack(
+        project=f"{PROJECT}-legacy",
+        env={
+            **BASE_ENV,
+            **values,
+            "POSTGRES_VOLUME_NAME": volume,
+            "WEB_PORT": os.environ.get("PROD_E2E_LEGACY_WEB_PORT", "26010"),
+            "FLOWER_PORT": os.environ.get("PROD_E2E_LEGACY_FLOWER_PORT", "26565"),
+        },
+    )
     old = f"{PROJECT}-legacy-init"
     legacy.down()
     docker("rm", "-f", old, check=False)
     docker("volume", "rm", "-f", volume)
     try:
-        docker("run", "-d", "--name", old, "-v", f"{volume}:/var/lib/postgresql/data",
-               "-e", "POSTGRES_USER=app", "-e", "POSTGRES_DB=app", "-e", f"POSTGRES_PASSWORD={values['POSTGRES_PASSWORD']}",
-               os.environ.get("POSTGRES_IMAGE", "postgres:17"))
+        docker(
+            "run",
+            "-d",
+            "--name",
+            old,
+            "-v",
+            f"{volume}:/var/lib/postgresql/data",
+            "-e",
+            "POSTGRES_USER=app",
+            "-e",
+            "POSTGRES_DB=app",
+            "-e",
+            f"POSTGRES_PASSWORD={values['POSTGRES_PASSWORD']}",
+            os.environ.get("POSTGRES_IMAGE", "postgres:17"),
+        )
         # Over TCP only once initialisation is over (the image listens on its socket only before).
-        wait_until(lambda: docker("exec", old, "pg_isready", "-h", "127.0.0.1", check=False).returncode == 0,
-                   timeout=120, interval=1, what="the old-layout PostgreSQL")
-        docker("exec", old, "psql", "-U", "app", "-d", "app", "-v", "ON_ERROR_STOP=1", "-c",
-               "CREATE TABLE legacy (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, note text);"
-               " INSERT INTO legacy (note) VALUES ('kept')")
-        before = docker("exec", old, "psql", "-U", "app", "-d", "app", "-tA", "-c",
-                        "SELECT rolsuper FROM pg_roles WHERE rolname = 'app'").stdout.strip()
+        wait_until(
+            lambda: docker("exec", old, "pg_isready", "-h", "127.0.0.1", check=False).returncode == 0,
+            timeout=120,
+            interval=1,
+            what="the old-layout PostgreSQL",
+        )
+        docker(
+            "exec",
+            old,
+            "psql",
+            "-U",
+            "app",
+            "-d",
+            "app",
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-c",
+            "CREATE TABLE legacy (id bigint GENERATED BY DEFAULT AS IDENTITY PRIMARY KEY, note text);"
+            " INSERT INTO legacy (note) VALUES ('kept')",
+        )
+        before = docker(
+            "exec",
+            old,
+            "psql",
+            "-U",
+            "app",
+            "-d",
+            "app",
+            "-tA",
+            "-c",
+            "SELECT rolsuper FROM pg_roles WHERE rolname = 'app'",
+        ).stdout.strip()
         assert before == "t", before  # the layout being converted
         docker("stop", old)
         docker("rm", old)
 
         legacy.up("web", timeout=UP_TIMEOUT)
         assert "renaming the bootstrap superuser app to postgres" in legacy.logs("postgres")
-        roles = legacy.exec("postgres", "sh", "-c",
-                            'psql -U "$POSTGRES_ADMIN_USER" -d "$POSTGRES_DB" -tA -c '
-                            '"SELECT rolname, rolsuper FROM pg_roles WHERE rolcanlogin ORDER BY 1" '
-                            "-c \"SELECT tableowner FROM pg_tables WHERE tablename = 'legacy'\"").stdout.split()
+        roles = legacy.exec(
+            "postgres",
+            "sh",
+            "-c",
+            'psql -U "$POSTGRES_ADMIN_USER" -d "$POSTGRES_DB" -tA -c '
+            '"SELECT rolname, rolsuper FROM pg_roles WHERE rolcanlogin ORDER BY 1" '
+            "-c \"SELECT tableowner FROM pg_tables WHERE tablename = 'legacy'\"",
+        ).stdout.split()
         assert roles == ["app|f", "postgres|t", "app"], roles
         # The app connects with its password, migrated, reads what the old role wrote, and serves.
-        read = legacy.exec("web", "python", "-c", """
+        read = (
+            legacy.exec(
+                "web",
+                "python",
+                "-c",
+                """
 import django
 django.setup()
 from django.db import connection
@@ -580,7 +702,11 @@ with connection.cursor() as cursor:
     cursor.execute("INSERT INTO legacy (note) VALUES ('new') RETURNING id")
     cursor.execute("SELECT string_agg(note, ',' ORDER BY id) FROM legacy")
     print(cursor.fetchone()[0])
-""").stdout.strip().splitlines()[-1]
+""",
+            )
+            .stdout.strip()
+            .splitlines()[-1]
+        )
         assert read == "kept,new", read
         assert legacy.inspect("migrate", all=True)["State"]["ExitCode"] == 0
         health = web(legacy, proxy_session(HOST), "/healthz")

@@ -44,8 +44,10 @@ def stack(tmp_path_factory):
     env = {**BASE_ENV, **values}
     if "CADDY_IMAGE" in os.environ:
         env["CADDY_IMAGE"] = os.environ["CADDY_IMAGE"]
-    with running(Stack(project=PROJECT, files=("docker-compose.yml", "docker-compose.proxy.yml"), env=env),
-                 up_timeout=300) as stack:
+    with running(
+        Stack(project=PROJECT, files=("docker-compose.yml", "docker-compose.proxy.yml"), env=env),
+        up_timeout=300,
+    ) as stack:
         yield stack
 
 
@@ -103,20 +105,34 @@ def test_https_with_the_internal_ca_and_hsts(stack, https):
 
 
 def test_plain_http_redirects_to_https(stack):
-    plain = requests.get(f"http://{HOST}:{HTTP_PORT}/api/jobs/?page=2", timeout=30, allow_redirects=False,
-                         proxies={"http": None, "https": None})
+    plain = requests.get(
+        f"http://{HOST}:{HTTP_PORT}/api/jobs/?page=2",
+        timeout=30,
+        allow_redirects=False,
+        proxies={"http": None, "https": None},
+    )
     assert plain.status_code in (301, 308), plain.status_code
     assert plain.headers["Location"] == f"https://{HOST}/api/jobs/?page=2"
 
 
 def test_forwarded_headers_come_from_the_proxy_only(stack, https):
     probe = f"/xff-probe-{uuid.uuid4().hex[:10]}/"
-    answer = get(https, probe, headers={"X-Forwarded-For": SPOOFED, "X-Forwarded-Proto": "http",
-                                        "X-Forwarded-Host": "attacker.example"})
+    answer = get(
+        https,
+        probe,
+        headers={
+            "X-Forwarded-For": SPOOFED,
+            "X-Forwarded-Proto": "http",
+            "X-Forwarded-Host": "attacker.example",
+        },
+    )
     # Proto "http" from the client is not believed (no redirect loop) and the spoofed host is not used.
     assert answer.status_code == 404, (answer.status_code, answer.headers)
-    line = wait_until(lambda: next((row for row in stack.logs("web").splitlines() if probe in row and '"GET' in row), None),
-                      timeout=30, what="web's access log line of the probe")
+    line = wait_until(
+        lambda: next((row for row in stack.logs("web").splitlines() if probe in row and '"GET' in row), None),
+        timeout=30,
+        what="web's access log line of the probe",
+    )
     assert SPOOFED not in line, line
     # gunicorn's access log: "<peer> <X-Forwarded-For> ..." - the peer is the proxy, the forwarded
     # address the client as Caddy saw it (the Docker gateway here), a single address.
@@ -133,13 +149,21 @@ def test_jobs_through_the_proxy_and_the_body_limit(stack, https):
     assert submitted.status_code == 202, submitted.text
     assert api.wait_for_state(submitted.json()["id"], "SUCCESS", "FAILURE", timeout=120)["state"] == "SUCCESS"
     limit = 65536  # API_MAX_BODY_BYTES's default, which the proxy's limit follows
-    big = api.request("POST", "/api/jobs/", data=b'{"kind": "noop", "name": "' + b"x" * limit + b'"}',
-                      headers={"Content-Type": "application/json"})
+    big = api.request(
+        "POST",
+        "/api/jobs/",
+        data=b'{"kind": "noop", "name": "' + b"x" * limit + b'"}',
+        headers={"Content-Type": "application/json"},
+    )
     assert big.status_code == 413, (big.status_code, big.text[:300])
     # A chunked body (no Content-Length for web to refuse up front) is stopped at the limit by the
     # proxy or by web, whichever reads past it first; a small one is a job.
-    small = api.request("POST", "/api/jobs/", data=iter([b'{"kind": "noop", ', b'"params": {}}']),
-                        headers={"Content-Type": "application/json"})
+    small = api.request(
+        "POST",
+        "/api/jobs/",
+        data=iter([b'{"kind": "noop", ', b'"params": {}}']),
+        headers={"Content-Type": "application/json"},
+    )
     assert small.status_code == 202, (small.status_code, small.text[:300])
     chunks = iter([b'{"kind": "noop", "name": "', b"y" * limit, b'"}'])
     chunked = api.request("POST", "/api/jobs/", data=chunks, headers={"Content-Type": "application/json"})
@@ -155,8 +179,12 @@ def test_flower_only_under_its_prefix_and_with_its_login(stack, https):
     assert page.status_code == 200 and 'href="/flower/static/' in page.text
     job = SEEN.get("job")
     if job:
-        wait_until(lambda: job in get(https, "/flower/api/tasks", auth=auth).text, timeout=60, interval=1,
-                   what="Flower (through the proxy) to list the job")
+        wait_until(
+            lambda: job in get(https, "/flower/api/tasks", auth=auth).text,
+            timeout=60,
+            interval=1,
+            what="Flower (through the proxy) to list the job",
+        )
     # Flower's pages exist nowhere else on the proxy: /tasks goes to Django (404).
     other = get(https, "/tasks", auth=auth)
     assert other.status_code == 404 and "flower" not in other.text.lower()

@@ -97,6 +97,7 @@ def wait_all_healthy(stack: Stack) -> None:
 
 # --- the broker in the job flow -----------------------------------------------------------------
 
+
 def test_rabbitmq_denies_transient_nonexclusive_queues(rabbit):
     """The overlay runs RabbitMQ with the deprecated feature `transient_nonexcl_queues` denied, as
     RabbitMQ will by default: a queue neither durable nor exclusive is refused. Celery's own
@@ -114,11 +115,18 @@ def test_rabbitmq_denies_transient_nonexclusive_queues(rabbit):
     worker = f"celery@{hostnames(rabbit, 'worker')[1]}"
 
     def queues() -> list[dict]:
-        found = json.loads(rabbitmqctl(rabbit, "list_queues", "-p", VHOST, "name", "durable", "exclusive",
-                                       "--formatter", "json"))
+        found = json.loads(
+            rabbitmqctl(
+                rabbit, "list_queues", "-p", VHOST, "name", "durable", "exclusive", "--formatter", "json"
+            )
+        )
         names = {q["name"] for q in found}
         # The worker's control queue, and Flower's event queue once its event capture runs.
-        return found if f"{worker}.celery.pidbox" in names and any(n.startswith("celeryev.") for n in names) else []
+        return (
+            found
+            if f"{worker}.celery.pidbox" in names and any(n.startswith("celeryev.") for n in names)
+            else []
+        )
 
     found = wait_until(queues, timeout=60, interval=1, what="the worker's control queue and an event queue")
     transient = [q["name"] for q in found if not q["durable"] and not q["exclusive"]]
@@ -128,8 +136,11 @@ def test_rabbitmq_denies_transient_nonexclusive_queues(rabbit):
 
 def assert_no_transient_queue_refused(stack: Stack) -> None:
     """RabbitMQ logs each refused declaration of a transient non-exclusive queue."""
-    refused = [line for line in stack.logs("rabbitmq").splitlines()
-               if "Deprecated features: `transient_nonexcl_queues`" in line]
+    refused = [
+        line
+        for line in stack.logs("rabbitmq").splitlines()
+        if "Deprecated features: `transient_nonexcl_queues`" in line
+    ]
     assert not refused, refused[:5]
 
 
@@ -147,14 +158,19 @@ def test_job_goes_through_rabbitmq_and_is_read_by_id_from_any_container(rabbit, 
     body = api.wait_for_state(submitted.json()["id"], "SUCCESS", "FAILURE")
     assert body["state"] == "SUCCESS" and body["result"] == {"sum": 500500, "count": 1000}, body
     # The management API counts the message that carried it (its statistics lag a few seconds).
-    wait_until(lambda: published(jobs_queue()) >= before + 1, timeout=60, interval=1,
-               what="the jobs queue's publish count to move")
+    wait_until(
+        lambda: published(jobs_queue()) >= before + 1,
+        timeout=60,
+        interval=1,
+        what="the jobs queue's publish count to move",
+    )
 
     # The id is derived from the token and the name: the worker container computes the same
     # one and reads the same state (results live in Redis whatever the broker).
     token = api.session.headers["Authorization"].split()[1]
-    out = rabbit.exec("worker", "python", "manage.py", "job", "status", "--name", name,
-                      "--token-stdin", input=token + "\n").stdout
+    out = rabbit.exec(
+        "worker", "python", "manage.py", "job", "status", "--name", name, "--token-stdin", input=token + "\n"
+    ).stdout
     read = json.loads(out)
     assert read["id"] == body["id"] and read["state"] == "SUCCESS" and read["result"] == body["result"], read
 
@@ -168,14 +184,26 @@ def test_flower_sees_the_worker_and_its_jobs(rabbit, api):
     assert submitted.status_code == 202, submitted.text
     job_id = submitted.json()["id"]
     assert api.wait_for_state(job_id, "SUCCESS", "FAILURE")["state"] == "SUCCESS"
-    wait_until(lambda: flower_workers_online(rabbit).get(worker) is True, timeout=90, interval=1,
-               what=f"Flower showing {worker} online")
-    task = wait_until(lambda: flower(rabbit, f"/api/task/info/{job_id}").json(), timeout=60, interval=1,
-                      what=f"Flower knowing job {job_id}")
+    wait_until(
+        lambda: flower_workers_online(rabbit).get(worker) is True,
+        timeout=90,
+        interval=1,
+        what=f"Flower showing {worker} online",
+    )
+    task = wait_until(
+        lambda: flower(rabbit, f"/api/task/info/{job_id}").json(),
+        timeout=60,
+        interval=1,
+        what=f"Flower knowing job {job_id}",
+    )
     assert task["state"] == "SUCCESS" and task["worker"] == worker, task
     # An inspect call through Flower: the worker answers on its control queue.
-    stats = wait_until(lambda: flower(rabbit, "/api/workers?refresh=1").json().get(worker),
-                       timeout=60, interval=2, what=f"Flower's inspect of {worker}")
+    stats = wait_until(
+        lambda: flower(rabbit, "/api/workers?refresh=1").json().get(worker),
+        timeout=60,
+        interval=2,
+        what=f"Flower's inspect of {worker}",
+    )
     assert stats.get("stats", {}).get("broker", {}).get("transport") == "amqp", stats
 
 
@@ -203,7 +231,9 @@ while True:
 
 
 def control_queue_consumers(stack: Stack, worker: str) -> int:
-    queues = json.loads(rabbitmqctl(stack, "list_queues", "-p", VHOST, "name", "consumers", "--formatter", "json"))
+    queues = json.loads(
+        rabbitmqctl(stack, "list_queues", "-p", VHOST, "name", "consumers", "--formatter", "json")
+    )
     return next((q["consumers"] for q in queues if q["name"] == f"{worker}.celery.pidbox"), 0)
 
 
@@ -218,15 +248,36 @@ def test_worker_restarted_under_its_name_while_rabbitmq_holds_its_old_connection
     name = f"celery@{hostnames(rabbit, 'worker')[1]}"
     restarts = rabbit.inspect("worker")["RestartCount"]
     docker("kill", "-s", "KILL", container)
-    command = ["docker", "compose", "-p", rabbit.project, *(a for f in FILES for a in ("-f", str(ROOT / f))),
-               "exec", "-T", "web", "python", "-c", STALE_CONNECTION, name]
+    command = [
+        "docker",
+        "compose",
+        "-p",
+        rabbit.project,
+        *(a for f in FILES for a in ("-f", str(ROOT / f))),
+        "exec",
+        "-T",
+        "web",
+        "python",
+        "-c",
+        STALE_CONNECTION,
+        name,
+    ]
     output = tmp_path / "stale-connection.log"
     with output.open("w") as out:
-        holder = subprocess.Popen(command, cwd=ROOT, env={**os.environ, **rabbit.env, "COMPOSE_DISABLE_ENV_FILE": "1"},
-                                  stdin=subprocess.PIPE, stdout=out, stderr=subprocess.STDOUT)
+        holder = subprocess.Popen(
+            command,
+            cwd=ROOT,
+            env={**os.environ, **rabbit.env, "COMPOSE_DISABLE_ENV_FILE": "1"},
+            stdin=subprocess.PIPE,
+            stdout=out,
+            stderr=subprocess.STDOUT,
+        )
     try:
-        wait_until(lambda: "holding" in output.read_text() or holder.poll() is not None, timeout=60,
-                   what="a connection holding the worker's control queue")
+        wait_until(
+            lambda: "holding" in output.read_text() or holder.poll() is not None,
+            timeout=60,
+            what="a connection holding the worker's control queue",
+        )
         assert holder.poll() is None, output.read_text()
         began = time.monotonic()
         rabbit.up("worker", timeout=180)
@@ -239,8 +290,12 @@ def test_worker_restarted_under_its_name_while_rabbitmq_holds_its_old_connection
         assert rabbit.inspect("worker")["RestartCount"] == restarts, "the worker restarted in a loop"
         logs = rabbit.compose("logs", "--no-color", "--since", "3m", "worker").stdout
         assert "RESOURCE_LOCKED" not in logs, logs[-3000:]
-        wait_until(lambda: flower_workers_online(rabbit).get(name) is True, timeout=90, interval=1,
-                   what=f"Flower showing {name} online again")
+        wait_until(
+            lambda: flower_workers_online(rabbit).get(name) is True,
+            timeout=90,
+            interval=1,
+            what=f"Flower showing {name} online again",
+        )
         api = Api(rabbit.url(""), rabbit.create_token("rabbit-restart"))
         job = api.submit("noop", name=f"after-restart-{time.monotonic_ns()}")
         assert job.status_code == 202, job.text
@@ -253,8 +308,12 @@ def test_worker_restarted_under_its_name_while_rabbitmq_holds_its_old_connection
         except subprocess.TimeoutExpired:
             holder.kill()
     # Once the old connection is gone, the worker is its queue's only consumer.
-    wait_until(lambda: control_queue_consumers(rabbit, name) == 1, timeout=90, interval=1,
-               what="the old connection's consumer gone")
+    wait_until(
+        lambda: control_queue_consumers(rabbit, name) == 1,
+        timeout=90,
+        interval=1,
+        what="the old connection's consumer gone",
+    )
 
 
 def user_tags(stack: Stack) -> dict[str, str]:
@@ -297,7 +356,9 @@ def test_consumer_timeout_outlasts_the_longest_job(rabbit):
     (30 minutes by default) and delivers the message again: a job allowed to run an hour
     (CELERY_TASK_TIME_LIMIT) would be cut off and run twice. The running broker's value must
     exceed the time limit; without compose/rabbitmq/20-jobs.conf it is the default and fails."""
-    out = rabbit.exec("rabbitmq", "rabbitmqctl", "eval", "application:get_env(rabbit, consumer_timeout).").stdout
+    out = rabbit.exec(
+        "rabbitmq", "rabbitmqctl", "eval", "application:get_env(rabbit, consumer_timeout)."
+    ).stdout
     match = re.search(r"\{ok,(\d+)\}", out)
     assert match, f"consumer_timeout not set: {out!r}"
     assert int(match.group(1)) > TASK_TIME_LIMIT * 1000, out
@@ -305,7 +366,7 @@ def test_consumer_timeout_outlasts_the_longest_job(rabbit):
 
 SHORT_TIMEOUT_POLICY = "e2e-short-consumer-timeout"
 SHORT_CONSUMER_TIMEOUT = 10  # seconds, on the jobs queue only, for the first half of the test below
-CUT_JOB_STEPS = 20           # a 20 s job (model_inference, 20 steps of 1 s): twice the short timeout
+CUT_JOB_STEPS = 20  # a 20 s job (model_inference, 20 steps of 1 s): twice the short timeout
 # How a consumer past its timeout is cut off: up to RabbitMQ 4.2 the broker closes its channel
 # and logs this; from 4.3 on the quorum queue cancels the consumer (basic.cancel), which the worker
 # logs as ConsumerCancelled and takes for a lost connection. Either way the message goes back.
@@ -333,7 +394,9 @@ def starts(stack: Stack, job_id: str) -> int:
 
 def timed_lines(stack: Stack, began: datetime) -> list[tuple[float, str]]:
     """(Unix time, text) of the worker's and RabbitMQ's log lines since `began`."""
-    out = stack.compose("logs", "--no-color", "--timestamps", "--since", since(began), "worker", "rabbitmq").stdout
+    out = stack.compose(
+        "logs", "--no-color", "--timestamps", "--since", since(began), "worker", "rabbitmq"
+    ).stdout
     found = (re.search(r"\| (\d{4}-\d\d-\d\dT\S+Z) (.*)$", line) for line in out.splitlines())
     return sorted((parse_time(m.group(1)), m.group(2)) for m in found if m)
 
@@ -356,16 +419,31 @@ def test_a_job_longer_than_the_consumer_timeout_is_cut_off_and_within_it_runs_on
     restored at the end; 4.3's quorum queues check on their own). A policy's timeout applies to
     consumers opened after it was set, so the worker is restarted after each change."""
     wait_all_healthy(rabbit)
-    tick = re.search(r"\{ok,(\d+)\}", rabbit.exec(
-        "rabbitmq", "rabbitmqctl", "eval", "application:get_env(rabbit, channel_tick_interval).").stdout)
+    tick = re.search(
+        r"\{ok,(\d+)\}",
+        rabbit.exec(
+            "rabbitmq", "rabbitmqctl", "eval", "application:get_env(rabbit, channel_tick_interval)."
+        ).stdout,
+    )
     assert tick, "channel_tick_interval not readable"
     job = ("model_inference", {"text": "consumer timeout", "steps": CUT_JOB_STEPS, "step_seconds": 1.0})
     try:
-        rabbit.exec("rabbitmq", "rabbitmqctl", "eval",
-                    "application:set_env(rabbit, channel_tick_interval, 1000).")
-        rabbitmqctl(rabbit, "set_policy", "-p", VHOST, "--apply-to", "queues", "--priority", "100",
-                    SHORT_TIMEOUT_POLICY, "^jobs$",
-                    json.dumps({"consumer-timeout": SHORT_CONSUMER_TIMEOUT * 1000}))
+        rabbit.exec(
+            "rabbitmq", "rabbitmqctl", "eval", "application:set_env(rabbit, channel_tick_interval, 1000)."
+        )
+        rabbitmqctl(
+            rabbit,
+            "set_policy",
+            "-p",
+            VHOST,
+            "--apply-to",
+            "queues",
+            "--priority",
+            "100",
+            SHORT_TIMEOUT_POLICY,
+            "^jobs$",
+            json.dumps({"consumer-timeout": SHORT_CONSUMER_TIMEOUT * 1000}),
+        )
         rabbit.compose("restart", "worker", timeout=300)
         wait_all_healthy(rabbit)
 
@@ -374,8 +452,12 @@ def test_a_job_longer_than_the_consumer_timeout_is_cut_off_and_within_it_runs_on
         cut = api.submit(*job)
         assert cut.status_code == 202, cut.text
         cut_id = cut.json()["id"]
-        wait_until(lambda: starts(rabbit, cut_id) >= 2, timeout=120, interval=1,
-                   what=f"the {CUT_JOB_STEPS} s job started a second time")
+        wait_until(
+            lambda: starts(rabbit, cut_id) >= 2,
+            timeout=120,
+            interval=1,
+            what=f"the {CUT_JOB_STEPS} s job started a second time",
+        )
         lines = timed_lines(rabbit, began)
         first_start = min(at for at, text in lines if f"Job {cut_id} started" in text)
         cut_at = [at - first_start for at in cut_offs(lines) if at > first_start]
@@ -388,8 +470,12 @@ def test_a_job_longer_than_the_consumer_timeout_is_cut_off_and_within_it_runs_on
         rabbitmqctl(rabbit, "clear_policy", "-p", VHOST, SHORT_TIMEOUT_POLICY)
         rabbit.compose("restart", "worker", timeout=300)
         wait_all_healthy(rabbit)
-        wait_until(lambda: queue_counts(rabbit) == (0, 0), timeout=180, interval=1,
-                   what="the jobs queue empty and nothing unacknowledged")
+        wait_until(
+            lambda: queue_counts(rabbit) == (0, 0),
+            timeout=180,
+            interval=1,
+            what="the jobs queue empty and nothing unacknowledged",
+        )
 
         # 2. No policy: the compose setting (2 h) holds; the same job runs once, SUCCESS.
         began = datetime.now(UTC)
@@ -398,19 +484,26 @@ def test_a_job_longer_than_the_consumer_timeout_is_cut_off_and_within_it_runs_on
         whole_id = whole.json()["id"]
         body = api.wait_for_state(whole_id, "SUCCESS", "FAILURE", timeout=180)
         assert body["state"] == "SUCCESS" and body["result"]["steps"] == CUT_JOB_STEPS, body
-        wait_until(lambda: queue_counts(rabbit) == (0, 0), timeout=60, interval=1,
-                   what="the job acknowledged")
+        wait_until(
+            lambda: queue_counts(rabbit) == (0, 0), timeout=60, interval=1, what="the job acknowledged"
+        )
         assert starts(rabbit, whole_id) == 1, f"the {CUT_JOB_STEPS} s job started {starts(rabbit, whole_id)}x"
         lines = timed_lines(rabbit, began)
         assert not cut_offs(lines), lines[-40:]
         assert not [text for _, text in lines if "Couldn't ack" in text], lines[-40:]
-        print(f"\n[consumer timeout] {SHORT_CONSUMER_TIMEOUT} s timeout: the {CUT_JOB_STEPS} s job cut off "
-              f"{cut_at[0]:.1f} s in, started {cut_runs}x; without the policy (2 h): started once, SUCCESS")
+        print(
+            f"\n[consumer timeout] {SHORT_CONSUMER_TIMEOUT} s timeout: the {CUT_JOB_STEPS} s job cut off "
+            f"{cut_at[0]:.1f} s in, started {cut_runs}x; without the policy (2 h): started once, SUCCESS"
+        )
     finally:
         if SHORT_TIMEOUT_POLICY in rabbitmqctl(rabbit, "list_policies", "-p", VHOST):
             rabbitmqctl(rabbit, "clear_policy", "-p", VHOST, SHORT_TIMEOUT_POLICY)
-        rabbit.exec("rabbitmq", "rabbitmqctl", "eval",
-                    f"application:set_env(rabbit, channel_tick_interval, {tick.group(1)}).")
+        rabbit.exec(
+            "rabbitmq",
+            "rabbitmqctl",
+            "eval",
+            f"application:set_env(rabbit, channel_tick_interval, {tick.group(1)}).",
+        )
 
 
 def test_outage_answers_503_json_and_publisher_confirms_are_on(rabbit, api):
@@ -430,14 +523,19 @@ def test_outage_answers_503_json_and_publisher_confirms_are_on(rabbit, api):
         assert api.job(done).json()["state"] == "SUCCESS"
     finally:
         rabbit.compose("start", "rabbitmq")
-    wait_until(lambda: requests.get(rabbit.url("/healthz"), timeout=10).status_code == 200,
-               timeout=180, interval=1, what="/healthz 200 after RabbitMQ came back")
+    wait_until(
+        lambda: requests.get(rabbit.url("/healthz"), timeout=10).status_code == 200,
+        timeout=180,
+        interval=1,
+        what="/healthz 200 after RabbitMQ came back",
+    )
     accepted = api.submit("noop")
     assert accepted.status_code == 202, accepted.text
     assert api.wait_for_state(accepted.json()["id"], "SUCCESS", "FAILURE")["state"] == "SUCCESS"
 
 
 # --- chaos on RabbitMQ ---------------------------------------------------------------------------
+
 
 def test_chaos_worker_sigkilled_mid_run(rabbit):
     """The worker container SIGKILLed while long jobs run: RabbitMQ puts its unacknowledged
@@ -447,15 +545,22 @@ def test_chaos_worker_sigkilled_mid_run(rabbit):
     ledger = new_ledger(rabbit, "rabbit-kill")
     ledger.retry_statuses = (503,)
     rest = ledger.submit_in_background(job_mix(JOBS, long=8, steps=6))
-    running_jobs = wait_until(lambda: ledger.running("model_inference"), timeout=180, interval=0.3,
-                              what="long jobs running")
+    running_jobs = wait_until(
+        lambda: ledger.running("model_inference"), timeout=180, interval=0.3, what="long jobs running"
+    )
     container = rabbit.container_ids("worker")[0]
     docker("kill", "-s", "KILL", container)
     killed = time.monotonic()
     rabbit.up("worker")
     rest.join()
-    _, counts = finish(rabbit, ledger, "rabbitmq 1 worker SIGKILL mid-run, started again", started,
-                       note=f"{len(running_jobs)} jobs were running at the kill", fault=killed)
+    _, counts = finish(
+        rabbit,
+        ledger,
+        "rabbitmq 1 worker SIGKILL mid-run, started again",
+        started,
+        note=f"{len(running_jobs)} jobs were running at the kill",
+        fault=killed,
+    )
     for job in running_jobs:
         assert counts[job["id"]] >= 2, f"{job['id']} was running at the kill but started {counts[job['id']]}x"
 
@@ -479,20 +584,34 @@ def test_chaos_broker_restarted_mid_run(rabbit):
         rabbit.compose("stop", "rabbitmq")
         down = time.monotonic()
         during = ledger.submit_in_background([short_job(n) for n in range(100, 200)])
-        wait_until(lambda: ledger.refusals and time.monotonic() - down >= 10, timeout=90, interval=0.5,
-                   what="submissions refused while RabbitMQ is down")
+        wait_until(
+            lambda: ledger.refusals and time.monotonic() - down >= 10,
+            timeout=90,
+            interval=0.5,
+            what="submissions refused while RabbitMQ is down",
+        )
         rabbit.compose("start", "rabbitmq")
-        wait_until(lambda: requests.get(rabbit.url("/healthz"), timeout=10).status_code == 200,
-                   timeout=180, interval=1, what="/healthz 200 after RabbitMQ came back")
+        wait_until(
+            lambda: requests.get(rabbit.url("/healthz"), timeout=10).status_code == 200,
+            timeout=180,
+            interval=1,
+            what="/healthz 200 after RabbitMQ came back",
+        )
         back = time.monotonic()
         during.join()
         batch.join()
     bad = [r for r in ledger.refusals if r[0] != 503]
     assert not bad, f"submissions failed otherwise than 503: {bad[:5]}"
     assert watch.saw_503("healthz")
-    finish(rabbit, ledger, "rabbitmq 2 broker restart mid-run", started,
-           note=f"down {back - down:.0f} s; {len(busy)} running and {len(queued)} queued at the stop; "
-                f"{len(ledger.refusals)} submissions refused 503 then sent again", fault=back)
+    finish(
+        rabbit,
+        ledger,
+        "rabbitmq 2 broker restart mid-run",
+        started,
+        note=f"down {back - down:.0f} s; {len(busy)} running and {len(queued)} queued at the stop; "
+        f"{len(ledger.refusals)} submissions refused 503 then sent again",
+        fault=back,
+    )
     wait_all_healthy(rabbit)
 
 
@@ -504,14 +623,23 @@ def test_chaos_warm_stop_during_a_20_second_job(rabbit):
     ledger = new_ledger(rabbit, "rabbit-stop")
     slow = ledger.submit(*long_job(0, steps=20))
     rest = ledger.submit_in_background([short_job(n) for n in range(1, JOBS)])
-    wait_until(lambda: ledger.api.job(slow).json()["state"] == "PROGRESS", timeout=180, interval=0.3,
-               what="the 20 s job running")
+    wait_until(
+        lambda: ledger.api.job(slow).json()["state"] == "PROGRESS",
+        timeout=180,
+        interval=0.3,
+        what="the 20 s job running",
+    )
     rabbit.compose("stop", "worker", timeout=300)
     assert ledger.api.job(slow).json()["state"] == "SUCCESS", "the worker exited before the 20 s job ended"
     rabbit.compose("start", "worker")
     rest.join()
-    _, counts = finish(rabbit, ledger, "rabbitmq 4 worker stop during a 20 s job", started,
-                       note=f"the 20 s job ran {executions(worker_logs(rabbit))[slow]}x")
+    _, counts = finish(
+        rabbit,
+        ledger,
+        "rabbitmq 4 worker stop during a 20 s job",
+        started,
+        note=f"the 20 s job ran {executions(worker_logs(rabbit))[slow]}x",
+    )
     assert counts[slow] == 1
 
 
@@ -524,8 +652,14 @@ def test_chaos_two_workers_one_sigkilled(rabbit):
     finish there, and no job of the live worker runs twice (only the dead worker's jobs are in
     the "run twice" column)."""
     wait_all_healthy(rabbit)
-    two_workers_one_killed(rabbit, scenario="rabbit-scale", label="rabbitmq 5 two workers, one SIGKILLed",
-                           jobs=JOBS, long=8, steps=VICTIM_STEPS)
+    two_workers_one_killed(
+        rabbit,
+        scenario="rabbit-scale",
+        label="rabbitmq 5 two workers, one SIGKILLed",
+        jobs=JOBS,
+        long=8,
+        steps=VICTIM_STEPS,
+    )
     wait_all_healthy(rabbit)
 
 
@@ -533,4 +667,3 @@ def test_no_queue_of_the_stack_was_refused_as_transient_nonexclusive(rabbit):
     """After every scenario above (restarts, kills, Flower's inspect calls), RabbitMQ never had to
     refuse a transient non-exclusive queue."""
     assert_no_transient_queue_refused(rabbit)
-

@@ -61,8 +61,12 @@ def redis_version(stack: Stack) -> str:
 
 
 def schedules(stack: Stack) -> list[str]:
-    out = stack.manage("shell", "-c", "from django_celery_beat.models import PeriodicTask; "
-                       "print('|'.join(sorted(PeriodicTask.objects.values_list('name', flat=True))))").stdout
+    out = stack.manage(
+        "shell",
+        "-c",
+        "from django_celery_beat.models import PeriodicTask; "
+        "print('|'.join(sorted(PeriodicTask.objects.values_list('name', flat=True))))",
+    ).stdout
     return out.strip().splitlines()[-1].split("|")
 
 
@@ -80,14 +84,18 @@ def assert_as_before(api: Api, before: dict[str, dict]) -> None:
 
 # --- 1. from 5.0 to 8 in place -----------------------------------------------------------------
 
+
 def test_a_stack_on_5_0_moves_to_8_in_place(stack, tmp_path_factory):
     """Jobs finished and jobs waiting on Redis 5.0; a backup; REDIS_IMAGE set to Redis 8 and
     `docker compose up`: the same volume, converted to Redis 8's append-only directory; the old
     token works, the finished jobs read the same, the queued ones run."""
     stack.wait_healthy()
     versions.record("redis:5.0-alpine", redis_version(stack), REDIS5_IMAGE)
-    versions.record("python:3.13-slim", stack.exec("web", "python", "--version").stdout.split()[-1],
-                    os.environ.get("PYTHON_IMAGE", "python:3.13-slim"))
+    versions.record(
+        "python:3.13-slim",
+        stack.exec("web", "python", "--version").stdout.split()[-1],
+        os.environ.get("PYTHON_IMAGE", "python:3.13-slim"),
+    )
     assert redis_version(stack).startswith("5.0."), "the stack must start on Redis 5.0"
     assert "appendonly.aof" in data_files(stack)
 
@@ -95,19 +103,25 @@ def test_a_stack_on_5_0_moves_to_8_in_place(stack, tmp_path_factory):
     api = Api(stack.url(""), token)
     submitted = {
         "sum": api.submit("sum_number", {"x": 20, "y": 22}, name="sum"),
-        "inference": api.submit("model_inference", {"text": "redis 8", "steps": 3, "step_seconds": 0.2},
-                                name="inference"),
+        "inference": api.submit(
+            "model_inference", {"text": "redis 8", "steps": 3, "step_seconds": 0.2}, name="inference"
+        ),
         "fail": api.submit("fail", {"message": "failing on 5.0"}, name="fail"),
     }
     assert all(r.status_code == 202 for r in submitted.values()), {k: r.text for k, r in submitted.items()}
-    finished = {name: api.wait_for_state(r.json()["id"], "SUCCESS", "FAILURE", timeout=120)
-                for name, r in submitted.items()}
+    finished = {
+        name: api.wait_for_state(r.json()["id"], "SUCCESS", "FAILURE", timeout=120)
+        for name, r in submitted.items()
+    }
     assert [finished[n]["state"] for n in ("sum", "inference", "fail")] == ["SUCCESS", "SUCCESS", "FAILURE"]
-    stack.manage("shell", "-c",
-                 "from django_celery_beat.models import CrontabSchedule, PeriodicTask; "
-                 "c, _ = CrontabSchedule.objects.get_or_create(minute='30', hour='3'); "
-                 f"PeriodicTask.objects.create(name='{SCHEDULE}', task='jobs.sum_number', crontab=c, "
-                 "kwargs='{\"x\": 1, \"y\": 2}')")
+    stack.manage(
+        "shell",
+        "-c",
+        "from django_celery_beat.models import CrontabSchedule, PeriodicTask; "
+        "c, _ = CrontabSchedule.objects.get_or_create(minute='30', hour='3'); "
+        f"PeriodicTask.objects.create(name='{SCHEDULE}', task='jobs.sum_number', crontab=c, "
+        'kwargs=\'{"x": 1, "y": 2}\')',
+    )
     # Jobs that wait in Redis's queue (no worker takes them): state that lives in Redis only.
     stack.compose("stop", "worker", timeout=300)
     queued = [api.submit("sum_number", {"x": n, "y": 10}, name=f"queued-{n}").json()["id"] for n in (1, 2)]
@@ -136,6 +150,7 @@ def test_a_stack_on_5_0_moves_to_8_in_place(stack, tmp_path_factory):
 
 
 # --- 2. the job API on Redis 8: test_jobs_api.py's tests ------------------------------------------
+
 
 def test_progress_goes_up_then_success(alice):  # noqa: F811 - alice is the imported fixture
     jobs_api.test_progress_goes_up_then_success(alice)
@@ -167,22 +182,27 @@ def test_no_server_error_was_seen(stack, module_started):  # noqa: F811
 
 # --- 3. chaos on Redis 8 ---------------------------------------------------------------------------
 
+
 def test_chaos_worker_sigkilled_mid_run(stack):
     """tests/e2e/test_chaos.py's scenario 1 on Redis 8: the killed worker's jobs are put back
     by the live worker's recovery (it reads Redis's unacked index), none lost."""
     assert redis_version(stack).startswith("8.")
-    worker_sigkilled_mid_run(stack, scenario="redis8-kill", label="redis 8: 1 worker SIGKILL mid-run, started again")
+    worker_sigkilled_mid_run(
+        stack, scenario="redis8-kill", label="redis 8: 1 worker SIGKILL mid-run, started again"
+    )
 
 
 def test_chaos_redis_restarted_mid_run(stack):
     """test_chaos.py's scenario 2 on Redis 8: Redis stopped and started while jobs run and others
     wait; it reloads its append-only directory, nothing is lost."""
     assert redis_version(stack).startswith("8.")
-    backing_service_restarted_mid_run(stack, service="redis", scenario="redis8-redis",
-                                      label="redis 8: 2 redis restart mid-run")
+    backing_service_restarted_mid_run(
+        stack, service="redis", scenario="redis8-redis", label="redis 8: 2 redis restart mid-run"
+    )
 
 
 # --- 4. the backup taken on 5.0, restored onto 8 ----------------------------------------------------
+
 
 def test_a_backup_taken_on_5_0_restores_onto_8(stack):
     """scripts/restore of the archive from Redis 5.0 onto the stack now on Redis 8 (it holds data:
@@ -206,6 +226,10 @@ def test_a_backup_taken_on_5_0_restores_onto_8(stack):
     assert "appendonlydir" in files and "appendonly.aof" not in files, files
     stack.compose("restart", "redis")
     stack.wait_healthy("redis", "web")
-    wait_until(lambda: api.request("GET", "/api/whoami/").status_code == 200, timeout=60, interval=1,
-               what="the restored token accepted after Redis's restart")
+    wait_until(
+        lambda: api.request("GET", "/api/whoami/").status_code == 200,
+        timeout=60,
+        interval=1,
+        what="the restored token accepted after Redis's restart",
+    )
     assert_as_before(api, SEEN["finished"])

@@ -90,21 +90,22 @@ def test_outage_answers_503_then_recovers_without_restarting_web(stack, api, ser
         assert body[part] == "down"
         assert body[other] == "ok"
 
-        calls = [
-            ("GET", "/api/jobs/", None),
-            ("POST", "/api/jobs/", {"kind": "noop", "params": {}}),
-        ]
+        calls = [("GET", "/api/jobs/", None), ("POST", "/api/jobs/", {"kind": "noop", "params": {}})]
         status = api.request("GET", f"/api/jobs/{finished['id']}/", timeout=PROMPT)
         if part == "database" and status.status_code == 200:
             # A status read needs no PostgreSQL while the token's user is in Redis (verified less
             # than API_TOKEN_CACHE_SECONDS ago) and the record's copy too: the same answer as before.
-            assert {k: status.json()[k] for k in ("id", "state")} == {"id": finished["id"], "state": "SUCCESS"}
+            assert {k: status.json()[k] for k in ("id", "state")} == {
+                "id": finished["id"],
+                "state": "SUCCESS",
+            }
         else:
             calls.append(("GET", f"/api/jobs/{finished['id']}/", None))
         for method, path, payload in calls:
             response = api.request(method, path, json=payload, timeout=PROMPT)
-            assert response.status_code == 503, \
+            assert response.status_code == 503, (
                 f"{method} {path}: {response.status_code} {response.text[:500]}"
+            )
             assert response.headers["Content-Type"].startswith("application/json")
             assert response.json()["error"] == "service_unavailable"
             assert response.json()["service"] == part
@@ -112,8 +113,12 @@ def test_outage_answers_503_then_recovers_without_restarting_web(stack, api, ser
     finally:
         stack.compose("start", service)
 
-    wait_until(lambda: healthz(stack).status_code == 200, timeout=120, interval=1,
-               what=f"/healthz back to 200 after {service} restarted")
+    wait_until(
+        lambda: healthz(stack).status_code == 200,
+        timeout=120,
+        interval=1,
+        what=f"/healthz back to 200 after {service} restarted",
+    )
     assert healthz(stack).json() == {"status": "ok", "database": "ok", "redis": "ok"}
     web_after = stack.inspect("web")
     assert web_after["Id"] == web_before["Id"], "web was recreated"
@@ -165,16 +170,39 @@ def test_gevent_worker_from_the_image_runs_io_bound_jobs(stack, api):
     the image has gevent, start-worker passes the pool so Celery patches before loading, its
     liveness check passes, and it runs jobs from the shared queue."""
     name = f"{stack.project}-gevent-worker"
-    stack.compose("run", "-d", "--no-deps", "--name", name, "-e", "CELERY_WORKER_POOL=gevent",
-                  "-e", "CELERY_WORKER_CONCURRENCY=20", "worker")
+    stack.compose(
+        "run",
+        "-d",
+        "--no-deps",
+        "--name",
+        name,
+        "-e",
+        "CELERY_WORKER_POOL=gevent",
+        "-e",
+        "CELERY_WORKER_CONCURRENCY=20",
+        "worker",
+    )
     try:
-        wait_until(lambda: "concurrency: 20 (gevent)" in docker_logs(name), timeout=120,
-                   interval=1, what="the gevent worker's banner")
-        wait_until(lambda: subprocess.run(["docker", "exec", name, "healthcheck-worker"],
-                                          capture_output=True, timeout=30).returncode == 0,
-                   timeout=60, interval=1, what="the gevent worker's liveness check")
-        gevent_host = subprocess.run(["docker", "exec", name, "hostname"], capture_output=True,
-                                     text=True, check=True, timeout=30).stdout.strip()
+        wait_until(
+            lambda: "concurrency: 20 (gevent)" in docker_logs(name),
+            timeout=120,
+            interval=1,
+            what="the gevent worker's banner",
+        )
+        wait_until(
+            lambda: (
+                subprocess.run(
+                    ["docker", "exec", name, "healthcheck-worker"], capture_output=True, timeout=30
+                ).returncode
+                == 0
+            ),
+            timeout=60,
+            interval=1,
+            what="the gevent worker's liveness check",
+        )
+        gevent_host = subprocess.run(
+            ["docker", "exec", name, "hostname"], capture_output=True, text=True, check=True, timeout=30
+        ).stdout.strip()
         ids = [api.submit("wait_io", {"seconds": 2}).json()["id"] for _ in range(20)]
         bodies = [api.wait_for_state(job_id, "SUCCESS", "FAILURE") for job_id in ids]
         assert all(body["state"] == "SUCCESS" for body in bodies), bodies
@@ -211,10 +239,18 @@ def test_down_and_up_keeps_results_and_rows(stack, api):
     assert after["result"]["score"] == round(digest[1] / 255, 3)
 
     assert psql(stack, "SELECT count(*) FROM auth_user WHERE username = 'e2e-alice'") == "1"
-    assert psql(stack, "SELECT count(*) FROM knox_authtoken t JOIN auth_user u ON u.id = t.user_id "
-                       "WHERE u.username = 'e2e-alice'") != "0"
-    assert psql(stack, f"SELECT kind || ' ' || name FROM jobs_job WHERE id = '{before['id']}'") == \
-        f"model_inference {before['name']}"
+    assert (
+        psql(
+            stack,
+            "SELECT count(*) FROM knox_authtoken t JOIN auth_user u ON u.id = t.user_id "
+            "WHERE u.username = 'e2e-alice'",
+        )
+        != "0"
+    )
+    assert (
+        psql(stack, f"SELECT kind || ' ' || name FROM jobs_job WHERE id = '{before['id']}'")
+        == f"model_inference {before['name']}"
+    )
     stack.wait_healthy()
 
 
@@ -225,8 +261,14 @@ def test_compose_config_needs_no_env(tmp_path):
     clean_env = {"PATH": os.environ["PATH"], "HOME": os.environ.get("HOME", "/root")}
 
     def config(*args):
-        return subprocess.run(["docker", "compose", "config", *args], cwd=tmp_path, env=clean_env,
-                              capture_output=True, text=True, timeout=60)
+        return subprocess.run(
+            ["docker", "compose", "config", *args],
+            cwd=tmp_path,
+            env=clean_env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
 
     quiet = config("-q")
     assert quiet.returncode == 0, quiet.stderr
@@ -256,8 +298,9 @@ def test_beat_survives_three_restarts_in_a_row(stack):
         started_at = current["State"]["StartedAt"]
         stack.wait_healthy("beat", timeout=120)
         current = stack.inspect("beat")
-        assert current["State"]["Running"] and current["State"]["StartedAt"] == started_at, \
+        assert current["State"]["Running"] and current["State"]["StartedAt"] == started_at, (
             f"beat crashed and restarted after restart {attempt}"
+        )
     logs = stack.logs("beat")
     assert logs.count("beat: Starting...") >= starts_before + 3
     assert "pidfile" not in logs.lower(), logs[-3000:]

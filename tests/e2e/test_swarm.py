@@ -53,8 +53,17 @@ IMAGES = {  # upstream names unless the environment (CI: .ci/offline.env) names 
     "caddy": os.environ.get("CADDY_IMAGE", "caddy:2-alpine"),
 }
 # Set by tests/conftest.py for the unit and integration suites; the stack runs on its defaults.
-TEST_ONLY = ("DJANGO_SECRET_KEY", "JOB_ID_SECRET", "POSTGRES_USER", "POSTGRES_DB", "POSTGRES_PASSWORD",
-             "REDIS_PASSWORD", "POSTGRES_HOST", "REDIS_HOST", "DJANGO_SETTINGS_MODULE")
+TEST_ONLY = (
+    "DJANGO_SECRET_KEY",
+    "JOB_ID_SECRET",
+    "POSTGRES_USER",
+    "POSTGRES_DB",
+    "POSTGRES_PASSWORD",
+    "REDIS_PASSWORD",
+    "POSTGRES_HOST",
+    "REDIS_HOST",
+    "DJANGO_SETTINGS_MODULE",
+)
 JOBS = 200
 # A dead worker's deliveries come back through the worker-side recovery of issue 11 (about a
 # minute on the defaults), never through a shortened visibility timeout.
@@ -77,12 +86,25 @@ STACK_ENV: dict[str, str] = {}
 def deploy(bed: Bed, image: str, timeout: float = 900) -> tuple[str, float]:
     """scripts/swarm-deploy against the bed's manager; returns its output and duration."""
     env = {k: v for k, v in bed.env().items() if k not in TEST_ONLY}
-    env.update({"APP_IMAGE": image, "SWARM_HTTP_PORT": "80", "SWARM_RESOLVE_IMAGE": "never",
-                "COMPOSE_DISABLE_ENV_FILE": "1", **{f"{k.upper()}_IMAGE": v for k, v in IMAGES.items()},
-                **STACK_ENV})
+    env.update(
+        {
+            "APP_IMAGE": image,
+            "SWARM_HTTP_PORT": "80",
+            "SWARM_RESOLVE_IMAGE": "never",
+            "COMPOSE_DISABLE_ENV_FILE": "1",
+            **{f"{k.upper()}_IMAGE": v for k, v in IMAGES.items()},
+            **STACK_ENV,
+        }
+    )
     started = time.monotonic()
-    result = subprocess.run([str(ROOT / "scripts/swarm-deploy"), "--stack", STACK, "--timeout", str(timeout - 60)],
-                            capture_output=True, text=True, timeout=timeout, env=env, cwd=ROOT)
+    result = subprocess.run(
+        [str(ROOT / "scripts/swarm-deploy"), "--stack", STACK, "--timeout", str(timeout - 60)],
+        capture_output=True,
+        text=True,
+        timeout=timeout,
+        env=env,
+        cwd=ROOT,
+    )
     took = time.monotonic() - started
     output = result.stdout + result.stderr
     print(f"\n[swarm] scripts/swarm-deploy {image} ({took:.0f} s):\n{output}")
@@ -94,8 +116,18 @@ def build_app_images() -> None:
     """v1 as `docker compose build` makes it; v2 the same code as another image (its own id):
     what a rolling update replaces."""
     Stack(project=PREFIX, env={"APP_IMAGE": f"{APP}:v1"}).compose("build", "--quiet", "web", timeout=1200)
-    docker("build", "-q", "-t", f"{APP}:v2", "--label", "org.djcs.swarm-test=v2", "-",
-           input=f"FROM {APP}:v1\n", timeout=300, env={**os.environ, "DOCKER_BUILDKIT": "0"})
+    docker(
+        "build",
+        "-q",
+        "-t",
+        f"{APP}:v2",
+        "--label",
+        "org.djcs.swarm-test=v2",
+        "-",
+        input=f"FROM {APP}:v1\n",
+        timeout=300,
+        env={**os.environ, "DOCKER_BUILDKIT": "0"},
+    )
 
 
 def load_balancer_address(bed: Bed) -> str:
@@ -126,8 +158,10 @@ def bed(tmp_path_factory):
         _, took = deploy(bed, f"{APP}:v1")
         bed.timings["first deploy"] = took
         bed.timings["total set-up"] = time.monotonic() - started
-        record_line(f"swarm bed: nodes run {bed.mode}; app images built {built:.0f} s; "
-                    + "; ".join(f"{k} {v:.0f} s" for k, v in bed.timings.items()))
+        record_line(
+            f"swarm bed: nodes run {bed.mode}; app images built {built:.0f} s; "
+            + "; ".join(f"{k} {v:.0f} s" for k, v in bed.timings.items())
+        )
         yield bed
     finally:
         save_logs(bed)
@@ -148,8 +182,12 @@ def save_logs(bed: Bed) -> None:
 @pytest.fixture(scope="module")
 def base_url(bed) -> str:
     url = f"http://127.0.0.1:{bed.web_port}"
-    wait_until(lambda: requests.get(url + "/healthz", headers=FORWARDED, timeout=10).status_code == 200,
-               timeout=120, interval=1, what="/healthz through the proxy")
+    wait_until(
+        lambda: requests.get(url + "/healthz", headers=FORWARDED, timeout=10).status_code == 200,
+        timeout=120,
+        interval=1,
+        what="/healthz through the proxy",
+    )
     return url
 
 
@@ -179,8 +217,11 @@ def worker_node(worker: str | None) -> str | None:
 
 
 def placement(bed: Bed, service: str) -> list[str]:
-    return sorted(task["Node"] for task in bed.service_tasks(f"{STACK}_{service}")
-                  if task["CurrentState"].startswith("Running"))
+    return sorted(
+        task["Node"]
+        for task in bed.service_tasks(f"{STACK}_{service}")
+        if task["CurrentState"].startswith("Running")
+    )
 
 
 def service_image(bed: Bed, service: str) -> str:
@@ -190,9 +231,12 @@ def service_image(bed: Bed, service: str) -> str:
 
 # --- 1 ------------------------------------------------------------------------------------------
 
+
 def test_deployed_workers_on_several_nodes_run_jobs_sent_over_http(bed, base_url):
-    nodes = {service: placement(bed, service) for service in
-             ("postgres", "redis", "beat", "flower", "web", "worker", "proxy")}
+    nodes = {
+        service: placement(bed, service)
+        for service in ("postgres", "redis", "beat", "flower", "web", "worker", "proxy")
+    }
     record_line("swarm placement: " + "; ".join(f"{s} on {', '.join(n)}" for s, n in nodes.items()))
     for service in ("postgres", "redis", "beat", "flower"):
         assert nodes[service] == [MANAGER], f"{service} runs on {nodes[service]}, not on the data node"
@@ -214,13 +258,17 @@ def test_deployed_workers_on_several_nodes_run_jobs_sent_over_http(bed, base_url
     # From a node (not the load balancer's address), the same header is replaced by what the
     # proxy saw: plain HTTP, redirected.
     # Host: one Django allows (the node's address is not; it would answer 400).
-    probe = ("import urllib.request as u, sys\n"
-             "class NoRedirect(u.HTTPRedirectHandler):\n"
-             "    def redirect_request(self, *a, **k): return None\n"
-             f"r = u.Request('http://{bed.addresses[MANAGER]}:80/', headers={{**{FORWARDED!r}, 'Host': '127.0.0.1'}})\n"
-             "try:\n    print(u.build_opener(NoRedirect).open(r, timeout=30).status)\n"
-             "except u.HTTPError as e:\n    print(e.code, e.headers.get('Location'))\n")
-    spoofed = bed.docker("node2", "run", "--rm", "--network", "host", f"{APP}:v1", "python", "-c", probe).stdout
+    probe = (
+        "import urllib.request as u, sys\n"
+        "class NoRedirect(u.HTTPRedirectHandler):\n"
+        "    def redirect_request(self, *a, **k): return None\n"
+        f"r = u.Request('http://{bed.addresses[MANAGER]}:80/', headers={{**{FORWARDED!r}, 'Host': '127.0.0.1'}})\n"
+        "try:\n    print(u.build_opener(NoRedirect).open(r, timeout=30).status)\n"
+        "except u.HTTPError as e:\n    print(e.code, e.headers.get('Location'))\n"
+    )
+    spoofed = bed.docker(
+        "node2", "run", "--rm", "--network", "host", f"{APP}:v1", "python", "-c", probe
+    ).stdout
     assert spoofed.split()[0] == "301" and spoofed.split()[1].startswith("https://"), spoofed
 
     ledger = new_ledger(bed, base_url, "spread")
@@ -231,14 +279,17 @@ def test_deployed_workers_on_several_nodes_run_jobs_sent_over_http(bed, base_url
     lost = ledger.lost(states)
     assert not lost, f"{len(lost)} jobs not SUCCESS: {[states.get(j, {}).get('state') for j in lost[:10]]}"
     ran_on = Counter(worker_node(states[job_id]["worker"]) for job_id in ledger.ids)
-    record_line(f"swarm 1 spread: {len(ledger.ids)} jobs over HTTP, all SUCCESS in {took:.0f} s "
-                f"({len(ledger.ids) / took:.1f} jobs/s incl. submission); finished on {dict(ran_on)}")
+    record_line(
+        f"swarm 1 spread: {len(ledger.ids)} jobs over HTTP, all SUCCESS in {took:.0f} s "
+        f"({len(ledger.ids) / took:.1f} jobs/s incl. submission); finished on {dict(ran_on)}"
+    )
     assert None not in ran_on, ran_on
     assert set(ran_on) == set(nodes["worker"]), (ran_on, nodes["worker"])
     assert len(ran_on) >= 2
 
 
 # --- 2 ------------------------------------------------------------------------------------------
+
 
 class Load:
     """HTTP load through the proxy in a few threads: submit a job, read it back, /healthz.
@@ -272,8 +323,11 @@ class Load:
             problem = f"{what}: {type(exc).__name__} {str(exc)[:200]}"
             response = None
         else:
-            problem = None if response.status_code in expected else \
-                f"{what}: {response.status_code} {response.text[:200]}"
+            problem = (
+                None
+                if response.status_code in expected
+                else f"{what}: {response.status_code} {response.text[:200]}"
+            )
         if problem:
             problem = f"{time.strftime('%H:%M:%S')} {problem}"
         with self._lock:
@@ -310,8 +364,11 @@ class Load:
                     self.ledger.ids[job_id] = "noop"
                     self.ledger.names[job_id] = name
                 self._check("read", lambda: api.job(job_id), (200,))
-            self._check("healthz", lambda: health.get(self.ledger.base_url + "/healthz", headers=FORWARDED,
-                                                      timeout=30), (200,))
+            self._check(
+                "healthz",
+                lambda: health.get(self.ledger.base_url + "/healthz", headers=FORWARDED, timeout=30),
+                (200,),
+            )
 
 
 def migrate_runs(bed: Bed) -> list[dict]:
@@ -328,8 +385,11 @@ def worker_names(bed: Bed) -> set[str]:
     for task in bed.service_tasks(f"{STACK}_worker"):
         if task["CurrentState"].startswith("Running"):
             container = f"{task['Name']}.{task['ID']}"
-            names.add(bed.docker(task["Node"], "exec", container, "printenv", "WORKER_NODE_NAME",
-                                 timeout=30).stdout.strip())
+            names.add(
+                bed.docker(
+                    task["Node"], "exec", container, "printenv", "WORKER_NODE_NAME", timeout=30
+                ).stdout.strip()
+            )
     return names
 
 
@@ -343,8 +403,12 @@ def test_rolling_update_under_load_fails_no_request_and_migrates_once(bed, base_
     # Long jobs running while the workers are replaced: each old worker finishes its own (warm
     # shutdown), and none may run a second time on its replacement, even on the same node.
     long_ids = ledger.submit_all([long_job(n, steps=45) for n in range(6)])
-    wait_until(lambda: len(ledger.running("model_inference")) >= 3, timeout=120, interval=1,
-               what="long jobs running before the update")
+    wait_until(
+        lambda: len(ledger.running("model_inference")) >= 3,
+        timeout=120,
+        interval=1,
+        what="long jobs running before the update",
+    )
 
     with Load(ledger) as load:
         time.sleep(5)
@@ -359,15 +423,20 @@ def test_rolling_update_under_load_fails_no_request_and_migrates_once(bed, base_
     states = ledger.wait_finished(300)
     lost = ledger.lost(states)
     starts = executions(bed.service_logs(f"{STACK}_worker"))
-    twice = sorted(job_id for job_id in ledger.ids if starts[job_id] >= 2
-                   or states.get(job_id, {}).get("deliveries", 1) >= 2)
-    record_line(f"swarm 2 rolling update {before} -> {target}: deploy {took:.0f} s; under load "
-                f"{load.ok} requests answered, {len(load.failed)} failed, submissions answered 502/504 then "
-                f"sent again: {dict(Counter(load.resent))}; migrate ran {len(new_runs)}x "
-                f"(iterations {dict(iterations)}); {len(ledger.ids)} jobs submitted during it "
-                f"({len(long_ids)} of 45 s running as the workers were replaced): submitted "
-                f"{len(ledger.ids)} / finished {len(ledger.ids) - len(lost)} / lost {len(lost)} / "
-                f"run twice {len(twice)}; workers before {sorted(names_before)}, after {sorted(names_after)}")
+    twice = sorted(
+        job_id
+        for job_id in ledger.ids
+        if starts[job_id] >= 2 or states.get(job_id, {}).get("deliveries", 1) >= 2
+    )
+    record_line(
+        f"swarm 2 rolling update {before} -> {target}: deploy {took:.0f} s; under load "
+        f"{load.ok} requests answered, {len(load.failed)} failed, submissions answered 502/504 then "
+        f"sent again: {dict(Counter(load.resent))}; migrate ran {len(new_runs)}x "
+        f"(iterations {dict(iterations)}); {len(ledger.ids)} jobs submitted during it "
+        f"({len(long_ids)} of 45 s running as the workers were replaced): submitted "
+        f"{len(ledger.ids)} / finished {len(ledger.ids) - len(lost)} / lost {len(lost)} / "
+        f"run twice {len(twice)}; workers before {sorted(names_before)}, after {sorted(names_after)}"
+    )
     if load.failed:
         (ARTIFACTS / "swarm-rolling-failures.txt").write_text("\n".join(load.failed) + "\n")
     assert not load.failed, load.failed[:10]
@@ -386,6 +455,7 @@ def test_rolling_update_under_load_fails_no_request_and_migrates_once(bed, base_
 
 # --- 3 ------------------------------------------------------------------------------------------
 
+
 def beat_sends(bed: Bed, task_name: str) -> list[float]:
     pattern = re.compile(r"^(\S+) .*Sending due task " + re.escape(task_name) + r" \(")
     logs = bed.service_logs(f"{STACK}_beat")
@@ -396,17 +466,26 @@ def running_beats(bed: Bed) -> int:
     """Beat containers running on all nodes together (asked of each node's engine)."""
     count = 0
     for node in NODES:
-        out = bed.docker(node, "ps", "-q", "--filter", f"label=com.docker.swarm.service.name={STACK}_beat",
-                         check=False, timeout=20).stdout
+        out = bed.docker(
+            node,
+            "ps",
+            "-q",
+            "--filter",
+            f"label=com.docker.swarm.service.name={STACK}_beat",
+            check=False,
+            timeout=20,
+        ).stdout
         count += len(out.split())
     return count
 
 
 def test_beat_single_replica_across_redeploys_fires_once_per_interval(bed, base_url):
     task_name = f"swarm-beat-{uuid.uuid4().hex[:8]}"
-    shell = ("from django_celery_beat.models import IntervalSchedule, PeriodicTask\n"
-             f"every, _ = IntervalSchedule.objects.get_or_create(every={BEAT_INTERVAL}, period=IntervalSchedule.SECONDS)\n"
-             f"PeriodicTask.objects.create(name={task_name!r}, task='jobs.noop', interval=every)\n")
+    shell = (
+        "from django_celery_beat.models import IntervalSchedule, PeriodicTask\n"
+        f"every, _ = IntervalSchedule.objects.get_or_create(every={BEAT_INTERVAL}, period=IntervalSchedule.SECONDS)\n"
+        f"PeriodicTask.objects.create(name={task_name!r}, task='jobs.noop', interval=every)\n"
+    )
     bed.exec(f"{STACK}_web", "python", "manage.py", "shell", "-c", shell)
     created = time.time()
     seen: list[int] = []
@@ -421,30 +500,47 @@ def test_beat_single_replica_across_redeploys_fires_once_per_interval(bed, base_
     watcher.start()
     beat_tasks = set()
     try:
-        wait_until(lambda: len(beat_sends(bed, task_name)) >= 2, timeout=120, interval=1,
-                   what="two sends before the first redeploy")
+        wait_until(
+            lambda: len(beat_sends(bed, task_name)) >= 2,
+            timeout=120,
+            interval=1,
+            what="two sends before the first redeploy",
+        )
         for _ in range(2):
             beat_tasks |= {t["ID"] for t in bed.service_tasks(f"{STACK}_beat")}
             current = service_image(bed, "beat")
             deploy(bed, f"{APP}:v2" if current.endswith(":v1") else f"{APP}:v1")
             before = len(beat_sends(bed, task_name))
-            wait_until(lambda: len(beat_sends(bed, task_name)) >= before + 2, timeout=120, interval=1,
-                       what="two sends after the redeploy")
+            wait_until(
+                lambda: len(beat_sends(bed, task_name)) >= before + 2,
+                timeout=120,
+                interval=1,
+                what="two sends after the redeploy",
+            )
         beat_tasks |= {t["ID"] for t in bed.service_tasks(f"{STACK}_beat")}
     finally:
         stop.set()
         watcher.join(30)
-        bed.exec(f"{STACK}_web", "python", "manage.py", "shell", "-c",
-                 "from django_celery_beat.models import PeriodicTask\n"
-                 f"PeriodicTask.objects.filter(name={task_name!r}).delete()\n", check=False)
+        bed.exec(
+            f"{STACK}_web",
+            "python",
+            "manage.py",
+            "shell",
+            "-c",
+            "from django_celery_beat.models import PeriodicTask\n"
+            f"PeriodicTask.objects.filter(name={task_name!r}).delete()\n",
+            check=False,
+        )
     deleted = time.time()
     sends = [t for t in beat_sends(bed, task_name) if t <= deleted]
     gaps = [later - earlier for earlier, later in zip(sends, sends[1:], strict=False)]
     window = deleted - created
-    record_line(f"swarm 3 beat across 2 redeploys: {len(beat_tasks)} beat tasks in turn, at most "
-                f"{max(seen)} running at once ({len(seen)} samples); {len(sends)} sends of a "
-                f"{BEAT_INTERVAL} s task in {window:.0f} s (at most {int(window // BEAT_INTERVAL) + 1} "
-                f"allowed), shortest gap {min(gaps):.2f} s")
+    record_line(
+        f"swarm 3 beat across 2 redeploys: {len(beat_tasks)} beat tasks in turn, at most "
+        f"{max(seen)} running at once ({len(seen)} samples); {len(sends)} sends of a "
+        f"{BEAT_INTERVAL} s task in {window:.0f} s (at most {int(window // BEAT_INTERVAL) + 1} "
+        f"allowed), shortest gap {min(gaps):.2f} s"
+    )
     assert len(beat_tasks) >= 3, f"beat was not replaced by the redeploys: {beat_tasks}"
     assert max(seen) <= 1, f"two beats ran at once: {Counter(seen)}"
     assert len(sends) >= 6, sends
@@ -453,6 +549,7 @@ def test_beat_single_replica_across_redeploys_fires_once_per_interval(bed, base_
 
 
 # --- 4 ------------------------------------------------------------------------------------------
+
 
 def early(job: dict) -> bool:
     progress = job["progress"]
@@ -473,9 +570,15 @@ def test_worker_node_daemon_killed_mid_run_loses_no_job(bed, base_url):
     ledger.submit_all(jobs[:12])
     rest = ledger.submit_in_background(jobs[12:], threads=4)
     running = wait_until(
-        lambda: [j for j in ledger.running("model_inference")
-                 if worker_node(j["worker"]) in candidates and early(j)],
-        timeout=180, interval=0.5, what="long jobs running on a worker node")
+        lambda: [
+            j
+            for j in ledger.running("model_inference")
+            if worker_node(j["worker"]) in candidates and early(j)
+        ],
+        timeout=180,
+        interval=0.5,
+        what="long jobs running on a worker node",
+    )
     victim = worker_node(running[0]["worker"])
     on_victim = [j["id"] for j in running if worker_node(j["worker"]) == victim]
     web_on_victim = victim in web
@@ -492,22 +595,31 @@ def test_worker_node_daemon_killed_mid_run_loses_no_job(bed, base_url):
         lost = ledger.lost(states)
         finished_on = Counter(worker_node(states.get(j, {}).get("worker")) for j in ledger.ids)
         # Every request of the clients after the kill: submissions, list reads, one job's read.
-        after = [(took, status) for at, took, status in ledger.answers + reader.answers if at + took >= killed]
+        after = [
+            (took, status) for at, took, status in ledger.answers + reader.answers if at + took >= killed
+        ]
         slow = sorted((round(took, 1), status) for took, status in after if took > ANSWER_WITHIN)
-        record_line(f"swarm 4 {victim}'s dockerd SIGKILLed mid-run: submitted {len(ledger.ids)} / "
-                    f"SUCCESS {len(ledger.ids) - len(lost)} / lost {len(lost)}  ({done - started:.0f} s; "
-                    f"{len(on_victim)} long jobs and {'a' if web_on_victim else 'no'} web task were running "
-                    f"on {victim}; all finished "
-                    f"{done - killed:.0f} s after the kill; finished on {dict(finished_on)}; "
-                    f"{len(after)} requests after the kill, slowest answer {max(t for t, _ in after):.1f} s, "
-                    f"answers {dict(Counter(status for _, status in after))}; "
-                    f"submissions answered 502/503/504 then sent again: "
-                    f"{dict(Counter(status for status, _ in ledger.refusals))})")
+        record_line(
+            f"swarm 4 {victim}'s dockerd SIGKILLed mid-run: submitted {len(ledger.ids)} / "
+            f"SUCCESS {len(ledger.ids) - len(lost)} / lost {len(lost)}  ({done - started:.0f} s; "
+            f"{len(on_victim)} long jobs and {'a' if web_on_victim else 'no'} web task were running "
+            f"on {victim}; all finished "
+            f"{done - killed:.0f} s after the kill; finished on {dict(finished_on)}; "
+            f"{len(after)} requests after the kill, slowest answer {max(t for t, _ in after):.1f} s, "
+            f"answers {dict(Counter(status for _, status in after))}; "
+            f"submissions answered 502/503/504 then sent again: "
+            f"{dict(Counter(status for status, _ in ledger.refusals))})"
+        )
         if lost:
-            details = "\n".join(f"  {j} {ledger.names[j]}: {states.get(j, {}).get('state')} "
-                                f"worker {states.get(j, {}).get('worker')}" for j in lost[:20])
-            raise AssertionError(f"{len(lost)} accepted jobs not SUCCESS {FINISH_TIMEOUT} s after "
-                                 f"{victim} died:\n{details}\n{broker_state(bed)}")
+            details = "\n".join(
+                f"  {j} {ledger.names[j]}: {states.get(j, {}).get('state')} "
+                f"worker {states.get(j, {}).get('worker')}"
+                for j in lost[:20]
+            )
+            raise AssertionError(
+                f"{len(lost)} accepted jobs not SUCCESS {FINISH_TIMEOUT} s after "
+                f"{victim} died:\n{details}\n{broker_state(bed)}"
+            )
         assert len(ledger.ids) == JOBS
         for job_id in on_victim:
             assert worker_node(states[job_id]["worker"]) != victim
@@ -553,7 +665,9 @@ class Reader:
 
 def broker_state(bed: Bed) -> str:
     """What Redis holds: waiting messages and unacknowledged deliveries."""
-    script = ("P=$(cat /run/secrets/redis_password); for c in 'LLEN jobs' 'HLEN unacked' 'ZCARD unacked_index'; "
-              "do printf '%s=%s ' \"$c\" \"$(REDISCLI_AUTH=$P redis-cli -n 0 $c)\"; done")
+    script = (
+        "P=$(cat /run/secrets/redis_password); for c in 'LLEN jobs' 'HLEN unacked' 'ZCARD unacked_index'; "
+        'do printf \'%s=%s \' "$c" "$(REDISCLI_AUTH=$P redis-cli -n 0 $c)"; done'
+    )
     result = bed.exec(f"{STACK}_redis", "sh", "-c", script, check=False)
     return f"broker: {result.stdout.strip()} {result.stderr.strip()}"

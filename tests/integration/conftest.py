@@ -16,8 +16,9 @@ WORKER_NAME = "it-worker"
 
 @pytest.fixture(scope="session")
 def celery_worker_process(django_db_setup):
-    with running_worker(WORKER_NAME, "jobs", concurrency=2,
-                        env={"JOB_RATE_LIMITS": os.environ.get("JOB_RATE_LIMITS", "")}) as worker:
+    with running_worker(
+        WORKER_NAME, "jobs", concurrency=2, env={"JOB_RATE_LIMITS": os.environ.get("JOB_RATE_LIMITS", "")}
+    ) as worker:
         yield worker.process
 
 

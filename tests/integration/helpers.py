@@ -34,8 +34,7 @@ class Caller:
     token: str
     client: APIClient
 
-    def submit(self, kind: str, params: dict | None = None, name: str | None = None,
-               rerun: bool = False):
+    def submit(self, kind: str, params: dict | None = None, name: str | None = None, rerun: bool = False):
         body: dict = {"kind": kind, "params": params or {}}
         if name is not None:
             body["name"] = name
@@ -54,8 +53,9 @@ class Caller:
             body = self.get(job_id).json()
             return body if body["state"] in states else None
 
-        return wait_until(reached, timeout=timeout, interval=0.05,
-                          what=f"job {job_id} to reach {'/'.join(states)}")
+        return wait_until(
+            reached, timeout=timeout, interval=0.05, what=f"job {job_id} to reach {'/'.join(states)}"
+        )
 
 
 def make_caller(username: str) -> Caller:
@@ -69,8 +69,14 @@ def make_caller(username: str) -> Caller:
 
 
 def redis_client(db: int) -> redis.Redis:
-    return redis.Redis(host=settings.REDIS_HOST, port=settings.REDIS_PORT,
-                       password=settings.REDIS_PASSWORD, db=db, protocol=2, socket_timeout=5)
+    return redis.Redis(
+        host=settings.REDIS_HOST,
+        port=settings.REDIS_PORT,
+        password=settings.REDIS_PASSWORD,
+        db=db,
+        protocol=2,
+        socket_timeout=5,
+    )
 
 
 def redis_databases() -> int:
@@ -134,8 +140,12 @@ def succeeded_count(kind: str, job_id: str) -> int:
 
 
 def wait_in_log(pattern: str, timeout: float = 30) -> re.Match:
-    return wait_until(lambda: re.search(pattern, worker_log()), timeout=timeout, interval=0.1,
-                      what=f"/{pattern}/ in {WORKER_LOG}")
+    return wait_until(
+        lambda: re.search(pattern, worker_log()),
+        timeout=timeout,
+        interval=0.1,
+        what=f"/{pattern}/ in {WORKER_LOG}",
+    )
 
 
 def worker_idle(node: str = WORKER_NODE) -> bool:

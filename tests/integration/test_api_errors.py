@@ -19,6 +19,7 @@ pytestmark = pytest.mark.django_db
 
 # --- GET ------------------------------------------------------------------------------------------
 
+
 def test_unknown_job_id_is_404(alice):
     never_submitted = ids.job_id(settings.JOB_ID_SECRET, alice.token, "never-submitted")
     response = alice.get(never_submitted)
@@ -27,9 +28,17 @@ def test_unknown_job_id_is_404(alice):
     assert alice.get(str(uuid.uuid4())).status_code == 404
 
 
-@pytest.mark.parametrize("bad_id", ["not-a-uuid", "5662D11D-34B6-6DD6-785E-B558439D469C",
-                                    "5662d11d34b66dd6785eb558439d469c", "1%27%20OR%201=1",
-                                    "5662d11d-34b6-6dd6-785e-b558439d469c%0A", "..%2F..%2Fetc"])
+@pytest.mark.parametrize(
+    "bad_id",
+    [
+        "not-a-uuid",
+        "5662D11D-34B6-6DD6-785E-B558439D469C",
+        "5662d11d34b66dd6785eb558439d469c",
+        "1%27%20OR%201=1",
+        "5662d11d-34b6-6dd6-785e-b558439d469c%0A",
+        "..%2F..%2Fetc",
+    ],
+)
 def test_malformed_job_id_is_404(alice, bad_id):
     response = alice.client.get(f"{JOBS_URL}{bad_id}/")
     assert response.status_code == 404
@@ -51,9 +60,12 @@ def test_another_users_job_is_404_for_read_and_cancel(alice, bob):
 def test_no_token_is_401(alice):
     job_id = alice.submit("noop").json()["id"]
     anonymous = APIClient()
-    for response in (anonymous.get(JOBS_URL), anonymous.get(f"{JOBS_URL}{job_id}/"),
-                     anonymous.post(JOBS_URL, {"kind": "noop"}, format="json"),
-                     anonymous.delete(f"{JOBS_URL}{job_id}/")):
+    for response in (
+        anonymous.get(JOBS_URL),
+        anonymous.get(f"{JOBS_URL}{job_id}/"),
+        anonymous.post(JOBS_URL, {"kind": "noop"}, format="json"),
+        anonymous.delete(f"{JOBS_URL}{job_id}/"),
+    ):
         assert response.status_code == 401
         assert response["WWW-Authenticate"].startswith("Token")
 
@@ -61,15 +73,15 @@ def test_no_token_is_401(alice):
 @pytest.mark.parametrize(
     "header",
     [
-        "Token " + "0" * 64,              # well-formed, unknown
-        "Token abc",                      # too short
-        "Token",                          # no credentials
-        "Token a b",                      # spaces
-        "Token \xff\xfe\xfd\xe9\x80",     # non-ASCII bytes (as a WSGI server hands them over)
+        "Token " + "0" * 64,  # well-formed, unknown
+        "Token abc",  # too short
+        "Token",  # no credentials
+        "Token a b",  # spaces
+        "Token \xff\xfe\xfd\xe9\x80",  # non-ASCII bytes (as a WSGI server hands them over)
         "Token é" + "a" * 63,
         "Token \x00\x01\x02" + "a" * 61,  # control bytes
         "Token zz%%$$" + "a" * 58,
-        "Bearer " + "0" * 64,             # another scheme: not authenticated at all
+        "Bearer " + "0" * 64,  # another scheme: not authenticated at all
     ],
 )
 def test_wrong_or_weird_token_is_401_not_500(alice, header):
@@ -117,6 +129,7 @@ def test_expired_token_is_refused_and_deleted_while_a_live_one_of_the_user_works
 
 # --- POST -----------------------------------------------------------------------------------------
 
+
 @pytest.fixture
 def no_trace():
     """Asserts that the test created no Job row and no job key in Redis."""
@@ -131,13 +144,22 @@ def no_trace():
     # The worker may also start a job an earlier test submitted and count its delivery
     # (jobs:deliveries:<id>); that is no trace of this test as long as the job was there before.
     known = {key for _, key in keys_before}
+
     def earlier_jobs_delivery(key: bytes) -> bool:
         job_id = key.removeprefix(b"jobs:deliveries:")
         return job_id != key and bool({b"celery-task-meta-" + job_id, b"jobs:record:" + job_id} & known)
+
     # The workers' own bookkeeping (liveness index, archive and recovery locks, the index of
     # finished jobs to archive) is no trace of a request either.
-    bookkeeping = (b"_kombu", b"unacked", b"jobs:auth:", b"jobs:workers", b"jobs:archive-lock",
-                   b"jobs:recovery-lock", b"jobs:finished")
+    bookkeeping = (
+        b"_kombu",
+        b"unacked",
+        b"jobs:auth:",
+        b"jobs:workers",
+        b"jobs:archive-lock",
+        b"jobs:recovery-lock",
+        b"jobs:finished",
+    )
     job_keys = {key for key in new_keys if not key.startswith(bookkeeping) and not earlier_jobs_delivery(key)}
     assert not job_keys, job_keys
 
@@ -154,8 +176,12 @@ def test_unknown_kind_is_400_naming_kind(alice, no_trace):
 
 @pytest.mark.parametrize(
     "kind, params, field",
-    [("sum_number", {"x": "one", "y": 2}, "x"), ("sum_number", {"x": 9, "y": 1}, "y"),
-     ("model_inference", {"text": "hi", "steps": 1000}, "steps"), ("noop", {"extra": 1}, "extra")],
+    [
+        ("sum_number", {"x": "one", "y": 2}, "x"),
+        ("sum_number", {"x": 9, "y": 1}, "y"),
+        ("model_inference", {"text": "hi", "steps": 1000}, "steps"),
+        ("noop", {"extra": 1}, "extra"),
+    ],
 )
 def test_bad_params_are_400_naming_the_field_under_params(alice, no_trace, kind, params, field):
     response = alice.submit(kind, params)
@@ -190,8 +216,15 @@ def test_body_over_the_limit_is_413(alice, no_trace):
     assert response.json()["error"] == "payload_too_large"
 
 
-@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded",
-                                          "multipart/form-data; boundary=xyz", "application/xml"])
+@pytest.mark.parametrize(
+    "content_type",
+    [
+        "text/plain",
+        "application/x-www-form-urlencoded",
+        "multipart/form-data; boundary=xyz",
+        "application/xml",
+    ],
+)
 def test_wrong_content_type_is_415(alice, no_trace, content_type):
     response = _post_raw(alice, "kind=noop", content_type=content_type)
     assert response.status_code == 415

@@ -25,12 +25,20 @@ pytestmark = pytest.mark.django_db(transaction=True)
 
 def archived(job_id: str, timeout: float = 30) -> Job:
     """The job's record once the worker's archiver wrote its outcome."""
-    return wait_until(lambda: Job.objects.filter(pk=job_id, outcome__isnull=False).first(),
-                      timeout=timeout, interval=0.1, what=f"job {job_id} archived")
+    return wait_until(
+        lambda: Job.objects.filter(pk=job_id, outcome__isnull=False).first(),
+        timeout=timeout,
+        interval=0.1,
+        what=f"job {job_id} archived",
+    )
 
 
 def job_keys(job_id: str) -> list[bytes | str]:
-    return [job_store.meta_key(job_id), job_store.RECORD_PREFIX + job_id, job_store.DELIVERIES_PREFIX + job_id]
+    return [
+        job_store.meta_key(job_id),
+        job_store.RECORD_PREFIX + job_id,
+        job_store.DELIVERIES_PREFIX + job_id,
+    ]
 
 
 def drop_from_redis(job_id: str) -> None:
@@ -77,7 +85,8 @@ def test_a_finished_job_reads_the_same_after_it_left_redis_until_it_expires(alic
 
     # Its retention (JOB_RESULT_EXPIRES after the finish) ends: 410, as when Redis expired it.
     Job.objects.filter(pk=job_id).update(
-        finished_at=record.finished_at - timedelta(seconds=settings.CELERY_RESULT_EXPIRES))
+        finished_at=record.finished_at - timedelta(seconds=settings.CELERY_RESULT_EXPIRES)
+    )
     gone = alice.get(job_id)
     assert gone.status_code == 410 and gone.json()["state"] == "EXPIRED"
     with pytest.raises(CommandError, match="expired"):
@@ -88,8 +97,9 @@ def test_a_finished_job_reads_the_same_after_it_left_redis_until_it_expires(alic
 
 def test_failed_and_cancelled_jobs_keep_their_answers_after_they_left_redis(alice):
     failed = alice.submit("fail", {"message": "archived failure"}).json()["id"]
-    queued = alice.submit("model_inference", {"text": "x", "steps": 30, "step_seconds": 0.1},
-                          name="to-cancel").json()["id"]
+    queued = alice.submit(
+        "model_inference", {"text": "x", "steps": 30, "step_seconds": 0.1}, name="to-cancel"
+    ).json()["id"]
     alice.wait_for_state(failed, "FAILURE")
     assert alice.delete(queued).status_code == 202
     alice.wait_for_state(queued, "REVOKED")
@@ -123,8 +133,11 @@ def fake_finished(count: int, ago: float = 3600, task: str = "jobs.purge_old_job
     finished = time.time() - ago
     with client.pipeline(transaction=False) as pipe:
         for number, job_id in enumerate(ids):
-            pipe.set(job_store.meta_key(job_id), json.dumps({"status": "SUCCESS", "result": None, "name": task,
-                                                         "task_id": job_id}), ex=3600)
+            pipe.set(
+                job_store.meta_key(job_id),
+                json.dumps({"status": "SUCCESS", "result": None, "name": task, "task_id": job_id}),
+                ex=3600,
+            )
             pipe.zadd(job_store.FINISHED_INDEX, {job_id: finished + number / 1000})
         pipe.execute()
     return ids

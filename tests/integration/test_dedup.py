@@ -109,8 +109,9 @@ def test_concurrent_submissions_of_one_name_make_one_job(worker):
         client.credentials(HTTP_AUTHORIZATION=f"Token {caller.token}")
         try:
             barrier.wait(timeout=10)
-            responses[index] = client.post(JOBS_URL, {"kind": "sum_number", "params": {"x": 1, "y": 3},
-                                                      "name": name}, format="json")
+            responses[index] = client.post(
+                JOBS_URL, {"kind": "sum_number", "params": {"x": 1, "y": 3}, "name": name}, format="json"
+            )
         except Exception as exc:  # noqa: BLE001 - reported below
             errors.append(exc)
         finally:

@@ -43,9 +43,11 @@ def test_flaky_job_is_retried_until_it_succeeds(alice):
     # is possible with jitter): wait for both lines rather than for "succeeded".
     retry_line = f"Task jobs.flaky[{job_id}] retry"
     success_line = f"Task jobs.flaky[{job_id}] succeeded"
-    wait_until(lambda: (log := worker_log()).count(retry_line) >= 2 and success_line in log,
-               timeout=10, what="two retry lines and a success line")
+    wait_until(
+        lambda: (log := worker_log()).count(retry_line) >= 2 and success_line in log,
+        timeout=10,
+        what="two retry lines and a success line",
+    )
     log = worker_log()
     assert log.count(retry_line) == 2
     assert log.count(success_line) == 1
-

@@ -18,8 +18,15 @@ pytestmark = pytest.mark.django_db
 def record(caller, *, submitted_at, state: str | None) -> Job:
     """A job record of caller's submitted then, with that state in the result backend (no message)."""
     name = f"gauge-{uuid.uuid4().hex[:8]}"
-    job = Job.objects.create(id=job_actions.job_id_for(caller.token, name), owner=job_actions.owner_for(caller.token),
-                             user=caller.user, name=name, kind="noop", params={}, submitted_at=submitted_at)
+    job = Job.objects.create(
+        id=job_actions.job_id_for(caller.token, name),
+        owner=job_actions.owner_for(caller.token),
+        user=caller.user,
+        name=name,
+        kind="noop",
+        params={},
+        submitted_at=submitted_at,
+    )
     if state is not None:
         job_store.write_meta(job.id, state, {"hostname": None, "started_at": None})
     return job
@@ -29,12 +36,12 @@ def test_the_oldest_job_waiting_to_start_is_the_oldest_pending_or_retrying_one(a
     # A moment of its own, days ahead: no other test's job falls in the window the gauge reads.
     now = timezone.now() + timedelta(days=10)
     assert gauges.oldest_waiting_age(now) == 0.0
-    record(alice, submitted_at=now - timedelta(minutes=40), state=states.STARTED)   # running
-    record(alice, submitted_at=now - timedelta(minutes=30), state=states.SUCCESS)   # not archived yet
-    record(alice, submitted_at=now - timedelta(minutes=25), state=None)             # state expired
-    record(alice, submitted_at=now - timedelta(minutes=20), state=states.RETRY)     # worker lost
+    record(alice, submitted_at=now - timedelta(minutes=40), state=states.STARTED)  # running
+    record(alice, submitted_at=now - timedelta(minutes=30), state=states.SUCCESS)  # not archived yet
+    record(alice, submitted_at=now - timedelta(minutes=25), state=None)  # state expired
+    record(alice, submitted_at=now - timedelta(minutes=20), state=states.RETRY)  # worker lost
     record(alice, submitted_at=now - timedelta(minutes=10), state=states.PENDING)
-    record(alice, submitted_at=now - timedelta(days=2), state=states.PENDING)       # older than the results
+    record(alice, submitted_at=now - timedelta(days=2), state=states.PENDING)  # older than the results
     assert gauges.oldest_waiting_age(now) == pytest.approx(20 * 60)
 
 

@@ -57,7 +57,9 @@ def test_above_the_admission_limit_new_jobs_get_503_and_reads_still_work(alice, 
     maxmemory(used_memory() * 3)
     assert_refused(alice.submit("noop", name="while-full"))
     assert Job.objects.count() == rows
-    new_job_keys = {key for _, key in redis_keys() - keys if key.startswith((b"celery-task-meta-", b"jobs:record:"))}
+    new_job_keys = {
+        key for _, key in redis_keys() - keys if key.startswith((b"celery-task-meta-", b"jobs:record:"))
+    }
     assert not new_job_keys
     # Reading, listing and resubmitting a known name still answer: they add no job.
     assert alice.get(done).json()["state"] == "SUCCESS"
@@ -81,7 +83,9 @@ def test_when_redis_itself_refuses_the_submission_nothing_is_left(alice, maxmemo
 
 
 def test_a_worker_keeps_a_finished_result_until_redis_has_room(alice, maxmemory):
-    job_id = alice.submit("model_inference", {"text": "hold on", "steps": 4, "step_seconds": 0.5}).json()["id"]
+    job_id = alice.submit("model_inference", {"text": "hold on", "steps": 4, "step_seconds": 0.5}).json()[
+        "id"
+    ]
     alice.wait_for_state(job_id, "PROGRESS")
     # Redis refuses every write from here on: the job's progress and its result must wait.
     maxmemory(1)

@@ -37,38 +37,48 @@ def queued(queue: str) -> list[dict]:
 
 
 def live_workers() -> set[str]:
-    return {key.decode().removeprefix(WORKER_KEY_PREFIX).rsplit(":", 1)[0]
-            for key in redis_client(0).scan_iter(match=WORKER_KEY_PREFIX + "*")}
+    return {
+        key.decode().removeprefix(WORKER_KEY_PREFIX).rsplit(":", 1)[0]
+        for key in redis_client(0).scan_iter(match=WORKER_KEY_PREFIX + "*")
+    }
 
 
 def test_a_killed_workers_running_and_prefetched_jobs_are_put_back_once():
     queue, other = f"it-orphans-{uuid.uuid4().hex[:6]}", f"it-sweeper-{uuid.uuid4().hex[:6]}"
     # One pool process, two messages held: one running, one prefetched behind it.
-    victim = start_worker("it-victim", queue, concurrency=1,
-                          env={**FAST, "CELERY_WORKER_PREFETCH_MULTIPLIER": "2"})
+    victim = start_worker(
+        "it-victim", queue, concurrency=1, env={**FAST, "CELERY_WORKER_PREFETCH_MULTIPLIER": "2"}
+    )
     try:
         running = send("model_inference", queue, text="orphan", steps=40, step_seconds=0.5)
         prefetched = send("noop", queue)
         wait_until(lambda: state(running).get("status") == "PROGRESS", timeout=30, what="the job running")
-        wait_until(lambda: {running, prefetched} <= unacked_ids(), timeout=30,
-                   what="both messages held by the victim")
+        wait_until(
+            lambda: {running, prefetched} <= unacked_ids(),
+            timeout=30,
+            what="both messages held by the victim",
+        )
         assert victim.node in live_workers()
     finally:
         victim.kill()
     killed = time.monotonic()
-    assert {running, prefetched} <= unacked_ids()          # nothing handed them back
-    assert state(running)["status"] == "PROGRESS"           # the last word of the dead worker
+    assert {running, prefetched} <= unacked_ids()  # nothing handed them back
+    assert state(running)["status"] == "PROGRESS"  # the last word of the dead worker
 
     # A live worker on another queue notices and puts both back in `queue`, where nobody
     # consumes them yet: what was done can be read before anything runs them again.
     with running_worker("it-sweeper", other, env=FAST) as sweeper:
-        wait_until(lambda: {running, prefetched} <= {m["headers"]["id"] for m in queued(queue)},
-                   timeout=4 * LOST_AFTER, interval=0.2, what="both jobs put back in their queue")
+        wait_until(
+            lambda: {running, prefetched} <= {m["headers"]["id"] for m in queued(queue)},
+            timeout=4 * LOST_AFTER,
+            interval=0.2,
+            what="both jobs put back in their queue",
+        )
         took = time.monotonic() - killed
         assert took < 4 * LOST_AFTER, took
         assert not {running, prefetched} & unacked_ids()
         messages = {m["headers"]["id"]: m for m in queued(queue)}
-        assert len(queued(queue)) == 2                      # once each
+        assert len(queued(queue)) == 2  # once each
         assert all(m["headers"]["redelivered"] for m in messages.values())
         meta = state(running)
         assert meta["status"] == "RETRY" and meta["result"]["exc_type"] == "WorkerLostError", meta
@@ -76,23 +86,32 @@ def test_a_killed_workers_running_and_prefetched_jobs_are_put_back_once():
 
         # A worker on the queue runs them again, under the same ids.
         with running_worker("it-rescuer", queue, env=FAST):
-            wait_until(lambda: state(running).get("status") == "SUCCESS", timeout=60, what="the job to finish")
+            wait_until(
+                lambda: state(running).get("status") == "SUCCESS", timeout=60, what="the job to finish"
+            )
             wait_until(lambda: state(prefetched).get("status") == "SUCCESS", timeout=30, what="the other")
-    assert state(running)["result"]["deliveries"] == 2      # it was started twice
-    assert state(prefetched)["result"]["deliveries"] == 1   # it never started on the victim
+    assert state(running)["result"]["deliveries"] == 2  # it was started twice
+    assert state(prefetched)["result"]["deliveries"] == 1  # it never started on the victim
 
 
 def test_jobs_of_a_live_worker_are_never_put_back():
     queue, other = f"it-alive-{uuid.uuid4().hex[:6]}", f"it-sweeper2-{uuid.uuid4().hex[:6]}"
-    with running_worker("it-busy", queue, concurrency=1,
-                        env={**FAST, "CELERY_WORKER_PREFETCH_MULTIPLIER": "2"}) as busy, \
-            running_worker("it-sweeper2", other, env=FAST) as sweeper:
+    with (
+        running_worker(
+            "it-busy", queue, concurrency=1, env={**FAST, "CELERY_WORKER_PREFETCH_MULTIPLIER": "2"}
+        ) as busy,
+        running_worker("it-sweeper2", other, env=FAST) as sweeper,
+    ):
         # Running (and prefetched) for three times JOB_WORKER_LOST_AFTER while the other
         # worker sweeps every few seconds.
         long = send("model_inference", queue, text="alive", steps=30, step_seconds=1.0)
         behind = send("noop", queue)
-        wait_until(lambda: state(behind).get("status") == "SUCCESS", timeout=90, interval=1,
-                   what="both jobs to finish")
+        wait_until(
+            lambda: state(behind).get("status") == "SUCCESS",
+            timeout=90,
+            interval=1,
+            what="both jobs to finish",
+        )
         assert state(long)["status"] == "SUCCESS"
         assert state(long)["result"]["deliveries"] == 1
         assert state(behind)["result"]["deliveries"] == 1
@@ -109,6 +128,7 @@ def test_a_job_whose_pool_process_keeps_dying_ends_failure():
     with running_worker("it-dying", queue, concurrency=1, env={"JOB_MAX_DELIVERIES": "2"}) as worker:
         job = send("model_inference", queue, text="dies", steps=30, step_seconds=0.5)
         for delivery in (1, 2):
+
             def running_in():
                 meta = state(job)
                 if meta.get("status") != "PROGRESS" or meta["result"].get("deliveries") != delivery:
@@ -118,8 +138,11 @@ def test_a_job_whose_pool_process_keeps_dying_ends_failure():
                 return pids[0] if pids else None
 
             os.kill(wait_until(running_in, timeout=60, what=f"delivery {delivery} running"), signal.SIGKILL)
-        final = wait_until(lambda: state(job) if state(job).get("status") == "FAILURE" else None,
-                           timeout=60, what="the job to end FAILURE")
+        final = wait_until(
+            lambda: state(job) if state(job).get("status") == "FAILURE" else None,
+            timeout=60,
+            what="the job to end FAILURE",
+        )
         assert final["result"]["exc_type"] == "JobError"
         assert final["result"]["exc_message"] == [too_many_deliveries_message(2)]
         assert worker.log().count(f"Job {job} started") == 3
@@ -138,8 +161,12 @@ def test_a_lone_worker_killed_and_started_again_runs_its_job_again():
         victim.kill()
     killed = time.monotonic()
     with running_worker("it-lone", queue, concurrency=2, env=FAST) as again:
-        wait_until(lambda: state(job)["result"].get("deliveries") == 2, timeout=6 * LOST_AFTER,
-                   interval=0.2, what="the job running again")
+        wait_until(
+            lambda: state(job)["result"].get("deliveries") == 2,
+            timeout=6 * LOST_AFTER,
+            interval=0.2,
+            what="the job running again",
+        )
         took = time.monotonic() - killed
         wait_until(lambda: state(job).get("status") == "SUCCESS", timeout=60, what="the job to finish")
         log = again.log()
@@ -155,21 +182,28 @@ def test_a_restarted_worker_leaves_alone_what_it_handed_back_and_another_took():
     it, under the same delivery tag. The first worker started again must not put it back: its
     last list names that tag, but not that delivery."""
     queue = f"it-handback-{uuid.uuid4().hex[:6]}"
-    first = start_worker("it-handback", queue, concurrency=1,
-                         env={**FAST, "CELERY_WORKER_PREFETCH_MULTIPLIER": "2"})
+    first = start_worker(
+        "it-handback", queue, concurrency=1, env={**FAST, "CELERY_WORKER_PREFETCH_MULTIPLIER": "2"}
+    )
     try:
         running = send("model_inference", queue, text="first", steps=4, step_seconds=0.5)
         behind = send("model_inference", queue, text="behind", steps=20, step_seconds=0.5)
-        wait_until(lambda: state(running).get("status") == "PROGRESS", timeout=30, what="the first job running")
+        wait_until(
+            lambda: state(running).get("status") == "PROGRESS", timeout=30, what="the first job running"
+        )
         wait_until(lambda: behind in unacked_ids(), timeout=30, what="the second one prefetched")
     finally:
-        first.stop()                                        # warm: finishes the first, hands back the second
+        first.stop()  # warm: finishes the first, hands back the second
     assert state(running)["status"] == "SUCCESS"
     assert behind in {m["headers"]["id"] for m in queued(queue)}
     with running_worker("it-taker", queue, concurrency=1, env=FAST) as taker:
-        wait_until(lambda: state(behind).get("status") == "PROGRESS", timeout=30, what="taken by another worker")
+        wait_until(
+            lambda: state(behind).get("status") == "PROGRESS", timeout=30, what="taken by another worker"
+        )
         with running_worker("it-handback", queue, concurrency=1, env=FAST) as again:
-            wait_until(lambda: state(behind).get("status") == "SUCCESS", timeout=60, what="the second job done")
+            wait_until(
+                lambda: state(behind).get("status") == "SUCCESS", timeout=60, what="the second job done"
+            )
             assert "put back in the queue" not in again.log()
     assert state(behind)["result"]["deliveries"] == 1
     assert taker.log().count(f"Job {behind} started") == 1

@@ -39,8 +39,10 @@ PASSWORD = "a long pass phrase for the pages"
 def plain_static_files(settings):
     # The image collects static files at build time (whitenoise's manifest); here there is no
     # manifest, so the templates' {% static %} links use the plain storage.
-    settings.STORAGES = {**settings.STORAGES,
-                         "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"}}
+    settings.STORAGES = {
+        **settings.STORAGES,
+        "staticfiles": {"BACKEND": "django.contrib.staticfiles.storage.StaticFilesStorage"},
+    }
 
 
 def person(username: str) -> Client:
@@ -86,11 +88,16 @@ def live_state(client, job_id: str) -> dict:
 
 
 def wait_for(client, job_id: str, *states: str, timeout: float = 60) -> dict:
-    return wait_until(lambda: (s := live_state(client, job_id))["state"] in states and s,
-                      timeout=timeout, interval=0.1, what=f"job {job_id} to reach {'/'.join(states)}")
+    return wait_until(
+        lambda: (s := live_state(client, job_id))["state"] in states and s,
+        timeout=timeout,
+        interval=0.1,
+        what=f"job {job_id} to reach {'/'.join(states)}",
+    )
 
 
 # --- sign-in -----------------------------------------------------------------------------------
+
 
 def test_pages_need_a_session_and_forms_need_csrf(worker):
     anonymous = Client(enforce_csrf_checks=True)
@@ -115,11 +122,14 @@ def test_pages_need_a_session_and_forms_need_csrf(worker):
     without_csrf = anonymous.post("/accounts/login/", {"username": "erin", "password": PASSWORD})
     assert without_csrf.status_code == 403
     csrf = anonymous.cookies["csrftoken"].value
-    wrong = anonymous.post("/accounts/login/", {"username": "erin", "password": "nope",
-                                                "csrfmiddlewaretoken": csrf})
+    wrong = anonymous.post(
+        "/accounts/login/", {"username": "erin", "password": "nope", "csrfmiddlewaretoken": csrf}
+    )
     assert wrong.status_code == 200 and b'role="alert"' in wrong.content
-    signed_in = anonymous.post("/accounts/login/", {"username": "erin", "password": PASSWORD,
-                                                    "csrfmiddlewaretoken": csrf, "next": "/tokens/"})
+    signed_in = anonymous.post(
+        "/accounts/login/",
+        {"username": "erin", "password": PASSWORD, "csrfmiddlewaretoken": csrf, "next": "/tokens/"},
+    )
     assert signed_in.status_code == 302 and signed_in["Location"] == "/tokens/"
     page = anonymous.get("/jobs/")
     assert page.status_code == 200 and b"Signed in as <strong>erin</strong>" in page.content
@@ -145,14 +155,18 @@ def test_a_weak_password_is_refused_by_the_command(worker):
 
 # --- the submit form ---------------------------------------------------------------------------
 
+
 def test_the_form_is_built_from_the_kinds_serializer(carol):
     kinds = carol.get("/jobs/new/")
     for kind in KINDS:
         assert f'href="/jobs/new/{kind}/"'.encode() in kinds.content
     form = carol.get("/jobs/new/model_inference/").content.decode()
     assert re.search(r'<textarea id="param-text" name="params.text"[^>]* maxlength="2000" required', form)
-    assert re.search(r'<input type="number" id="param-steps" name="params.steps" value="5"'
-                     r'[^>]* min="1" max="100"', form)
+    assert re.search(
+        r'<input type="number" id="param-steps" name="params.steps" value="5"'
+        r'[^>]* min="1" max="100"',
+        form,
+    )
     assert re.search(r'<input type="number" id="param-step_seconds"[^>]* step="any"', form)
     assert '<label for="param-steps">Steps <span class="optional">(optional)</span></label>' in form
     assert carol.get("/jobs/new/no_such_kind/").status_code == 404
@@ -165,8 +179,9 @@ class GreetParams(serializers.Serializer):
 
 
 def test_a_new_kind_gets_its_form_and_its_errors_with_no_template(carol, monkeypatch):
-    monkeypatch.setitem(KINDS, "greet", JobKind("greet", task=None, params=GreetParams,
-                                                description="Says hello."))
+    monkeypatch.setitem(
+        KINDS, "greet", JobKind("greet", task=None, params=GreetParams, description="Says hello.")
+    )
     # A real kind is registered before the API's serializer is defined; this one comes later (DRF
     # builds each serializer's fields again from their constructor arguments).
     monkeypatch.setitem(JobSubmitSerializer._declared_fields["kind"]._kwargs, "choices", sorted(KINDS))
@@ -224,17 +239,28 @@ def test_a_full_job_store_is_a_message_not_a_crash(carol, settings):
 
 # --- a job's page, the list, cancel, re-run ------------------------------------------------------
 
+
 def test_submit_watch_and_rerun_from_the_pages(carol):
-    job_id = job_id_of(submit_form(carol, "model_inference", name="pages-demo",
-                                   params={"text": "hello", "steps": "3", "step_seconds": "0.3"}))
+    job_id = job_id_of(
+        submit_form(
+            carol,
+            "model_inference",
+            name="pages-demo",
+            params={"text": "hello", "steps": "3", "step_seconds": "0.3"},
+        )
+    )
     job = Job.objects.get(pk=job_id)
     assert (job.user, job.kind, job.name, job.run) == (carol.user, "model_inference", "pages-demo", 1)
     assert job.params == {"text": "hello", "steps": 3, "step_seconds": 0.3}
     assert job.owner == pages.job_actions.owner_for(pages.page_identity(carol.user))
 
     seen = set()
-    wait_until(lambda: seen.add((s := live_state(carol, job_id))["state"]) or s["state"] == "SUCCESS",
-               timeout=60, interval=0.05, what="SUCCESS")
+    wait_until(
+        lambda: seen.add((s := live_state(carol, job_id))["state"]) or s["state"] == "SUCCESS",
+        timeout=60,
+        interval=0.05,
+        what="SUCCESS",
+    )
     assert "PROGRESS" in seen
     page = carol.get(f"/jobs/{job_id}/").content.decode()
     assert 'data-field="state">SUCCESS<' in page and 'value="100"' in page
@@ -254,8 +280,9 @@ def test_submit_watch_and_rerun_from_the_pages(carol):
 
 
 def test_cancel_a_running_job_from_its_page(carol):
-    job_id = job_id_of(submit_form(carol, "model_inference",
-                                   params={"text": "long", "steps": "60", "step_seconds": "0.5"}))
+    job_id = job_id_of(
+        submit_form(carol, "model_inference", params={"text": "long", "steps": "60", "step_seconds": "0.5"})
+    )
     wait_for(carol, job_id, "PROGRESS")
     assert "Cancel this job" in carol.get(f"/jobs/{job_id}/").content.decode()
     assert carol.post(f"/jobs/{job_id}/cancel/")["Location"] == f"/jobs/{job_id}/"
@@ -278,8 +305,12 @@ def test_a_failure_shows_its_safe_error(carol):
 
 def test_another_users_job_is_not_found_anywhere(carol, dave):
     job_id = job_id_of(submit_form(carol, "noop"))
-    for response in (dave.get(f"/jobs/{job_id}/"), dave.post(f"/jobs/{job_id}/cancel/"),
-                     dave.post(f"/jobs/{job_id}/rerun/"), dave.get("/jobs/not-an-id/")):
+    for response in (
+        dave.get(f"/jobs/{job_id}/"),
+        dave.post(f"/jobs/{job_id}/cancel/"),
+        dave.post(f"/jobs/{job_id}/rerun/"),
+        dave.get("/jobs/not-an-id/"),
+    ):
         assert response.status_code == 404 and b"Not found" in response.content
     assert live(dave, job_id).json() == {"jobs": []}
     assert job_id.encode() not in dave.get("/jobs/").content
@@ -299,6 +330,7 @@ def test_an_api_job_is_shown_and_rerun_on_the_pages(carol):
 
 
 # --- live updates -----------------------------------------------------------------------------------
+
 
 def test_live_poll_answers_304_while_nothing_changes(carol, django_assert_max_num_queries):
     job_id = job_id_of(submit_form(carol, "noop"))
@@ -332,6 +364,7 @@ def test_live_poll_reads_archived_jobs_from_postgresql(carol):
 
 # --- the list: filters and pagination over thousands of jobs ------------------------------------------
 
+
 def make_jobs(user, count: int, start) -> list[Job]:
     """Job records as the archive leaves them, several per instant (ties in submitted_at)."""
     kinds = ["noop", "sum_number", "model_inference"]
@@ -340,11 +373,22 @@ def make_jobs(user, count: int, start) -> list[Job]:
     for i in range(count):
         outcome = outcomes[i % 4]
         submitted = start + timedelta(seconds=i // 3)
-        jobs.append(Job(id=str(uuid.uuid4()), owner=f"bulk-{user.pk}", user=user, name=f"bulk-{i}", run=1,
-                        kind=kinds[i % 3], params={}, submitted_at=submitted,
-                        outcome={"status": outcome, "result": None, "date_done": submitted.isoformat()}
-                        if outcome else None,
-                        finished_at=submitted if outcome else None))
+        jobs.append(
+            Job(
+                id=str(uuid.uuid4()),
+                owner=f"bulk-{user.pk}",
+                user=user,
+                name=f"bulk-{i}",
+                run=1,
+                kind=kinds[i % 3],
+                params={},
+                submitted_at=submitted,
+                outcome={"status": outcome, "result": None, "date_done": submitted.isoformat()}
+                if outcome
+                else None,
+                finished_at=submitted if outcome else None,
+            )
+        )
     Job.objects.bulk_create(jobs, batch_size=1000)
     return jobs
 
@@ -378,8 +422,8 @@ def test_keyset_pages_hold_with_thousands_of_jobs(carol, dave):
     by_id = {job.id: job for job in mine}
     assert walk(carol, "kind=sum_number") == [i for i in expected if by_id[i].kind == "sum_number"]
     assert walk(carol, "state=FAILURE&kind=noop") == [
-        i for i in expected
-        if by_id[i].kind == "noop" and (by_id[i].outcome or {}).get("status") == "FAILURE"]
+        i for i in expected if by_id[i].kind == "noop" and (by_id[i].outcome or {}).get("status") == "FAILURE"
+    ]
     assert walk(carol, "state=active") == [i for i in expected if by_id[i].outcome is None]
 
     # A job submitted while someone pages: the older pages neither shift nor repeat a row.
@@ -388,8 +432,10 @@ def test_keyset_pages_hold_with_thousands_of_jobs(carol, dave):
     second = carol.get("/jobs/" + second_page_url).content.decode()
     assert re.findall(r'<tr data-job-id="([0-9a-f-]{36})"', second) == expected[25:50]
     newer = re.search(r'<a href="([^"]+)" rel="prev">Newer jobs</a>', second).group(1).replace("&amp;", "&")
-    assert re.findall(r'<tr data-job-id="([0-9a-f-]{36})"', carol.get("/jobs/" + newer).content.decode()) \
+    assert (
+        re.findall(r'<tr data-job-id="([0-9a-f-]{36})"', carol.get("/jobs/" + newer).content.decode())
         == expected[:25]
+    )
 
     # Deep in the list, a page is still one index range scan from the cursor.
     deep = Job.objects.get(pk=expected[2500])
@@ -397,9 +443,12 @@ def test_keyset_pages_hold_with_thousands_of_jobs(carol, dave):
     query = job_listing.keyset_page(Job.objects.filter(user=carol.user), older, None)
     with connection.cursor() as cursor:
         at, job_id = older
-        sql, params = (Job.objects.filter(user=carol.user, submitted_at__lte=at)
-                       .filter(job_listing.Q(submitted_at__lt=at) | job_listing.Q(id__lt=job_id))
-                       .order_by("-submitted_at", "-id")[:26].query.sql_with_params())
+        sql, params = (
+            Job.objects.filter(user=carol.user, submitted_at__lte=at)
+            .filter(job_listing.Q(submitted_at__lt=at) | job_listing.Q(id__lt=job_id))
+            .order_by("-submitted_at", "-id")[:26]
+            .query.sql_with_params()
+        )
         cursor.execute("EXPLAIN (ANALYZE, FORMAT TEXT) " + sql, params)
         plan = "\n".join(row[0] for row in cursor.fetchall())
     assert "job_user_recent" in plan and "Seq Scan" not in plan, plan
@@ -409,6 +458,7 @@ def test_keyset_pages_hold_with_thousands_of_jobs(carol, dave):
 
 
 # --- tokens -------------------------------------------------------------------------------------------
+
 
 def test_a_token_made_on_the_page_works_until_revoked_there(carol, settings):
     settings.API_TOKEN_CACHE_SECONDS = 30  # the cache on: revocation must still act at once

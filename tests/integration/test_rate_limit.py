@@ -26,8 +26,9 @@ LIMITS = f"noop={RATE}/s"
 
 @pytest.fixture(scope="module")
 def rate_limited_worker():
-    with running_worker("it-ratelimit", QUEUE, env={"JOB_RATE_LIMITS": LIMITS},
-                        extra=("--without-mingle", "--without-gossip")) as worker:
+    with running_worker(
+        "it-ratelimit", QUEUE, env={"JOB_RATE_LIMITS": LIMITS}, extra=("--without-mingle", "--without-gossip")
+    ) as worker:
         yield worker.node
 
 

@@ -23,9 +23,15 @@ def stranded(caller, *, age: timedelta, state: str | None, cancelled: bool = Fal
     """A job record of caller's, submitted `age` ago, with no message in the broker."""
     name = f"stranded-{uuid.uuid4().hex[:8]}"
     job = Job.objects.create(
-        id=job_actions.job_id_for(caller.token, name), owner=job_actions.owner_for(caller.token),
-        user=caller.user, name=name, kind="sum_number", params={"x": 1, "y": 10},
-        submitted_at=timezone.now() - age, cancelled_at=timezone.now() if cancelled else None)
+        id=job_actions.job_id_for(caller.token, name),
+        owner=job_actions.owner_for(caller.token),
+        user=caller.user,
+        name=name,
+        kind="sum_number",
+        params={"x": 1, "y": 10},
+        submitted_at=timezone.now() - age,
+        cancelled_at=timezone.now() if cancelled else None,
+    )
     if state is not None:
         job_store.write_meta(job.id, state, {"hostname": None, "started_at": None})
     return job

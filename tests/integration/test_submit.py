@@ -54,8 +54,9 @@ def _rows_text(table: str) -> str:
 def test_raw_token_lands_nowhere(alice):
     token = alice.token
     name = "token-leak-check"
-    job_id = alice.submit("model_inference", {"text": "hello", "steps": 2, "step_seconds": 0.1},
-                          name=name).json()["id"]
+    job_id = alice.submit(
+        "model_inference", {"text": "hello", "steps": 2, "step_seconds": 0.1}, name=name
+    ).json()["id"]
 
     def assert_not_in_redis():
         dump = redis_dump()

@@ -48,20 +48,44 @@ def web_processes(request, django_db_setup, django_db_blocker):
         for i in range(PROCESSES):
             port = free_port()
             log = (ARTIFACTS / f"integration-web-{request.param}-{i}.log").open("w")
-            env = {**os.environ, "POSTGRES_DB": database, "API_TOKEN_CACHE_SECONDS": request.param,
-                   "GUNICORN_WORKERS": "1", "GUNICORN_THREADS": "2", "GUNICORN_ACCESS_LOG": "false"}
-            procs.append(subprocess.Popen(
-                [sys.executable, "-m", "gunicorn", "--config", "python:config.gunicorn",
-                 "--bind", f"127.0.0.1:{port}", "--no-control-socket", "config.wsgi"],
-                cwd=SERVICES_DIR, env=env, stdout=log, stderr=subprocess.STDOUT, start_new_session=True))
+            env = {
+                **os.environ,
+                "POSTGRES_DB": database,
+                "API_TOKEN_CACHE_SECONDS": request.param,
+                "GUNICORN_WORKERS": "1",
+                "GUNICORN_THREADS": "2",
+                "GUNICORN_ACCESS_LOG": "false",
+            }
+            procs.append(
+                subprocess.Popen(
+                    [
+                        sys.executable,
+                        "-m",
+                        "gunicorn",
+                        "--config",
+                        "python:config.gunicorn",
+                        "--bind",
+                        f"127.0.0.1:{port}",
+                        "--no-control-socket",
+                        "config.wsgi",
+                    ],
+                    cwd=SERVICES_DIR,
+                    env=env,
+                    stdout=log,
+                    stderr=subprocess.STDOUT,
+                    start_new_session=True,
+                )
+            )
             urls.append(f"http://127.0.0.1:{port}")
         for proc, url in zip(procs, urls, strict=True):
+
             def up(proc=proc, url=url):
                 assert proc.poll() is None, f"gunicorn exited early, see {ARTIFACTS}"
                 try:
                     return requests.get(url + "/", timeout=2).status_code == 200
                 except requests.ConnectionError:
                     return False
+
             wait_until(up, timeout=60, interval=0.2, what=f"gunicorn on {url}")
         yield request.param != "0", urls
     finally:
@@ -75,21 +99,24 @@ def web_processes(request, django_db_setup, django_db_blocker):
 
 
 def whoami(url: str, token: str) -> int:
-    return requests.get(url + "/api/whoami/", headers={"Authorization": f"Token {token}"},
-                        timeout=10).status_code
+    return requests.get(
+        url + "/api/whoami/", headers={"Authorization": f"Token {token}"}, timeout=10
+    ).status_code
 
 
 def submit(url: str, token: str) -> str:
-    response = requests.post(url + "/api/jobs/", json={"kind": "noop"},
-                             headers={"Authorization": f"Token {token}"}, timeout=10)
+    response = requests.post(
+        url + "/api/jobs/", json={"kind": "noop"}, headers={"Authorization": f"Token {token}"}, timeout=10
+    )
     assert response.status_code == 202, response.text
     return response.json()["id"]
 
 
 def status_read(url: str, token: str, job_id: str) -> int:
     # A status read checks the token in the same Redis round trip as it reads the job.
-    return requests.get(f"{url}/api/jobs/{job_id}/", headers={"Authorization": f"Token {token}"},
-                        timeout=10).status_code
+    return requests.get(
+        f"{url}/api/jobs/{job_id}/", headers={"Authorization": f"Token {token}"}, timeout=10
+    ).status_code
 
 
 def user_with_token(name: str):

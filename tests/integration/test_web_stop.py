@@ -21,14 +21,14 @@ import requests
 
 from tests.support.stack import ROOT
 
-APP = '''
+APP = """
 import time
 
 def app(environ, start_response):
     time.sleep(float(environ.get("QUERY_STRING") or 0))
     start_response("200 OK", [("Content-Type", "text/plain")])
     return [b"answered"]
-'''
+"""
 
 
 def free_port() -> int:
@@ -42,14 +42,33 @@ def gunicorn(request, tmp_path):
     """gunicorn with the stack's configuration; `threads` (default 4) by indirect parametrization."""
     (tmp_path / "slow_app.py").write_text(APP)
     port = free_port()
-    env = {**os.environ, "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "services")]),
-           "WEB_CONTAINER_PORT": str(port), "GUNICORN_WORKERS": "2",
-           "GUNICORN_THREADS": str(getattr(request, "param", 4)), "GUNICORN_ACCESS_LOG": "false"}
+    env = {
+        **os.environ,
+        "PYTHONPATH": os.pathsep.join([str(tmp_path), str(ROOT / "services")]),
+        "WEB_CONTAINER_PORT": str(port),
+        "GUNICORN_WORKERS": "2",
+        "GUNICORN_THREADS": str(getattr(request, "param", 4)),
+        "GUNICORN_ACCESS_LOG": "false",
+    }
     process = subprocess.Popen(
-        [sys.executable, "-m", "gunicorn", "--config", "python:config.gunicorn",
-         "--worker-tmp-dir", str(tmp_path), "--control-socket", str(tmp_path / "gunicorn.ctl"),
-         "slow_app:app"],
-        env=env, cwd=tmp_path, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+        [
+            sys.executable,
+            "-m",
+            "gunicorn",
+            "--config",
+            "python:config.gunicorn",
+            "--worker-tmp-dir",
+            str(tmp_path),
+            "--control-socket",
+            str(tmp_path / "gunicorn.ctl"),
+            "slow_app:app",
+        ],
+        env=env,
+        cwd=tmp_path,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+    )
     base = f"http://127.0.0.1:{port}"
     deadline = time.monotonic() + 30
     while True:
@@ -70,8 +89,9 @@ def gunicorn(request, tmp_path):
 def test_sigterm_answers_the_request_in_flight_and_refuses_new_connections(gunicorn):
     process, port = gunicorn
     answers = []
-    slow = threading.Thread(target=lambda: answers.append(
-        requests.get(f"http://127.0.0.1:{port}/?3", timeout=30)))
+    slow = threading.Thread(
+        target=lambda: answers.append(requests.get(f"http://127.0.0.1:{port}/?3", timeout=30))
+    )
     slow.start()
     time.sleep(0.5)  # the slow request is being served
     process.send_signal(signal.SIGTERM)
@@ -96,8 +116,12 @@ def test_from_sigterm_on_the_socket_queues_no_new_connection(gunicorn):
     # a queue that is reset at the close; once the socket is closed it is refused.
     process, port = gunicorn
     answers = []
-    busy = [threading.Thread(target=lambda: answers.append(
-        requests.get(f"http://127.0.0.1:{port}/?3", timeout=30))) for _ in range(2)]
+    busy = [
+        threading.Thread(
+            target=lambda: answers.append(requests.get(f"http://127.0.0.1:{port}/?3", timeout=30))
+        )
+        for _ in range(2)
+    ]
     for thread in busy:
         thread.start()
     time.sleep(0.5)  # both sync workers are busy

@@ -49,8 +49,15 @@ class WorkerProcess:
             self.process.wait(timeout=30)
 
 
-def start_worker(name: str, queues: str, *, concurrency: int = 2, env: dict | None = None,
-                 extra: tuple[str, ...] = (), files: str | None = None) -> WorkerProcess:
+def start_worker(
+    name: str,
+    queues: str,
+    *,
+    concurrency: int = 2,
+    env: dict | None = None,
+    extra: tuple[str, ...] = (),
+    files: str | None = None,
+) -> WorkerProcess:
     """files: what its log and liveness files are named after, when not the worker's name (two
     workers of one name)."""
     ARTIFACTS.mkdir(exist_ok=True)
@@ -60,14 +67,29 @@ def start_worker(name: str, queues: str, *, concurrency: int = 2, env: dict | No
     # Each worker its own liveness file (services/jobs/worker_liveness.py), not the shared /tmp one,
     # and the tests' database (pytest-django's test_<name>, set up by then), where its archiver
     # writes the outcomes of finished jobs (services/jobs/archive.py).
-    own = {"WORKER_LIVENESS_FILE": str(ARTIFACTS / f"integration-{files}.alive"),
-           "POSTGRES_DB": connection.settings_dict["NAME"]}
+    own = {
+        "WORKER_LIVENESS_FILE": str(ARTIFACTS / f"integration-{files}.alive"),
+        "POSTGRES_DB": connection.settings_dict["NAME"],
+    }
     with log_path.open("w") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "celery", "--app=config", "worker", f"--queues={queues}",
-             f"--concurrency={concurrency}", "--loglevel=INFO", f"--hostname={node}", *extra],
-            cwd=SERVICES_DIR, env={**os.environ, **own, **(env or {})}, stdout=log,
-            stderr=subprocess.STDOUT, start_new_session=True,
+            [
+                sys.executable,
+                "-m",
+                "celery",
+                "--app=config",
+                "worker",
+                f"--queues={queues}",
+                f"--concurrency={concurrency}",
+                "--loglevel=INFO",
+                f"--hostname={node}",
+                *extra,
+            ],
+            cwd=SERVICES_DIR,
+            env={**os.environ, **own, **(env or {})},
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            start_new_session=True,
         )
     worker = WorkerProcess(node.replace("%h", socket.gethostname()), process, log_path)
 

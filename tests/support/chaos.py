@@ -32,12 +32,11 @@ REPORT_PATH = Path(os.environ.get("CHAOS_REPORT", ARTIFACTS / "chaos-report.txt"
 REPORT: list[str] = []
 
 # JobTask.before_start logs this once per execution of a job (services/jobs/tasks.py).
-STARTED_LINE = re.compile(
-    r"Job ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) started \("
-)
+STARTED_LINE = re.compile(r"Job ([0-9a-f]{8}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{4}-[0-9a-f]{12}) started \(")
 
 
 # --- jobs --------------------------------------------------------------------------------------
+
 
 def long_job(n: int, steps: int = 6) -> tuple[str, dict]:
     """A multi-step model_inference taking about `steps` seconds."""
@@ -50,8 +49,9 @@ def short_job(n: int) -> tuple[str, dict]:
 
 def job_mix(count: int, long: int, start: int = 0, steps: int = 6) -> list[tuple[str, dict]]:
     """`long` long jobs first (so they are running when a fault hits), then short ones."""
-    return [long_job(start + i, steps) for i in range(long)] + \
-           [short_job(start + i) for i in range(long, count)]
+    return [long_job(start + i, steps) for i in range(long)] + [
+        short_job(start + i) for i in range(long, count)
+    ]
 
 
 @dataclass
@@ -61,8 +61,8 @@ class Ledger:
     scenario: str
     base_url: str
     token: str
-    ids: dict[str, str] = field(default_factory=dict)          # job id -> kind
-    names: dict[str, str] = field(default_factory=dict)        # job id -> name
+    ids: dict[str, str] = field(default_factory=dict)  # job id -> kind
+    names: dict[str, str] = field(default_factory=dict)  # job id -> name
     refusals: list[tuple[int | str, str]] = field(default_factory=list)  # answers retried
     # Answers after which the client sends the same name again. 503: web refused (a backing
     # service is down). The swarm tests add the proxy's 502/504 (a node died under the request).
@@ -110,8 +110,11 @@ class Ledger:
                 detail = response.text[:300]
                 if status not in self.retry_statuses:
                     raise AssertionError(f"submit {kind} {name}: {status} {detail}")
-            except (requests.ConnectionError, requests.Timeout,
-                    requests.exceptions.ChunkedEncodingError) as exc:
+            except (
+                requests.ConnectionError,
+                requests.Timeout,
+                requests.exceptions.ChunkedEncodingError,
+            ) as exc:
                 # ChunkedEncodingError: the answer was cut off mid-body (the server died while
                 # sending it); like a connection error, the client cannot know what happened.
                 status, detail = type(exc).__name__, str(exc)[:300]
@@ -119,8 +122,9 @@ class Ledger:
             with self._lock:
                 self.refusals.append((status, detail))
             if time.monotonic() > give_up:
-                raise AssertionError(f"submit {kind} {name} not accepted within {deadline}s: "
-                                     f"{status} {detail}")
+                raise AssertionError(
+                    f"submit {kind} {name} not accepted within {deadline}s: {status} {detail}"
+                )
             time.sleep(0.5)
 
     def submit_all(self, jobs: Iterable[tuple[str, dict]], threads: int = 4) -> list[str]:
@@ -150,8 +154,11 @@ class Ledger:
             page += 1
 
     def running(self, kind: str | None = None) -> list[dict]:
-        return [job for job in self.states().values()
-                if job["state"] in RUNNING and (kind is None or job["kind"] == kind)]
+        return [
+            job
+            for job in self.states().values()
+            if job["state"] in RUNNING and (kind is None or job["kind"] == kind)
+        ]
 
     def wait_finished(self, timeout: float) -> dict[str, dict]:
         """Wait until every accepted job is finished (or the deadline); return the last states.
@@ -165,8 +172,12 @@ class Ledger:
             return all(last.get(job_id, {}).get("state") in FINISHED for job_id in self.ids)
 
         try:
-            wait_until(all_finished, timeout=timeout, interval=2,
-                       what=f"{len(self.ids)} jobs of {self.scenario} to finish")
+            wait_until(
+                all_finished,
+                timeout=timeout,
+                interval=2,
+                what=f"{len(self.ids)} jobs of {self.scenario} to finish",
+            )
         except AssertionError:
             pass
         return last
@@ -202,6 +213,7 @@ class Background:
 
 # --- executions, from the worker logs ------------------------------------------------------------
 
+
 def executions(worker_logs: str) -> Counter:
     """Job id -> how many times a worker started it (all worker containers' logs)."""
     return Counter(STARTED_LINE.findall(worker_logs))
@@ -214,6 +226,7 @@ def run_twice(worker_logs: str, job_ids: Iterable[str]) -> list[str]:
 
 def held_by(worker_log: str) -> set[str]:
     """Ids of the jobs a worker received and never finished (succeeded, failed or retried)."""
+
     def ids(event: str) -> set[str]:
         return set(re.findall(rf"Task jobs\.\w+\[([0-9a-f-]{{36}})\] {event}", worker_log))
 
@@ -234,14 +247,16 @@ def worker_logs(stack: Stack) -> str:
 def broker_diagnostics(stack: Stack, job_ids: Iterable[str]) -> str:
     """Where unfinished jobs are in the broker: waiting (list `jobs`), taken but unacknowledged
     (hash `unacked`, zset `unacked_index`), or nowhere."""
+
     def cli(*args):
-        return stack.exec("redis", "redis-cli", "--no-auth-warning", "-n", "0", *args,
-                          check=False).stdout
+        return stack.exec("redis", "redis-cli", "--no-auth-warning", "-n", "0", *args, check=False).stdout
 
     waiting = cli("LRANGE", "jobs", "0", "-1")
     unacked = cli("HVALS", "unacked")
-    lines = [f"LLEN jobs={cli('LLEN', 'jobs').strip()} HLEN unacked={cli('HLEN', 'unacked').strip()} "
-             f"ZCARD unacked_index={cli('ZCARD', 'unacked_index').strip()}"]
+    lines = [
+        f"LLEN jobs={cli('LLEN', 'jobs').strip()} HLEN unacked={cli('HLEN', 'unacked').strip()} "
+        f"ZCARD unacked_index={cli('ZCARD', 'unacked_index').strip()}"
+    ]
     for job_id in job_ids:
         where = [name for name, blob in (("waiting", waiting), ("unacked", unacked)) if job_id in blob]
         lines.append(f"  {job_id}: {', '.join(where) or 'not in the broker'}")
@@ -249,6 +264,7 @@ def broker_diagnostics(stack: Stack, job_ids: Iterable[str]) -> str:
 
 
 # --- a scenario's ledger and its end ----------------------------------------------------------
+
 
 def new_ledger(stack: Stack, scenario: str) -> Ledger:
     token = stack.create_token(f"chaos-{scenario}-{uuid.uuid4().hex[:8]}")
@@ -261,8 +277,16 @@ def new_ledger(stack: Stack, scenario: str) -> Ledger:
 FINISH_TIMEOUT = 420
 
 
-def finish(stack: Stack, ledger: Ledger, label: str, started: float, note: str = "",
-           fault: float | None = None, minimum: int = 200, timeout: float = FINISH_TIMEOUT):
+def finish(
+    stack: Stack,
+    ledger: Ledger,
+    label: str,
+    started: float,
+    note: str = "",
+    fault: float | None = None,
+    minimum: int = 200,
+    timeout: float = FINISH_TIMEOUT,
+):
     """Wait for every job, count executions, record the report line, assert nothing was lost.
 
     fault: when the fault ended (monotonic); the note then says how long after it all finished.
@@ -275,8 +299,15 @@ def finish(stack: Stack, ledger: Ledger, label: str, started: float, note: str =
     lost = ledger.lost(states)
     twice = [job_id for job_id in ledger.ids if counts[job_id] >= 2]
     finished = sum(1 for job_id in ledger.ids if states.get(job_id, {}).get("state") == "SUCCESS")
-    line = record(label, submitted=len(ledger.ids), finished=finished, lost=len(lost),
-                  twice=len(twice), seconds=time.monotonic() - started, note=note)
+    line = record(
+        label,
+        submitted=len(ledger.ids),
+        finished=finished,
+        lost=len(lost),
+        twice=len(twice),
+        seconds=time.monotonic() - started,
+        note=note,
+    )
     print(f"\n[chaos] {line}")
     if lost:
         (ARTIFACTS / f"chaos-{ledger.scenario}-worker.log").write_text(logs)
@@ -284,14 +315,17 @@ def finish(stack: Stack, ledger: Ledger, label: str, started: float, note: str =
             f"  {job_id} {ledger.names[job_id]} {ledger.ids[job_id]}: "
             f"{states.get(job_id, {}).get('state', 'not listed')} "
             f"{states.get(job_id, {}).get('error') or ''} started {counts[job_id]}x"
-            for job_id in lost[:20])
-        raise AssertionError(f"{len(lost)} accepted jobs not SUCCESS:\n{details}\n"
-                             f"{broker_diagnostics(stack, lost[:20])}")
+            for job_id in lost[:20]
+        )
+        raise AssertionError(
+            f"{len(lost)} accepted jobs not SUCCESS:\n{details}\n{broker_diagnostics(stack, lost[:20])}"
+        )
     assert finished == len(ledger.ids) >= minimum
     return states, counts
 
 
 # --- web during an outage ------------------------------------------------------------------------
+
 
 @dataclass
 class Answer:
@@ -310,8 +344,10 @@ class OutageWatch:
 
     def __init__(self, stack: Stack, token: str, api_path: str, prompt: float = 10):
         api = Api(stack.url(""), token)
-        self.targets = {"healthz": (requests.Session(), stack.url("/healthz")),
-                        "api": (api.session, api.base_url + api_path)}
+        self.targets = {
+            "healthz": (requests.Session(), stack.url("/healthz")),
+            "api": (api.session, api.base_url + api_path),
+        }
         self.prompt = prompt
         self.answers: list[Answer] = []
         self._stop = threading.Event()
@@ -362,6 +398,7 @@ class OutageWatch:
 
 # --- containers ---------------------------------------------------------------------------------
 
+
 def parse_time(value: str) -> float:
     """Unix time of an ISO-8601 timestamp (Docker's nanoseconds cut to microseconds)."""
     value = re.sub(r"(\.\d{6})\d+", r"\1", value.replace("Z", "+00:00"))
@@ -370,10 +407,14 @@ def parse_time(value: str) -> float:
 
 # --- report ------------------------------------------------------------------------------------
 
-def record(scenario: str, *, submitted: int, finished: int, lost: int, twice: int,
-           seconds: float, note: str = "") -> str:
-    return record_line(f"{scenario}: submitted {submitted} / finished {finished} / lost {lost} / "
-                       f"run twice {twice}  ({seconds:.0f} s{'; ' + note if note else ''})")
+
+def record(
+    scenario: str, *, submitted: int, finished: int, lost: int, twice: int, seconds: float, note: str = ""
+) -> str:
+    return record_line(
+        f"{scenario}: submitted {submitted} / finished {finished} / lost {lost} / "
+        f"run twice {twice}  ({seconds:.0f} s{'; ' + note if note else ''})"
+    )
 
 
 def record_line(line: str) -> str:
@@ -384,8 +425,9 @@ def record_line(line: str) -> str:
     return line
 
 
-def two_workers_one_killed(stack: Stack, *, scenario: str, label: str, jobs: int, long: int, steps: int,
-                           while_waiting=None) -> None:
+def two_workers_one_killed(
+    stack: Stack, *, scenario: str, label: str, jobs: int, long: int, steps: int, while_waiting=None
+) -> None:
     """Chaos on either broker: --scale worker=2, the second worker SIGKILLed while both run long
     jobs. Its jobs finish on the survivor, each started twice, and no job of the live worker runs
     twice. `while_waiting(ledger, victim_ids, killed)` runs before the rest is awaited and returns a
@@ -400,17 +442,27 @@ def two_workers_one_killed(stack: Stack, *, scenario: str, label: str, jobs: int
         assert sorted(names) == [1, 2], names
         survivor, victim = names[1], names[2]
         victim_container = next(c["ID"] for c in stack.state()["worker"] if c["Name"].endswith("-2"))
-        wait_until(lambda: "ready." in container_logs(victim_container),
-                   timeout=180, interval=1, what="worker 2 ready")
+        wait_until(
+            lambda: "ready." in container_logs(victim_container),
+            timeout=180,
+            interval=1,
+            what="worker 2 ready",
+        )
 
         ledger = new_ledger(stack, scenario)
         mix = job_mix(jobs, long=long, steps=steps)
         ledger.submit_all(mix[:long])
         rest = ledger.submit_in_background(mix[long:])
         on_victim = wait_until(
-            lambda: [j for j in ledger.running("model_inference")
-                     if j["worker"] == victim and j["progress"] and j["progress"]["current"] <= 5],
-            timeout=180, interval=0.5, what=f"long jobs running on worker 2 ({victim})")
+            lambda: [
+                j
+                for j in ledger.running("model_inference")
+                if j["worker"] == victim and j["progress"] and j["progress"]["current"] <= 5
+            ],
+            timeout=180,
+            interval=0.5,
+            what=f"long jobs running on worker 2 ({victim})",
+        )
         # Its restart policy would not bring it back after `docker kill` anyway; say so.
         docker("update", "--restart=no", victim_container, timeout=120)
         docker("kill", "-s", "KILL", victim_container, timeout=120)
@@ -423,8 +475,13 @@ def two_workers_one_killed(stack: Stack, *, scenario: str, label: str, jobs: int
 
         # Counted before scaling down: a removed container's logs are gone.
         states, counts = finish(
-            stack, ledger, label, started, fault=killed,
-            note=f"{len(on_victim)} long jobs running on the killed worker{shown}, then finished on the other")
+            stack,
+            ledger,
+            label,
+            started,
+            fault=killed,
+            note=f"{len(on_victim)} long jobs running on the killed worker{shown}, then finished on the other",
+        )
         for job in on_victim:
             final = states[job["id"]]
             assert final["worker"] == survivor, f"{job['id']} finished on {final['worker']}"
@@ -440,11 +497,11 @@ def two_workers_one_killed(stack: Stack, *, scenario: str, label: str, jobs: int
 # Each runs on the stack it is given, as a user's stack runs: every compose timeout as shipped.
 
 JOBS = 200
-LONG = 8          # long jobs per scenario (model_inference, LONG_STEPS x 1 s)
+LONG = 8  # long jobs per scenario (model_inference, LONG_STEPS x 1 s)
 LONG_STEPS = 6
 # What the issue promises on the defaults: a killed worker's running job runs again within this.
 RUNNING_AGAIN_WITHIN = 90
-PROMPT = 10       # seconds: web must answer within this even while a backing service is down
+PROMPT = 10  # seconds: web must answer within this even while a backing service is down
 # A backing service stays down at least this long: long jobs report progress meanwhile, and
 # workers and beat notice the lost connections.
 OUTAGE = 10
@@ -497,8 +554,11 @@ def worker_sigkilled_mid_run(stack: Stack, *, scenario: str, label: str) -> None
     container = stack.container_ids("worker")[0]
     docker("kill", "-s", "KILL", container, timeout=120)
     killed, killed_at = time.monotonic(), time.time()
-    wait_until(lambda: not json.loads(docker("inspect", container, timeout=120).stdout)[0]["State"]["Running"],
-               timeout=60, what="the killed worker to be gone")
+    wait_until(
+        lambda: not json.loads(docker("inspect", container, timeout=120).stdout)[0]["State"]["Running"],
+        timeout=60,
+        what="the killed worker to be gone",
+    )
     stack.up("worker")
 
     def started_again():
@@ -507,17 +567,24 @@ def worker_sigkilled_mid_run(stack: Stack, *, scenario: str, label: str) -> None
 
     # `up --wait` returns once the healthcheck passed, which may be after the job started
     # again: when it did is its second run's own start time.
-    again = wait_until(started_again, timeout=RUNNING_AGAIN_WITHIN + 60, interval=0.3,
-                       what="the 20-step job started again")
+    again = wait_until(
+        started_again, timeout=RUNNING_AGAIN_WITHIN + 60, interval=0.3, what="the 20-step job started again"
+    )
     took = parse_time(again["started_at"]) - killed_at
     ready, put_back = worker_events_after(stack, killed_at)
     rest.join()
 
-    states, counts = finish(stack, ledger, label, started,
-                            note=f"the 20-step job (step {before['progress']['current']} at the kill) "
-                                 f"ran again {took:.0f} s after the kill (worker ready again after "
-                                 f"{ready:.0f} s, jobs put back after {put_back:.0f} s); "
-                                 f"{len(interrupted)} jobs were running at the kill", fault=killed)
+    states, counts = finish(
+        stack,
+        ledger,
+        label,
+        started,
+        note=f"the 20-step job (step {before['progress']['current']} at the kill) "
+        f"ran again {took:.0f} s after the kill (worker ready again after "
+        f"{ready:.0f} s, jobs put back after {put_back:.0f} s); "
+        f"{len(interrupted)} jobs were running at the kill",
+        fault=killed,
+    )
     assert took <= RUNNING_AGAIN_WITHIN, f"running again only {took:.0f} s after the kill"
     assert again["started_at"] != before["started_at"]
     assert states[twenty]["result"]["steps"] == 20
@@ -537,8 +604,12 @@ def backing_service_restarted_mid_run(stack: Stack, *, service: str, scenario: s
     started = time.monotonic()
     ledger = new_ledger(stack, scenario)
     early = ledger.submit_all([short_job(n) for n in range(10)])
-    wait_until(lambda: all(ledger.states()[job_id]["state"] == "SUCCESS" for job_id in early),
-               timeout=180, interval=1, what="the first jobs to finish")
+    wait_until(
+        lambda: all(ledger.states()[job_id]["state"] == "SUCCESS" for job_id in early),
+        timeout=180,
+        interval=1,
+        what="the first jobs to finish",
+    )
 
     # Submitted in the background and watched meanwhile: on a loaded machine submitting 90 jobs
     # can outlast the long ones, and the fault must hit while they run.
@@ -550,8 +621,9 @@ def backing_service_restarted_mid_run(stack: Stack, *, service: str, scenario: s
         queued = [job_id for job_id, j in states.items() if j["state"] == "PENDING"]
         return (running, queued) if running and queued else None
 
-    running, queued = wait_until(mid_run, timeout=180, interval=0.5,
-                                 what="long jobs running with others queued")
+    running, queued = wait_until(
+        mid_run, timeout=180, interval=0.5, what="long jobs running with others queued"
+    )
     waiting = int(redis_cli(stack, "-n", "0", "LLEN", "jobs").strip() or 0)
     web_before = stack.inspect("web")
     restarts_before = restart_counts(stack, "web", "worker", "beat")
@@ -561,12 +633,24 @@ def backing_service_restarted_mid_run(stack: Stack, *, service: str, scenario: s
         down = time.monotonic()
         # Submitted while the service is down: refused with 503 until it is back.
         during = ledger.submit_in_background([short_job(n) for n in range(100, 200)])
-        wait_until(lambda: watch.saw_503("healthz") and watch.saw_503("api") and ledger.refusals
-                   and time.monotonic() - down >= OUTAGE,
-                   timeout=90, interval=0.5, what=f"503 answers while {service} is down")
+        wait_until(
+            lambda: (
+                watch.saw_503("healthz")
+                and watch.saw_503("api")
+                and ledger.refusals
+                and time.monotonic() - down >= OUTAGE
+            ),
+            timeout=90,
+            interval=0.5,
+            what=f"503 answers while {service} is down",
+        )
         stack.compose("start", service)
-        wait_until(lambda: healthz(stack).status_code == 200, timeout=180, interval=1,
-                   what=f"/healthz 200 after {service} came back")
+        wait_until(
+            lambda: healthz(stack).status_code == 200,
+            timeout=180,
+            interval=1,
+            what=f"/healthz 200 after {service} came back",
+        )
         back = time.monotonic()
         outage = back - down
         # Results finished before the restart read SUCCESS after it.
@@ -581,18 +665,24 @@ def backing_service_restarted_mid_run(stack: Stack, *, service: str, scenario: s
     assert not bad_refusals, f"submissions failed otherwise than 503: {bad_refusals[:5]}"
 
     web_after = stack.inspect("web")
-    assert (web_after["Id"], web_after["State"]["StartedAt"]) == \
-        (web_before["Id"], web_before["State"]["StartedAt"]), "web was recreated or restarted"
+    assert (web_after["Id"], web_after["State"]["StartedAt"]) == (
+        web_before["Id"],
+        web_before["State"]["StartedAt"],
+    ), "web was recreated or restarted"
     assert web_after["RestartCount"] == 0
     assert restart_counts(stack, "web", "worker", "beat") == restarts_before, "a service crashed"
 
     seen = watch.counts()
     states, counts = finish(
-        stack, ledger, label, started,
+        stack,
+        ledger,
+        label,
+        started,
         note=f"down {outage:.0f} s; {len(queued)} queued ({waiting} waiting in Redis) and "
-             f"{len(running)} running at the stop; {len(ledger.refusals)} submissions refused 503 "
-             f"then retried; web 503 JSON: healthz {seen[('healthz', 503)]}x, API read "
-             f"{seen[('api', 503)]}x; web restarts 0",
-        fault=back)
+        f"{len(running)} running at the stop; {len(ledger.refusals)} submissions refused 503 "
+        f"then retried; web 503 JSON: healthz {seen[('healthz', 503)]}x, API read "
+        f"{seen[('api', 503)]}x; web restarts 0",
+        fault=back,
+    )
     assert all(states[job_id]["state"] == "SUCCESS" for job_id in queued)
     stack.wait_healthy(timeout=240)

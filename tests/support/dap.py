@@ -80,8 +80,9 @@ class DapClient:
                 raise DapError(f"connection closed before the response to request {seq}{self._tail()}")
             response = self._responses.pop(seq)
         if not response.get("success"):
-            raise DapError(f"{response.get('command')} failed: {response.get('message')!r} "
-                           f"{response.get('body')!r}")
+            raise DapError(
+                f"{response.get('command')} failed: {response.get('message')!r} {response.get('body')!r}"
+            )
         return response
 
     def wait_event(self, event: str, timeout: float = 30, where=None) -> dict:
@@ -89,6 +90,7 @@ class DapClient:
 
         Events are kept from the moment they arrive, so one sent before this call counts.
         """
+
         def find():
             for index, message in enumerate(self._events):
                 if message.get("event") == event and (where is None or where(message.get("body") or {})):
@@ -115,8 +117,10 @@ class DapClient:
             return [m for m in self._events if m.get("event") == event]
 
     def _tail(self) -> str:
-        recent = [{k: m.get(k) for k in ("type", "command", "event", "success", "message")}
-                  for m in self.messages[-8:]]
+        recent = [
+            {k: m.get(k) for k in ("type", "command", "event", "success", "message")}
+            for m in self.messages[-8:]
+        ]
         return f"; last messages received: {recent}"
 
     def _read_loop(self) -> None:
@@ -150,9 +154,16 @@ class DapClient:
         kind = message.get("type")
         if kind == "request":
             # A reverse request (runInTerminal, startDebugging): this client supports none.
-            self._write({"seq": 0, "type": "response", "request_seq": message.get("seq"),
-                         "command": message.get("command"), "success": False,
-                         "message": "not supported by this client"})
+            self._write(
+                {
+                    "seq": 0,
+                    "type": "response",
+                    "request_seq": message.get("seq"),
+                    "command": message.get("command"),
+                    "success": False,
+                    "message": "not supported by this client",
+                }
+            )
         with self._cond:
             self.messages.append(message)
             if kind == "response":
@@ -164,32 +175,50 @@ class DapClient:
     # --- the usual sequences -------------------------------------------------------------------
     def initialize(self, client_id: str = "djcs-tests") -> dict:
         """The first request of every session; returns the adapter's capabilities."""
-        response = self.request("initialize", {
-            "clientID": client_id, "clientName": "djcs tests", "adapterID": "debugpy",
-            "pathFormat": "path", "linesStartAt1": True, "columnsStartAt1": True,
-            "supportsVariableType": True, "supportsRunInTerminalRequest": False,
-            "locale": "en",
-        })
+        response = self.request(
+            "initialize",
+            {
+                "clientID": client_id,
+                "clientName": "djcs tests",
+                "adapterID": "debugpy",
+                "pathFormat": "path",
+                "linesStartAt1": True,
+                "columnsStartAt1": True,
+                "supportsVariableType": True,
+                "supportsRunInTerminalRequest": False,
+                "locale": "en",
+            },
+        )
         return response.get("body") or {}
 
-    def attach(self, breakpoints: dict[str, list[int]], timeout: float = 30,
-               **options) -> dict[str, list[dict]]:
+    def attach(
+        self, breakpoints: dict[str, list[int]], timeout: float = 30, **options
+    ) -> dict[str, list[dict]]:
         """attach, then (after `initialized`) setBreakpoints per local file and configurationDone.
 
         options are the attach arguments, as in a launch.json configuration (pathMappings,
         justMyCode, ...). Returns local path -> the breakpoints the adapter reported. debugpy
         answers `attach` only after configurationDone, so its response is awaited last.
         """
-        attach_seq = self.send_request("attach", {
-            "name": "djcs tests", "type": "debugpy", "request": "attach", **options,
-        })
+        attach_seq = self.send_request(
+            "attach", {"name": "djcs tests", "type": "debugpy", "request": "attach", **options}
+        )
         self.wait_event("initialized", timeout=timeout)
         reported = {}
         for path, lines in breakpoints.items():
-            body = self.request("setBreakpoints", {
-                "source": {"path": path}, "breakpoints": [{"line": line} for line in lines],
-                "lines": lines, "sourceModified": False,
-            }, timeout=timeout).get("body") or {}
+            body = (
+                self.request(
+                    "setBreakpoints",
+                    {
+                        "source": {"path": path},
+                        "breakpoints": [{"line": line} for line in lines],
+                        "lines": lines,
+                        "sourceModified": False,
+                    },
+                    timeout=timeout,
+                ).get("body")
+                or {}
+            )
             reported[path] = body.get("breakpoints", [])
         self.request("configurationDone", timeout=timeout)
         self.wait_response(attach_seq, timeout=timeout)
@@ -199,8 +228,12 @@ class DapClient:
         return self.wait_event("stopped", timeout=timeout, where=lambda body: body.get("reason") == reason)
 
     def top_frame(self, thread_id: int, timeout: float = 30) -> dict:
-        body = self.request("stackTrace", {"threadId": thread_id, "startFrame": 0, "levels": 1},
-                            timeout=timeout).get("body") or {}
+        body = (
+            self.request(
+                "stackTrace", {"threadId": thread_id, "startFrame": 0, "levels": 1}, timeout=timeout
+            ).get("body")
+            or {}
+        )
         frames = body.get("stackFrames") or []
         if not frames:
             raise DapError(f"thread {thread_id} has no stack frames: {body!r}")
@@ -208,6 +241,6 @@ class DapClient:
 
     def disconnect(self, terminate_debuggee: bool = False, timeout: float = 30) -> None:
         """End the session, leaving the debuggee running (unless told otherwise)."""
-        self.request("disconnect", {"restart": False, "terminateDebuggee": terminate_debuggee},
-                     timeout=timeout)
-
+        self.request(
+            "disconnect", {"restart": False, "terminateDebuggee": terminate_debuggee}, timeout=timeout
+        )

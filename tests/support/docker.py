@@ -7,13 +7,16 @@ class DockerError(AssertionError):
     pass
 
 
-def docker(*args: str, check: bool = True, timeout: float = 300, input: str | None = None,
-           env: dict | None = None) -> subprocess.CompletedProcess:
-    result = subprocess.run(["docker", *args], capture_output=True, text=True,
-                            timeout=timeout, input=input, env=env)
+def docker(
+    *args: str, check: bool = True, timeout: float = 300, input: str | None = None, env: dict | None = None
+) -> subprocess.CompletedProcess:
+    result = subprocess.run(
+        ["docker", *args], capture_output=True, text=True, timeout=timeout, input=input, env=env
+    )
     if check and result.returncode != 0:
-        raise DockerError(f"docker {' '.join(args[:3])} ... exited {result.returncode}: "
-                          f"{result.stderr.strip()[-2000:]}")
+        raise DockerError(
+            f"docker {' '.join(args[:3])} ... exited {result.returncode}: {result.stderr.strip()[-2000:]}"
+        )
     return result
 
 

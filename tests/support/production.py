@@ -21,15 +21,26 @@ import yaml
 from tests.support.stack import ROOT
 
 # Every secret scripts/gen-prod-env writes; APP_ENV=production refuses a default for each.
-SECRET_NAMES = ("DJANGO_SECRET_KEY", "JOB_ID_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD",
-                "FLOWER_PASSWORD")
+SECRET_NAMES = (
+    "DJANGO_SECRET_KEY",
+    "JOB_ID_SECRET",
+    "POSTGRES_PASSWORD",
+    "REDIS_PASSWORD",
+    "FLOWER_PASSWORD",
+)
 # Secrets of the services only, never given to an app container (so no app setting names them).
 SERVICE_SECRET_NAMES = ("POSTGRES_ADMIN_PASSWORD",)
 APP_ROLES = ("web", "worker", "beat", "flower")
 DEV_WARNING = "running with development secrets"
 LINT_ACCEPTED = ROOT / "compose" / "lint-accepted.yml"
-LINTED_FILES = ("docker-compose.yml", "docker-compose.debug.yml", "docker-compose.rabbitmq.yml",
-                "docker-compose.proxy.yml", "docker-compose.swarm.yml", "docker-compose.monitoring.yml")
+LINTED_FILES = (
+    "docker-compose.yml",
+    "docker-compose.debug.yml",
+    "docker-compose.rabbitmq.yml",
+    "docker-compose.proxy.yml",
+    "docker-compose.swarm.yml",
+    "docker-compose.monitoring.yml",
+)
 
 
 class Redacted(dict):
@@ -75,6 +86,7 @@ def proxy_session(host: str, https: bool = True) -> requests.Session:
 
 # --- secrets in an image ---------------------------------------------------------------------------
 
+
 def secret_pattern(values: dict[str, str]) -> re.Pattern[bytes]:
     return re.compile(b"|".join(re.escape(value.encode()) for value in values.values()))
 
@@ -87,8 +99,9 @@ def image_layer_files(image: str) -> Iterator[tuple[str, bytes]]:
     """(layer/path, content) of every regular file in every layer of the image (`docker save`)."""
     with tempfile.TemporaryDirectory(prefix="image-scan-") as tmp:
         archive = Path(tmp) / "image.tar"
-        subprocess.run(["docker", "save", "-o", str(archive), image], check=True, timeout=600,
-                       capture_output=True)
+        subprocess.run(
+            ["docker", "save", "-o", str(archive), image], check=True, timeout=600, capture_output=True
+        )
         with tarfile.open(archive) as outer:
             for member in outer:
                 if not member.isfile():
@@ -112,10 +125,15 @@ def secrets_in_image(image: str, values: dict[str, str]) -> tuple[list[str], int
     files were scanned (so a scan that saw nothing cannot pass unnoticed)."""
     pattern = secret_pattern(values)
     found = []
-    history = subprocess.run(["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image],
-                             capture_output=True, check=True, timeout=120).stdout
-    config = subprocess.run(["docker", "image", "inspect", image],
-                            capture_output=True, check=True, timeout=120).stdout
+    history = subprocess.run(
+        ["docker", "history", "--no-trunc", "--format", "{{.CreatedBy}}", image],
+        capture_output=True,
+        check=True,
+        timeout=120,
+    ).stdout
+    config = subprocess.run(
+        ["docker", "image", "inspect", image], capture_output=True, check=True, timeout=120
+    ).stdout
     for where, blob in (("docker history", history), ("docker image inspect", config)):
         for match in set(pattern.findall(blob)):
             found.append(f"{where}: {_names_of(match, values)}")
@@ -135,11 +153,26 @@ KEY_IN_MESSAGE = re.compile(r"'([A-Za-z0-9_]+)'")
 def compose_lint(*files: str) -> dict:
     """compose-lint's JSON report on the files (as shipped: no .env beside them is read)."""
     result = subprocess.run(
-        [sys.executable, "-m", "compose_lint", "check",
-         "--format", "json", "--no-env", "--fail-on", "critical", *files],
-        cwd=ROOT, capture_output=True, text=True, timeout=300)
-    assert result.returncode in (0, 1), \
+        [
+            sys.executable,
+            "-m",
+            "compose_lint",
+            "check",
+            "--format",
+            "json",
+            "--no-env",
+            "--fail-on",
+            "critical",
+            *files,
+        ],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
+    assert result.returncode in (0, 1), (
         f"compose-lint exited {result.returncode}:\n{result.stdout[-3000:]}\n{result.stderr[-3000:]}"
+    )
     return json.loads(result.stdout)
 
 
@@ -153,15 +186,19 @@ def load_accepted(path: Path = LINT_ACCEPTED) -> list[dict]:
     entries = yaml.safe_load(path.read_text())["accepted"]
     for entry in entries:
         assert {"rule", "file", "services", "reason"} <= set(entry), f"incomplete entry: {entry}"
-        assert str(entry["reason"]).strip() and "\n" not in str(entry["reason"]).strip(), \
+        assert str(entry["reason"]).strip() and "\n" not in str(entry["reason"]).strip(), (
             f"each accepted finding needs a one-line reason: {entry}"
+        )
     return entries
 
 
 def accepting_entry(finding: dict, accepted: list[dict]) -> dict | None:
     for entry in accepted:
-        if (entry["rule"] == finding["rule_id"] and entry["file"] == finding["file"]
-                and finding.get("service") in entry["services"]
-                and entry.get("key") in (None, finding_key(finding))):
+        if (
+            entry["rule"] == finding["rule_id"]
+            and entry["file"] == finding["file"]
+            and finding.get("service") in entry["services"]
+            and entry.get("key") in (None, finding_key(finding))
+        ):
             return entry
     return None

@@ -37,8 +37,9 @@ class Stack:
 
     def without(self, *names: str) -> "Stack":
         """The same project with these variables left unset (so compose's dev defaults apply)."""
-        return type(self)(project=self.project, files=self.files, env=dict(self.env),
-                          unset=(*self.unset, *names))
+        return type(self)(
+            project=self.project, files=self.files, env=dict(self.env), unset=(*self.unset, *names)
+        )
 
     @property
     def web_port(self) -> int:
@@ -54,16 +55,23 @@ class Stack:
     def flower_url(self, path: str) -> str:
         return f"http://127.0.0.1:{self.flower_port}{path}"
 
-    def compose(self, *args: str, check: bool = True, timeout: float = 600,
-                input: str | None = None, extra_env: dict | None = None) -> subprocess.CompletedProcess:
+    def compose(
+        self,
+        *args: str,
+        check: bool = True,
+        timeout: float = 600,
+        input: str | None = None,
+        extra_env: dict | None = None,
+    ) -> subprocess.CompletedProcess:
         command = ["docker", "compose", "-p", self.project]
         for name in self.files:
             command += ["-f", str(ROOT / name)]
         env = {**os.environ, **self.env, **(extra_env or {}), "COMPOSE_DISABLE_ENV_FILE": "1"}
         for name in self.unset:
             env.pop(name, None)
-        result = subprocess.run([*command, *args], cwd=ROOT, capture_output=True, text=True,
-                                timeout=timeout, input=input, env=env)
+        result = subprocess.run(
+            [*command, *args], cwd=ROOT, capture_output=True, text=True, timeout=timeout, input=input, env=env
+        )
         if check and result.returncode != 0:
             raise AssertionError(
                 f"docker compose {' '.join(args)} exited {result.returncode}\n"
@@ -72,11 +80,19 @@ class Stack:
         return result
 
     def up(self, *services: str, timeout: float = 600, extra: tuple[str, ...] = ()) -> None:
-        self.compose("up", "-d", "--wait", "--wait-timeout", str(int(timeout)), *extra, *services,
-                     timeout=timeout + 60)
+        self.compose(
+            "up", "-d", "--wait", "--wait-timeout", str(int(timeout)), *extra, *services, timeout=timeout + 60
+        )
 
-    def exec(self, service: str, *command: str, env: dict | None = None, input: str | None = None,
-             check: bool = True, index: int | None = None) -> subprocess.CompletedProcess:
+    def exec(
+        self,
+        service: str,
+        *command: str,
+        env: dict | None = None,
+        input: str | None = None,
+        check: bool = True,
+        index: int | None = None,
+    ) -> subprocess.CompletedProcess:
         args = ["exec", "-T"]
         if index is not None:
             args += ["--index", str(index)]
@@ -95,8 +111,9 @@ class Stack:
         """`docker inspect` of the service's first container (all=True: stopped ones count)."""
         ids = self.container_ids(service, all=all)
         assert ids, f"{service} has no {'' if all else 'running '}container"
-        out = subprocess.run(["docker", "inspect", ids[0]], capture_output=True, text=True,
-                             check=True, timeout=60).stdout
+        out = subprocess.run(
+            ["docker", "inspect", ids[0]], capture_output=True, text=True, check=True, timeout=60
+        ).stdout
         return json.loads(out)[0]
 
     def state(self) -> dict[str, list[dict]]:
@@ -116,8 +133,12 @@ class Stack:
         )
 
     def wait_healthy(self, *names: str, timeout: float = 180) -> None:
-        wait_until(lambda: self.healthy(*names), timeout=timeout, interval=1,
-                   what=f"healthy {', '.join(names or LONG_RUNNING)}")
+        wait_until(
+            lambda: self.healthy(*names),
+            timeout=timeout,
+            interval=1,
+            what=f"healthy {', '.join(names or LONG_RUNNING)}",
+        )
 
     def logs(self, *services: str) -> str:
         return self.compose("logs", "--no-color", "--timestamps", *services).stdout
@@ -169,8 +190,9 @@ class Api:
         kwargs.setdefault("timeout", 30)
         return self.session.request(method, self.base_url + path, **kwargs)
 
-    def submit(self, kind: str, params: dict | None = None, name: str | None = None,
-               rerun: bool = False) -> requests.Response:
+    def submit(
+        self, kind: str, params: dict | None = None, name: str | None = None, rerun: bool = False
+    ) -> requests.Response:
         body: dict = {"kind": kind, "params": params or {}}
         if name is not None:
             body["name"] = name
@@ -186,5 +208,6 @@ class Api:
             body = self.job(job_id).json()
             return body if body["state"] in states else None
 
-        return wait_until(reached, timeout=timeout, interval=0.3,
-                          what=f"job {job_id} to reach {'/'.join(states)}")
+        return wait_until(
+            reached, timeout=timeout, interval=0.3, what=f"job {job_id} to reach {'/'.join(states)}"
+        )

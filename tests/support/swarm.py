@@ -35,9 +35,18 @@ NODES = ("node1", "node2", "node3")
 MANAGER = "node1"
 PRIVILEGED = ["--privileged"]
 ALL_BUT_PRIVILEGED = [
-    "--cap-add", "ALL", "--cap-drop", "SYS_RESOURCE",
-    "--security-opt", "seccomp=unconfined", "--security-opt", "apparmor=unconfined",
-    "--security-opt", "systempaths=unconfined", "--device-cgroup-rule", "a *:* rwm",
+    "--cap-add",
+    "ALL",
+    "--cap-drop",
+    "SYS_RESOURCE",
+    "--security-opt",
+    "seccomp=unconfined",
+    "--security-opt",
+    "apparmor=unconfined",
+    "--security-opt",
+    "systempaths=unconfined",
+    "--device-cgroup-rule",
+    "a *:* rwm",
 ]
 
 
@@ -68,8 +77,9 @@ class Bed:
         env = {k: v for k, v in os.environ.items() if k not in ("DOCKER_CONTEXT", "DOCKER_TLS_VERIFY")}
         return {**env, "DOCKER_HOST": self.host(node)}
 
-    def docker(self, node: str, *args: str, check: bool = True, timeout: float = 300,
-               input: str | None = None) -> subprocess.CompletedProcess:
+    def docker(
+        self, node: str, *args: str, check: bool = True, timeout: float = 300, input: str | None = None
+    ) -> subprocess.CompletedProcess:
         """The docker CLI against one node's engine."""
         return docker("-H", self.host(node), *args, check=check, timeout=timeout, input=input)
 
@@ -91,8 +101,12 @@ class Bed:
             self._run_node(node)
         for node in NODES:
             self.addresses[node] = self._address(node)
-            wait_until(lambda node=node: self.docker(node, "info", check=False, timeout=10).returncode == 0,
-                       timeout=120, interval=0.5, what=f"dockerd in {self.container(node)}")
+            wait_until(
+                lambda node=node: self.docker(node, "info", check=False, timeout=10).returncode == 0,
+                timeout=120,
+                interval=0.5,
+                what=f"dockerd in {self.container(node)}",
+            )
         self.timings["nodes up"] = time.monotonic() - t0
         t1 = time.monotonic()
         self.docker(MANAGER, "swarm", "init", "--advertise-addr", self.addresses[MANAGER])
@@ -100,14 +114,31 @@ class Bed:
         for node in NODES:
             if node != MANAGER:
                 self.docker(node, "swarm", "join", "--token", token, f"{self.addresses[MANAGER]}:2377")
-        wait_until(lambda: self.ready_nodes() == set(NODES), timeout=120, interval=1,
-                   what="three Ready nodes in the swarm")
+        wait_until(
+            lambda: self.ready_nodes() == set(NODES),
+            timeout=120,
+            interval=1,
+            what="three Ready nodes in the swarm",
+        )
         self.timings["swarm formed"] = time.monotonic() - t1
 
     def _run_node(self, node: str) -> None:
-        args = ["run", "-d", "--name", self.container(node), "--hostname", node,
-                "--network", self.network, "-v", f"{self.volume(node)}:/var/lib/docker",
-                "-e", "DOCKER_TLS_CERTDIR=", "--label", f"org.djcs.swarm-bed={self.prefix}"]
+        args = [
+            "run",
+            "-d",
+            "--name",
+            self.container(node),
+            "--hostname",
+            node,
+            "--network",
+            self.network,
+            "-v",
+            f"{self.volume(node)}:/var/lib/docker",
+            "-e",
+            "DOCKER_TLS_CERTDIR=",
+            "--label",
+            f"org.djcs.swarm-bed={self.prefix}",
+        ]
         if node == MANAGER:
             args += ["-p", f"127.0.0.1:{self.web_port}:80"]
         result = docker(*args, *self._security(), self.image, check=False)
@@ -140,14 +171,21 @@ class Bed:
 
             def load_on(node):
                 with open(archive, "rb") as tar:
-                    subprocess.run(["docker", "-H", self.host(node), "load", "-q"], stdin=tar,
-                                   capture_output=True, check=True, timeout=900)
+                    subprocess.run(
+                        ["docker", "-H", self.host(node), "load", "-q"],
+                        stdin=tar,
+                        capture_output=True,
+                        check=True,
+                        timeout=900,
+                    )
 
             with ThreadPoolExecutor(len(nodes)) as pool:
                 list(pool.map(load_on, nodes))
         # Tags are not digests: say so if two nodes would run different bytes under one name.
         for image in images:
-            ids = {self.docker(node, "image", "inspect", "-f", "{{.Id}}", image).stdout.strip() for node in nodes}
+            ids = {
+                self.docker(node, "image", "inspect", "-f", "{{.Id}}", image).stdout.strip() for node in nodes
+            }
             assert len(ids) == 1, f"{image} differs between nodes: {ids}"
         key = f"load {len(images)} image(s) on {len(nodes)} node(s)"
         self.timings[key] = self.timings.get(key, 0) + time.monotonic() - t0
@@ -158,8 +196,12 @@ class Bed:
         """SIGKILL the node's dockerd: as for a power cut, every container on it dies with it (the
         node container's init exits with dockerd, and the kernel kills what was left inside)."""
         self.docker_exec(node, "pkill", "-KILL", "-x", "dockerd")
-        wait_until(lambda: not self._running(node), timeout=60, interval=0.5,
-                   what=f"{self.container(node)} to go down")
+        wait_until(
+            lambda: not self._running(node),
+            timeout=60,
+            interval=0.5,
+            what=f"{self.container(node)} to go down",
+        )
 
     def restart_node(self, node: str) -> None:
         docker("start", self.container(node))
@@ -168,13 +210,21 @@ class Bed:
         # A restarted dockerd first recovers its containers and the swarm's state: on a loaded
         # 2-CPU host that took over 120 s once (a bed's readiness, not a promise of the stack).
         try:
-            wait_until(lambda: self.docker(node, "info", check=False, timeout=10).returncode == 0,
-                       timeout=300, interval=0.5, what=f"dockerd in {self.container(node)} again")
+            wait_until(
+                lambda: self.docker(node, "info", check=False, timeout=10).returncode == 0,
+                timeout=300,
+                interval=0.5,
+                what=f"dockerd in {self.container(node)} again",
+            )
         except WaitTimeout as exc:
             tail = docker("logs", "--tail", "40", self.container(node), check=False)
             raise WaitTimeout(f"{exc}\n{self.container(node)}'s log:\n{tail.stdout}{tail.stderr}") from None
-        wait_until(lambda: node in self.ready_nodes(), timeout=120, interval=1,
-                   what=f"{node} Ready in the swarm again")
+        wait_until(
+            lambda: node in self.ready_nodes(),
+            timeout=120,
+            interval=1,
+            what=f"{node} Ready in the swarm again",
+        )
 
     def docker_exec(self, node: str, *command: str) -> subprocess.CompletedProcess:
         return docker("exec", self.container(node), *command)
@@ -209,15 +259,23 @@ class Bed:
         tasks of a node whose daemon was killed), each node's own containers of the service."""
         args = ["--tail", str(tail)] if tail else []
         try:
-            result = self.docker(MANAGER, "service", "logs", "--raw", "--timestamps", *args, service,
-                                 check=False, timeout=30)
+            result = self.docker(
+                MANAGER, "service", "logs", "--raw", "--timestamps", *args, service, check=False, timeout=30
+            )
             return result.stdout + result.stderr
         except subprocess.TimeoutExpired:
             pass
         parts = []
         for node in NODES:
-            ids = self.docker(node, "ps", "-aq", "--filter", f"label=com.docker.swarm.service.name={service}",
-                              check=False, timeout=30).stdout.split()
+            ids = self.docker(
+                node,
+                "ps",
+                "-aq",
+                "--filter",
+                f"label=com.docker.swarm.service.name={service}",
+                check=False,
+                timeout=30,
+            ).stdout.split()
             for container in ids:
                 result = self.docker(node, "logs", "--timestamps", *args, container, check=False, timeout=30)
                 parts.append(f"--- {node} {container}\n{result.stdout}{result.stderr}")

@@ -18,7 +18,7 @@ SEEN: list[str] = []
 def documented() -> dict[str, str]:
     """Image tag -> the version the table says CI ran (rows `| service | `tag` ... | version | date |`)."""
     text = TABLE.read_text()
-    section = text[text.find("## 8. Versions"):] if "## 8. Versions" in text else ""
+    section = text[text.find("## 8. Versions") :] if "## 8. Versions" in text else ""
     rows = {}
     for line in section.splitlines():
         cells = [cell.strip() for cell in line.strip().strip("|").split("|")]

@@ -11,8 +11,9 @@ class WaitTimeout(AssertionError):
     pass
 
 
-def wait_until(check: Callable[[], T], *, timeout: float, interval: float = 0.2,
-               what: str = "condition") -> T:
+def wait_until(
+    check: Callable[[], T], *, timeout: float, interval: float = 0.2, what: str = "condition"
+) -> T:
     """Call check() until it returns a truthy value; return it, or fail after timeout seconds.
 
     Exceptions raised by check() count as "not yet"; the last one is reported on timeout.
@@ -27,6 +28,8 @@ def wait_until(check: Callable[[], T], *, timeout: float, interval: float = 0.2,
         except Exception as exc:  # noqa: BLE001 - any failure means "not yet"
             last_error = exc
         if time.monotonic() >= deadline:
-            raise WaitTimeout(f"timed out after {timeout}s waiting for {what}"
-                              + (f" (last error: {last_error!r})" if last_error else ""))
+            raise WaitTimeout(
+                f"timed out after {timeout}s waiting for {what}"
+                + (f" (last error: {last_error!r})" if last_error else "")
+            )
         time.sleep(interval)

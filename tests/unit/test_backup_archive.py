@@ -29,8 +29,13 @@ def test_archive_name_is_project_and_utc_time_only():
     assert archive_name("jobs", T0, seq=2) == "jobs-20261202T183005Z-2.backup.tar.gz"
     assert parse_archive_name("jobs-20261202T183005Z-2.backup.tar.gz") == ("jobs", T0, 2)
     assert parse_archive_name(archive_name("my-stack_1", T0)) == ("my-stack_1", T0, 0)
-    for other in ("jobs.tar.gz", ".jobs-20261202T183005Z.backup.tar.gz.partial", "jobs-2026.backup.tar.gz",
-                  "notes.txt", "jobs-20261202T183005Z.backup.tar.gz.bak"):
+    for other in (
+        "jobs.tar.gz",
+        ".jobs-20261202T183005Z.backup.tar.gz.partial",
+        "jobs-2026.backup.tar.gz",
+        "notes.txt",
+        "jobs-20261202T183005Z.backup.tar.gz.bak",
+    ):
         assert parse_archive_name(other) is None, other
 
 

@@ -16,28 +16,40 @@ CONTAINER = "/docker/5e4cf2bab0c614a79c6bf1087b2fd5b4b8e9312492228a8423cf21a2097
 # /proc/<pid>/cgroup of a container's main process on this project's CI machine (Docker 20.10,
 # cgroupfs driver, hybrid: v1 controllers, cpu and cpuacct as separate hierarchies, plus the
 # unified tree).
-HYBRID_SEPARATE = "\n".join([
-    f"9:name=systemd:{CONTAINER}", f"4:memory:{CONTAINER}", f"2:cpuacct:{CONTAINER}",
-    f"1:cpu:{CONTAINER}", f"0::{CONTAINER}", ""])
+HYBRID_SEPARATE = "\n".join(
+    [
+        f"9:name=systemd:{CONTAINER}",
+        f"4:memory:{CONTAINER}",
+        f"2:cpuacct:{CONTAINER}",
+        f"1:cpu:{CONTAINER}",
+        f"0::{CONTAINER}",
+        "",
+    ]
+)
 # ...and that machine's /proc/self/mountinfo (its cgroup lines and one other).
-HYBRID_MOUNTINFO = "\n".join([
-    "23 1 0:21 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw",
-    "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755",
-    "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu",
-    "33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct",
-    "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory",
-    "40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd",
-    "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw",
-])
+HYBRID_MOUNTINFO = "\n".join(
+    [
+        "23 1 0:21 / /sys rw,nosuid,nodev,noexec,relatime shared:7 - sysfs sysfs rw",
+        "31 23 0:28 / /sys/fs/cgroup rw,relatime - tmpfs tmpfs rw,mode=755",
+        "32 31 0:29 / /sys/fs/cgroup/cpu rw,relatime - cgroup cgroup rw,cpu",
+        "33 31 0:30 / /sys/fs/cgroup/cpuacct rw,relatime - cgroup cgroup rw,cpuacct",
+        "35 31 0:32 / /sys/fs/cgroup/memory rw,relatime - cgroup cgroup rw,memory",
+        "40 31 0:37 / /sys/fs/cgroup/systemd rw,relatime - cgroup cgroup rw,name=systemd",
+        "41 31 0:38 / /sys/fs/cgroup/unified rw,relatime - cgroup2 cgroup2 rw",
+    ]
+)
 # The common v1 layout: cpu and cpuacct co-mounted (systemd's /sys/fs/cgroup/cpu,cpuacct).
 COMOUNTED = f"12:cpu,cpuacct:{CONTAINER}\n1:name=systemd:{CONTAINER}\n"
-COMOUNTED_MOUNTINFO = ("28 25 0:24 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid,nodev,noexec,relatime "
-                       "shared:9 - cgroup cgroup rw,cpu,cpuacct\n")
+COMOUNTED_MOUNTINFO = (
+    "28 25 0:24 / /sys/fs/cgroup/cpu,cpuacct rw,nosuid,nodev,noexec,relatime "
+    "shared:9 - cgroup cgroup rw,cpu,cpuacct\n"
+)
 # A pure cgroup v2 host (Docker with the systemd driver).
 V2_PATH = "/system.slice/docker-5e4cf2bab0c6.scope"
 V2_ONLY = f"0::{V2_PATH}\n"
-V2_MOUNTINFO = ("30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 "
-                "rw,nsdelegate\n")
+V2_MOUNTINFO = (
+    "30 23 0:26 / /sys/fs/cgroup rw,nosuid,nodev,noexec,relatime shared:4 - cgroup2 cgroup2 rw,nsdelegate\n"
+)
 
 
 def load_bench():
@@ -48,12 +60,20 @@ def load_bench():
     import abba
     import bench_stack
     import report
+    import report_rows
 
-    return types.SimpleNamespace(**{name: getattr(module, name) for module in (abba, bench_stack, report)
-                                    for name in dir(module) if not name.startswith("_")})
+    return types.SimpleNamespace(
+        **{
+            name: getattr(module, name)
+            for module in (abba, bench_stack, report, report_rows)
+            for name in dir(module)
+            if not name.startswith("_")
+        }
+    )
 
 
 # --- /proc/<pid>/cgroup and mountinfo ------------------------------------------------------------
+
 
 def test_proc_cgroup_lines_give_hierarchy_controllers_and_path():
     lines = cgroup_cpu.parse_proc_cgroup(HYBRID_SEPARATE + "7:blkio:/odd:path\n")
@@ -75,20 +95,24 @@ def test_mountinfo_keeps_only_cgroup_mounts_with_their_controllers():
     ]
     # Optional fields (shared:N) before the dash, and octal escapes in the mount point.
     [mount] = cgroup_cpu.parse_mountinfo(
-        "28 25 0:24 /sub /mnt/my\\040cgroups rw shared:9 master:2 - cgroup cgroup rw,cpuacct,cpu\n")
+        "28 25 0:24 /sub /mnt/my\\040cgroups rw shared:9 master:2 - cgroup cgroup rw,cpuacct,cpu\n"
+    )
     assert mount == cgroup_cpu.CgroupMount("/sub", "/mnt/my cgroups", 1, ("cpuacct", "cpu"))
 
 
 # --- which file holds a container's CPU time ------------------------------------------------------
 
+
 def test_v1_with_cpuacct_as_its_own_hierarchy():
     assert cgroup_cpu.usage_file(HYBRID_SEPARATE, HYBRID_MOUNTINFO) == Path(
-        f"/sys/fs/cgroup/cpuacct{CONTAINER}/cpuacct.usage")
+        f"/sys/fs/cgroup/cpuacct{CONTAINER}/cpuacct.usage"
+    )
 
 
 def test_v1_with_cpu_and_cpuacct_comounted():
     assert cgroup_cpu.usage_file(COMOUNTED, COMOUNTED_MOUNTINFO) == Path(
-        f"/sys/fs/cgroup/cpu,cpuacct{CONTAINER}/cpuacct.usage")
+        f"/sys/fs/cgroup/cpu,cpuacct{CONTAINER}/cpuacct.usage"
+    )
 
 
 def test_hybrid_host_reads_v1_never_the_unified_tree():
@@ -107,7 +131,8 @@ def test_a_mounted_subtree_is_followed_from_its_root():
     mountinfo = "33 31 0:30 /docker /sys/fs/cgroup/cpuacct ro,relatime - cgroup cgroup rw,cpuacct\n"
     proc = f"2:cpuacct:{CONTAINER}\n"
     assert cgroup_cpu.usage_file(proc, mountinfo) == Path(
-        f"/sys/fs/cgroup/cpuacct/{CONTAINER.removeprefix('/docker/')}/cpuacct.usage")
+        f"/sys/fs/cgroup/cpuacct/{CONTAINER.removeprefix('/docker/')}/cpuacct.usage"
+    )
     # A cgroup outside the mounted subtree cannot be read there.
     with pytest.raises(cgroup_cpu.CgroupCpuError, match="showing /elsewhere"):
         cgroup_cpu.usage_file("2:cpuacct:/elsewhere\n", mountinfo)
@@ -141,6 +166,7 @@ def test_usage_file_of_a_pid_reads_its_proc_entries(tmp_path):
 
 # --- the file formats ----------------------------------------------------------------------------
 
+
 def test_cpuacct_usage_is_nanoseconds():
     assert cgroup_cpu.parse_cpuacct_usage("1639418292\n") == pytest.approx(1.639418292)
 
@@ -164,6 +190,7 @@ def test_read_seconds_parses_by_the_files_name(tmp_path):
 
 
 # --- the arithmetic ------------------------------------------------------------------------------
+
 
 def test_ms_per_thousand():
     assert cgroup_cpu.ms_per_thousand(2.5, 2000) == pytest.approx(1250.0)  # 1.25 ms a job
@@ -192,10 +219,12 @@ def test_per_thousand_per_service_and_total():
 
 def test_summed_adds_the_halves_of_an_alternation():
     assert cgroup_cpu.summed([{"web": 1.0, "worker": 2.0}, {"web": 0.5, "beat": 0.01}]) == pytest.approx(
-        {"web": 1.5, "worker": 2.0, "beat": 0.01})
+        {"web": 1.5, "worker": 2.0, "beat": 0.01}
+    )
 
 
 # --- scripts/bench: the halves, the rows and the table --------------------------------------------
+
 
 def e2e(n: int, per_s: float, cpu_s: dict) -> dict:
     return {"n": n, "seconds": n / per_s, "per_s": per_s, "submit_per_s": 2 * per_s, "cpu_s": cpu_s}
@@ -203,8 +232,9 @@ def e2e(n: int, per_s: float, cpu_s: dict) -> dict:
 
 def test_each_sides_cpu_is_summed_over_its_halves():
     bench = load_bench()
-    merged = bench.merged_e2e([e2e(1000, 100, {"web": 3.0, "worker": 2.0}),
-                               e2e(1000, 50, {"web": 5.0, "worker": 2.0})])
+    merged = bench.merged_e2e(
+        [e2e(1000, 100, {"web": 3.0, "worker": 2.0}), e2e(1000, 50, {"web": 5.0, "worker": 2.0})]
+    )
     assert merged["n"] == 2000 and merged["cpu_s"] == {"web": 8.0, "worker": 4.0}
     m = {"e2e": merged}
     bench.add_cpu_per_thousand(m)
@@ -213,12 +243,14 @@ def test_each_sides_cpu_is_summed_over_its_halves():
 
 def measured_rows_2_and_6(bench) -> dict:
     m = {
-        "e2e": e2e(2000, 80, {"web": 7.0, "worker": 6.0, "redis": 1.0, "postgres": 2.0, "beat": 0.02,
-                              "flower": 3.0}),
-        "peer_e2e": e2e(2000, 80, {"web": 10.0, "worker": 4.0, "redis": 1.0, "postgres": 3.0,
-                                   "flower": 2.0}),
-        "raw": {**e2e(2000, 200, {"web": 2.0, "worker": 5.0, "redis": 1.0, "postgres": 0.2,
-                                  "flower": 2.0}), "enqueue_per_s": 500},
+        "e2e": e2e(
+            2000, 80, {"web": 7.0, "worker": 6.0, "redis": 1.0, "postgres": 2.0, "beat": 0.02, "flower": 3.0}
+        ),
+        "peer_e2e": e2e(2000, 80, {"web": 10.0, "worker": 4.0, "redis": 1.0, "postgres": 3.0, "flower": 2.0}),
+        "raw": {
+            **e2e(2000, 200, {"web": 2.0, "worker": 5.0, "redis": 1.0, "postgres": 0.2, "flower": 2.0}),
+            "enqueue_per_s": 500,
+        },
         "submit": {"ok": 1000, "per_s": 200, "cpu_s": {"web": 5.0, "postgres": 1.0}},
         "peer_submit": {"ok": 1000, "per_s": 150, "cpu_s": {"web": 6.0, "postgres": 1.5}},
         "status": {"per_s": 1000, "p99_us": 100_000},
@@ -236,8 +268,14 @@ def test_row_2_puts_cpu_per_1000_jobs_first_then_a_line_per_container_then_jobs_
     assert first["measure"].endswith("CPU per 1,000 jobs") and first["unit"] == "CPU ms"
     assert first["value"] == pytest.approx(9510.0) and first["baseline"] == pytest.approx(5100.0)
     assert first["ratio"] == pytest.approx(5100.0 / 9510.0)
-    assert [row["measure"].strip() for row in containers] == ["web", "worker", "redis", "postgres",
-                                                              "beat", "flower"]
+    assert [row["measure"].strip() for row in containers] == [
+        "web",
+        "worker",
+        "redis",
+        "postgres",
+        "beat",
+        "flower",
+    ]
     web = containers[0]
     assert web["value"] == pytest.approx(3500.0) and web["baseline"] == pytest.approx(1000.0)
     assert web["baseline_name"] == "raw Celery (with its client)"
@@ -281,5 +319,7 @@ def test_the_alternations_note_shows_each_halfs_cpu_per_1000():
     bench = load_bench()
     ours = [e2e(1000, 100, {"web": 3.0, "worker": 2.0}), e2e(1000, 50, {"web": 5.0, "worker": 2.0})]
     theirs = [e2e(1000, 90, {"web": 4.0, "worker": 1.0}), e2e(1000, 80, {"web": 4.5, "worker": 1.0})]
-    assert bench.abba_note(ours, theirs, bench.cpu_ms_per_1000) == "ours 5000, peer 5000, peer 5500, ours 7000"
+    assert (
+        bench.abba_note(ours, theirs, bench.cpu_ms_per_1000) == "ours 5000, peer 5000, peer 5500, ours 7000"
+    )
     assert bench.abba_note(ours, theirs) == "ours 100, peer 90, peer 80, ours 50"  # jobs/s, as before

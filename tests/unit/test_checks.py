@@ -13,8 +13,12 @@ GOOD_SECRETS = {
     "REDIS_PASSWORD": STRONG + "c",
     "FLOWER_PASSWORD": None,
 }
-GOOD_PRODUCTION = dict(debug=False, allowed_hosts=["jobs.example.com"],
-                       csrf_trusted_origins=["https://jobs.example.com"], secrets=GOOD_SECRETS)
+GOOD_PRODUCTION = dict(
+    debug=False,
+    allowed_hosts=["jobs.example.com"],
+    csrf_trusted_origins=["https://jobs.example.com"],
+    secrets=GOOD_SECRETS,
+)
 
 
 def test_strong_secrets_pass():
@@ -23,8 +27,14 @@ def test_strong_secrets_pass():
 
 @pytest.mark.parametrize(
     "value",
-    ["", "   ", "short", "x" * (checks.MIN_SECRET_LENGTH - 1),
-     "django-insecure-dev-secret-key-change-me", f"{STRONG}{checks.DEV_SECRET_MARKER}"],
+    [
+        "",
+        "   ",
+        "short",
+        "x" * (checks.MIN_SECRET_LENGTH - 1),
+        "django-insecure-dev-secret-key-change-me",
+        f"{STRONG}{checks.DEV_SECRET_MARKER}",
+    ],
     ids=["empty", "blank", "short", "one-too-short", "dev-default", "marker-inside"],
 )
 def test_weak_secret_values_are_named(value):
@@ -41,8 +51,13 @@ def test_none_means_not_checked():
 
 
 def test_every_weak_secret_is_named():
-    secrets = {"DJANGO_SECRET_KEY": "", "JOB_ID_SECRET": "insecure-dev-job-id-secret-abcdef",
-               "POSTGRES_PASSWORD": STRONG, "REDIS_PASSWORD": "pw", "FLOWER_PASSWORD": None}
+    secrets = {
+        "DJANGO_SECRET_KEY": "",
+        "JOB_ID_SECRET": "insecure-dev-job-id-secret-abcdef",
+        "POSTGRES_PASSWORD": STRONG,
+        "REDIS_PASSWORD": "pw",
+        "FLOWER_PASSWORD": None,
+    }
     assert checks.weak_secrets(secrets) == ["DJANGO_SECRET_KEY", "JOB_ID_SECRET", "REDIS_PASSWORD"]
 
 
@@ -67,14 +82,22 @@ def test_each_production_problem_names_its_variable(change, variable):
 
 
 def test_production_refuses_to_start_naming_each_bad_variable(capsys):
-    bad = dict(debug=True, allowed_hosts=["*"], csrf_trusted_origins=[],
-               secrets={**GOOD_SECRETS, "DJANGO_SECRET_KEY": "insecure-dev-key-0123456789",
-                        "POSTGRES_PASSWORD": ""})
+    bad = dict(
+        debug=True,
+        allowed_hosts=["*"],
+        csrf_trusted_origins=[],
+        secrets={**GOOD_SECRETS, "DJANGO_SECRET_KEY": "insecure-dev-key-0123456789", "POSTGRES_PASSWORD": ""},
+    )
     with pytest.raises(ImproperlyConfigured) as raised:
         checks.enforce_production_rules(production=True, **bad)
     message = str(raised.value)
-    for variable in ("DJANGO_SECRET_KEY", "POSTGRES_PASSWORD", "DJANGO_DEBUG",
-                     "DJANGO_ALLOWED_HOSTS", "DJANGO_CSRF_TRUSTED_ORIGINS"):
+    for variable in (
+        "DJANGO_SECRET_KEY",
+        "POSTGRES_PASSWORD",
+        "DJANGO_DEBUG",
+        "DJANGO_ALLOWED_HOSTS",
+        "DJANGO_CSRF_TRUSTED_ORIGINS",
+    ):
         assert variable in message
     for fine in ("JOB_ID_SECRET", "REDIS_PASSWORD", "FLOWER_PASSWORD"):
         assert fine not in message
@@ -89,8 +112,12 @@ def test_production_with_good_settings_starts_silently(capsys):
 
 
 def test_development_only_warns_on_stderr(capsys):
-    dev = dict(debug=True, allowed_hosts=["*"], csrf_trusted_origins=[],
-               secrets={**GOOD_SECRETS, "JOB_ID_SECRET": "insecure-dev-job-id-secret-0123"})
+    dev = dict(
+        debug=True,
+        allowed_hosts=["*"],
+        csrf_trusted_origins=[],
+        secrets={**GOOD_SECRETS, "JOB_ID_SECRET": "insecure-dev-job-id-secret-0123"},
+    )
     checks.enforce_production_rules(production=False, **dev)  # does not raise
     err = capsys.readouterr().err
     assert "WARNING" in err
@@ -100,12 +127,14 @@ def test_development_only_warns_on_stderr(capsys):
 
 
 def test_development_with_strong_secrets_is_quiet(capsys):
-    checks.enforce_production_rules(production=False, debug=True, allowed_hosts=["*"],
-                                    csrf_trusted_origins=[], secrets=GOOD_SECRETS)
+    checks.enforce_production_rules(
+        production=False, debug=True, allowed_hosts=["*"], csrf_trusted_origins=[], secrets=GOOD_SECRETS
+    )
     assert capsys.readouterr().err == ""
 
 
 def test_none_secret_is_not_checked_in_production():
     # FLOWER_PASSWORD is None outside the flower container: production still starts.
-    checks.enforce_production_rules(production=True, **{**GOOD_PRODUCTION,
-                                                        "secrets": {**GOOD_SECRETS, "FLOWER_PASSWORD": None}})
+    checks.enforce_production_rules(
+        production=True, **{**GOOD_PRODUCTION, "secrets": {**GOOD_SECRETS, "FLOWER_PASSWORD": None}}
+    )

@@ -66,8 +66,13 @@ def test_postgresql_out_of_disk_space_is_named_as_such():
     assert errors.unavailable_service(refused) == "database"
 
 
-@pytest.mark.parametrize("exc", [OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
-                                 JobStoreFull("Redis is above the share of its memory new jobs may fill")])
+@pytest.mark.parametrize(
+    "exc",
+    [
+        OutOfMemoryError("command not allowed when used memory > 'maxmemory'."),
+        JobStoreFull("Redis is above the share of its memory new jobs may fill"),
+    ],
+)
 def test_a_full_job_store_is_503_job_store_full(exc):
     assert errors.unavailable_service(exc) == "job_store"
     response = errors.service_unavailable("job_store")
@@ -98,8 +103,7 @@ def _server_error_while_handling(exc):
 
 
 @pytest.mark.parametrize(
-    "exc, service",
-    [(OperationalError("refused"), "database"), (RedisConnectionError("refused"), "redis")],
+    "exc, service", [(OperationalError("refused"), "database"), (RedisConnectionError("refused"), "redis")]
 )
 def test_server_error_is_503_when_a_service_is_the_cause(exc, service):
     response = _server_error_while_handling(exc)
@@ -122,8 +126,11 @@ def test_server_error_outside_an_exception_is_500():
 
 @pytest.mark.parametrize(
     "handler, status, code",
-    [(errors.bad_request, 400, "bad_request"), (errors.permission_denied, 403, "forbidden"),
-     (errors.not_found, 404, "not_found")],
+    [
+        (errors.bad_request, 400, "bad_request"),
+        (errors.permission_denied, 403, "forbidden"),
+        (errors.not_found, 404, "not_found"),
+    ],
 )
 def test_other_handlers_answer_json(handler, status, code):
     response = handler(RequestFactory().get("/"), Exception("x"))

@@ -21,12 +21,7 @@ def test_same_inputs_give_the_same_id():
 
 @pytest.mark.parametrize(
     "other",
-    [
-        dict(secret=SECRET + "x"),
-        dict(token=TOKEN[:-1] + "0"),
-        dict(name=NAME + "2"),
-        dict(run=2),
-    ],
+    [dict(secret=SECRET + "x"), dict(token=TOKEN[:-1] + "0"), dict(name=NAME + "2"), dict(run=2)],
     ids=["secret", "token", "name", "run"],
 )
 def test_id_differs_by_each_input(other):

@@ -26,8 +26,11 @@ class EveryFieldParams(serializers.Serializer):
 
 @pytest.fixture
 def every_field_kind(monkeypatch):
-    monkeypatch.setitem(KINDS, "every_field", JobKind("every_field", task=None, params=EveryFieldParams,
-                                                      description="Shows every control."))
+    monkeypatch.setitem(
+        KINDS,
+        "every_field",
+        JobKind("every_field", task=None, params=EveryFieldParams, description="Shows every control."),
+    )
     return "every_field"
 
 
@@ -57,13 +60,27 @@ def test_a_new_kind_gets_a_control_per_field(every_field_kind):
 
 def test_form_values_become_the_params_the_api_would_get(every_field_kind):
     data = QueryDict(mutable=True)
-    data.update({"params.count": "7", "params.ratio": "0.5", "params.title": "hello",
-                 "params.body": "  ", "params.mode": "careful", "params.options": '{"a": [1, 2]}'})
+    data.update(
+        {
+            "params.count": "7",
+            "params.ratio": "0.5",
+            "params.title": "hello",
+            "params.body": "  ",
+            "params.mode": "careful",
+            "params.options": '{"a": [1, 2]}',
+        }
+    )
     params, errors = kind_forms.params_from_form(every_field_kind, data)
     assert errors == {}
     # Blank optional inputs are left out (their defaults apply); an unticked box is False.
-    assert params == {"count": "7", "ratio": "0.5", "title": "hello", "mode": "careful",
-                      "notify": False, "options": {"a": [1, 2]}}
+    assert params == {
+        "count": "7",
+        "ratio": "0.5",
+        "title": "hello",
+        "mode": "careful",
+        "notify": False,
+        "options": {"a": [1, 2]},
+    }
     validated = EveryFieldParams(data=params)
     assert validated.is_valid(), validated.errors
     assert validated.validated_data["count"] == 7 and validated.validated_data["body"] == ""
@@ -85,19 +102,29 @@ def test_every_real_kind_has_a_form():
 
 
 def test_serializer_errors_land_at_their_fields():
-    fields, general = pages.split_errors(
+    fields, general = kind_forms.split_errors(
         {"name": ["Bad name."], "params": {"steps": ["Too big."], "bogus": ["Unknown parameter."]}},
-        {"steps", "text"})
+        {"steps", "text"},
+    )
     assert fields == {"name": ["Bad name."], "steps": ["Too big."]}
     assert general == ["Unknown parameter."]
-    fields, general = pages.split_errors({"params": ["Not an object."]}, {"steps"})
+    fields, general = kind_forms.split_errors({"params": ["Not an object."]}, {"steps"})
     assert fields == {} and general == ["Not an object."]
 
 
-@pytest.mark.parametrize("seconds, text", [
-    (0, "0 s"), (59.9, "59 s"), (60, "1 min 0 s"), (3599, "59 min 59 s"), (3600, "1 h 0 min"),
-    (86399, "23 h 59 min"), (90000, "1 d 1 h"), (-5, "0 s"),
-])
+@pytest.mark.parametrize(
+    "seconds, text",
+    [
+        (0, "0 s"),
+        (59.9, "59 s"),
+        (60, "1 min 0 s"),
+        (3599, "59 min 59 s"),
+        (3600, "1 h 0 min"),
+        (86399, "23 h 59 min"),
+        (90000, "1 d 1 h"),
+        (-5, "0 s"),
+    ],
+)
 def test_durations_in_words(seconds, text):
     assert job_display.format_duration(seconds) == text
 

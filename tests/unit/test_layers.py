@@ -13,13 +13,36 @@ SERVICES = Path(__file__).resolve().parents[2] / "services"
 
 # What the worker runs, beside the job kinds: none of it may reach the web layer or DRF.
 WORKER_MODULES = [
-    "jobs.base", "jobs.job_store", "jobs.redis_memory", "jobs.archive", "jobs.dead_workers", "jobs.lost_messages", "jobs.housekeeping",
-    "jobs.redis_transport", "jobs.publisher", "jobs.metrics", "jobs.result_backend",
-    "jobs.worker_liveness", "jobs.beat_scheduler", "config.celery",
+    "jobs.base",
+    "jobs.job_store",
+    "jobs.redis_memory",
+    "jobs.archive",
+    "jobs.dead_workers",
+    "jobs.lost_messages",
+    "jobs.housekeeping",
+    "jobs.redis_transport",
+    "jobs.publisher",
+    "jobs.metrics",
+    "jobs.result_backend",
+    "jobs.worker_liveness",
+    "jobs.beat_scheduler",
+    "config.celery",
 ]
-WEB_ONLY = ("jobs.views", "jobs.serializers", "jobs.pages", "jobs.job_actions", "jobs.kind_forms",
-            "jobs.auth", "jobs.throttling", "jobs.pagination", "config.urls", "web",
-            "rest_framework", "drf_spectacular", "knox")
+WEB_ONLY = (
+    "jobs.views",
+    "jobs.serializers",
+    "jobs.pages",
+    "jobs.job_actions",
+    "jobs.kind_forms",
+    "jobs.auth",
+    "jobs.throttling",
+    "jobs.pagination",
+    "config.urls",
+    "web",
+    "rest_framework",
+    "drf_spectacular",
+    "knox",
+)
 
 
 def module_path(name: str) -> Path | None:
@@ -123,11 +146,19 @@ def test_no_python_file_over_300_lines_unless_it_says_why():
     """services/ and scripts/ (migrations aside): a file over 300 lines says why in a line
     starting "Over 300 lines:"."""
     root = SERVICES.parent
-    python = [p for p in [*SERVICES.rglob("*.py"), *(root / "scripts").rglob("*")]
-              if p.is_file() and "migrations" not in p.parts and p.suffix in ("", ".py")
-              and p.read_bytes()[:64].startswith((b"#!/usr/bin/env python", b'"""', b"#", b"import", b"from"))
-              and (p.suffix == ".py" or p.read_bytes().startswith(b"#!/usr/bin/env python"))]
+    python = [
+        p
+        for p in [*SERVICES.rglob("*.py"), *(root / "scripts").rglob("*")]
+        if p.is_file()
+        and "migrations" not in p.parts
+        and p.suffix in ("", ".py")
+        and p.read_bytes()[:64].startswith((b"#!/usr/bin/env python", b'"""', b"#", b"import", b"from"))
+        and (p.suffix == ".py" or p.read_bytes().startswith(b"#!/usr/bin/env python"))
+    ]
     assert len(python) > 50, python
-    long = [str(p.relative_to(root)) for p in python
-            if len(p.read_text().splitlines()) > 300 and "Over 300 lines:" not in p.read_text()]
+    long = [
+        str(p.relative_to(root))
+        for p in python
+        if len(p.read_text().splitlines()) > 300 and "Over 300 lines:" not in p.read_text()
+    ]
     assert long == []

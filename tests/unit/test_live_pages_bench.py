@@ -11,10 +11,15 @@ PAGES_JS = ROOT / "services" / "jobs" / "static" / "jobs" / "pages.js"
 
 def test_the_bench_paces_its_pages_with_the_scripts_numbers():
     script = PAGES_JS.read_text()
-    numbers = {name: int(value) / 1000
-               for name, value in re.findall(r"const (POLL_MS|MAX_POLL_MS|ERROR_POLL_MS) = (\d+);", script)}
-    assert numbers == {"POLL_MS": live_pages.POLL_S, "MAX_POLL_MS": live_pages.MAX_POLL_S,
-                       "ERROR_POLL_MS": live_pages.ERROR_POLL_S}
+    numbers = {
+        name: int(value) / 1000
+        for name, value in re.findall(r"const (POLL_MS|MAX_POLL_MS|ERROR_POLL_MS) = (\d+);", script)
+    }
+    assert numbers == {
+        "POLL_MS": live_pages.POLL_S,
+        "MAX_POLL_MS": live_pages.MAX_POLL_S,
+        "ERROR_POLL_MS": live_pages.ERROR_POLL_S,
+    }
     # ...and the same rule: doubling on 304 (pages.js: wait = Math.min(wait * 2, MAX_POLL_MS)).
     assert "wait = Math.min(wait * 2, MAX_POLL_MS);" in script
 

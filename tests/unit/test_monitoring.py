@@ -24,20 +24,29 @@ RENDER = ROOT / "compose" / "monitoring" / "render"
 
 # --- compose/monitoring/render -------------------------------------------------------------------
 
+
 def render(tmp_path, text: str, **env: str) -> subprocess.CompletedProcess:
     template = tmp_path / "template.yml"
     template.write_text(text)
-    return subprocess.run(["sh", str(RENDER), str(template)], capture_output=True, text=True, timeout=30,
-                          env={"PATH": os.environ["PATH"], **env})
+    return subprocess.run(
+        ["sh", str(RENDER), str(template)],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={"PATH": os.environ["PATH"], **env},
+    )
 
 
 def test_render_takes_variables_or_their_defaults_and_leaves_prometheus_templates_alone(tmp_path):
-    text = ('for: ${ALERT_FOR:-20m}\nexpr: x > ${RATIO:-0.2}\nsummary: "{{ $labels.queue }} {{ $value }}"\n'
-            "empty: ${EMPTY:-5m}\n")
+    text = (
+        'for: ${ALERT_FOR:-20m}\nexpr: x > ${RATIO:-0.2}\nsummary: "{{ $labels.queue }} {{ $value }}"\n'
+        "empty: ${EMPTY:-5m}\n"
+    )
     result = render(tmp_path, text, ALERT_FOR="15s", EMPTY="")
     assert result.returncode == 0, result.stderr
-    assert result.stdout == ('for: 15s\nexpr: x > 0.2\nsummary: "{{ $labels.queue }} {{ $value }}"\n'
-                             "empty: 5m\n")
+    assert result.stdout == (
+        'for: 15s\nexpr: x > 0.2\nsummary: "{{ $labels.queue }} {{ $value }}"\nempty: 5m\n'
+    )
 
 
 def test_render_refuses_a_variable_with_no_value_and_no_default_by_name(tmp_path):
@@ -48,13 +57,19 @@ def test_render_refuses_a_variable_with_no_value_and_no_default_by_name(tmp_path
 
 def test_every_variable_of_the_monitoring_templates_has_a_default(tmp_path):
     for name in ("prometheus/prometheus.yml", "prometheus/alerts.yml"):
-        result = subprocess.run(["sh", str(RENDER), str(ROOT / "compose" / "monitoring" / name)],
-                                capture_output=True, text=True, timeout=30, env={"PATH": os.environ["PATH"]})
+        result = subprocess.run(
+            ["sh", str(RENDER), str(ROOT / "compose" / "monitoring" / name)],
+            capture_output=True,
+            text=True,
+            timeout=30,
+            env={"PATH": os.environ["PATH"]},
+        )
         assert result.returncode == 0, result.stderr
         assert not re.search(r"\$\{[A-Z]", result.stdout), name
 
 
 # --- config/logs.py ----------------------------------------------------------------------------------
+
 
 def configured_logger(log_format: str) -> tuple[logging.Logger, io.StringIO]:
     from config.logs import logging_config
@@ -63,8 +78,10 @@ def configured_logger(log_format: str) -> tuple[logging.Logger, io.StringIO]:
     stream = io.StringIO()
     config["handlers"]["console"]["stream"] = stream
     config["root"] = {"handlers": [], "level": "INFO"}
-    config["loggers"] = {**config.get("loggers", {}),
-                         "monitoring-test": {"handlers": ["console"], "level": "INFO", "propagate": False}}
+    config["loggers"] = {
+        **config.get("loggers", {}),
+        "monitoring-test": {"handlers": ["console"], "level": "INFO", "propagate": False},
+    }
     logging.config.dictConfig(config)
     return logging.getLogger("monitoring-test"), stream
 
@@ -98,8 +115,9 @@ def test_json_lines_carry_the_request_and_job_ids_and_not_a_jobs_arguments():
     try:
         logger.info("Job %s submitted (%s)", "job-1", "noop", extra={"job_id": "job-1", "kind": "noop"})
         # Celery's own records carry a task's arguments in `data`; Django's its request object.
-        logger.info("Task received",
-                    extra={"data": {"kwargs": "{'api_key': 'hunter2'}"}, "request": object()})
+        logger.info(
+            "Task received", extra={"data": {"kwargs": "{'api_key': 'hunter2'}"}, "request": object()}
+        )
     finally:
         clear_guid()
     logger.info("outside any request")
@@ -129,6 +147,7 @@ def test_json_lines_of_a_running_task_carry_its_id():
 
 
 # --- jobs/metrics.py -----------------------------------------------------------------------------
+
 
 class FakeTask:
     def __init__(self, name):
@@ -168,11 +187,13 @@ def test_initialised_counters_exist_at_zero_for_every_kind():
     registry = CollectorRegistry()
     counter = Counter("probe_jobs", "test", ["kind"], registry=registry)
     metrics.initialise((counter,))
-    assert {s.labels["kind"] for s in registry.collect().__next__().samples if s.name == "probe_jobs_total"} \
-        == set(KINDS)
+    assert {
+        s.labels["kind"] for s in registry.collect().__next__().samples if s.name == "probe_jobs_total"
+    } == set(KINDS)
 
 
 # --- scripts/backup's record ---------------------------------------------------------------------
+
 
 def test_the_backup_record_is_prometheus_text_written_whole_and_readable(tmp_path):
     when = dt.datetime(2026, 12, 2, 18, 30, 5, tzinfo=dt.UTC)
@@ -190,12 +211,21 @@ def test_the_backup_record_is_prometheus_text_written_whole_and_readable(tmp_pat
 
 # --- settings ------------------------------------------------------------------------------------
 
+
 def load(**env: str) -> subprocess.CompletedProcess:
-    code = ("import json, config.settings as s; print(json.dumps({'middleware': s.MIDDLEWARE, "
-            "'apps': s.INSTALLED_APPS, 'formatter': s.LOGGING['handlers']['console']['formatter']}))")
+    code = (
+        "import json, config.settings as s; print(json.dumps({'middleware': s.MIDDLEWARE, "
+        "'apps': s.INSTALLED_APPS, 'formatter': s.LOGGING['handlers']['console']['formatter']}))"
+    )
     base = {k: v for k, v in os.environ.items() if k not in ("LOG_FORMAT", "METRICS_PORT")}
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT / "services", capture_output=True,
-                          text=True, timeout=60, env={**base, "APP_ENV": "development", **env})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT / "services",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, "APP_ENV": "development", **env},
+    )
 
 
 def test_metrics_and_json_logs_are_off_by_default_and_on_when_asked_for():

@@ -48,4 +48,3 @@ def test_put_back_marks_the_message_redelivered_as_kombu_does():
     assert marked["properties"]["delivery_info"]["redelivered"] is True
     assert marked["properties"]["delivery_info"]["exchange"] == "jobs"
     assert put_back({})["headers"]["redelivered"] is True
-

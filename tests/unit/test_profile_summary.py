@@ -15,13 +15,15 @@ def load():
 
 
 REQUEST = "ThreadWorker.handle (gunicorn/workers/gthread.py:553);WSGIHandler.__call__ (django/core/handlers/wsgi.py:124)"
-STACKS = "\n".join([
-    f"{REQUEST};submit (jobs/job_actions.py:63);Model._do_insert (django/db/models/base.py:1210);Connection.wait (psycopg/connection.py:495) 50",
-    f"{REQUEST};TokenAuthentication.authenticate_credentials (jobs/auth.py:48);read (redis/connection.py:1) 20",
-    f"{REQUEST};publish (jobs/publisher.py:150);execute (redis/client.py:1589) 20",
-    f"{REQUEST};publish (jobs/publisher.py:140);send_task (celery/app/base.py:842) 10",
-    "ThreadWorker.run (gunicorn/workers/gthread.py:425);EpollSelector.select (selectors.py:452) 100",
-])
+STACKS = "\n".join(
+    [
+        f"{REQUEST};submit (jobs/job_actions.py:63);Model._do_insert (django/db/models/base.py:1210);Connection.wait (psycopg/connection.py:495) 50",
+        f"{REQUEST};TokenAuthentication.authenticate_credentials (jobs/auth.py:48);read (redis/connection.py:1) 20",
+        f"{REQUEST};publish (jobs/publisher.py:150);execute (redis/client.py:1589) 20",
+        f"{REQUEST};publish (jobs/publisher.py:140);send_task (celery/app/base.py:842) 10",
+        "ThreadWorker.run (gunicorn/workers/gthread.py:425);EpollSelector.select (selectors.py:452) 100",
+    ]
+)
 
 
 def test_request_samples_are_split_by_what_they_wait_on():

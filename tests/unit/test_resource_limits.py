@@ -16,9 +16,15 @@ SERVICES = ("postgres", "redis", "migrate", "web", "worker", "beat", "flower")
 
 def limits(**env: str) -> dict[str, dict]:
     environ = {k: v for k, v in os.environ.items() if not k.endswith(("_CPU_LIMIT", "_MEMORY_LIMIT"))}
-    out = subprocess.run(["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],
-                         cwd=ROOT, capture_output=True, text=True, timeout=60, check=True,
-                         env={**environ, **env, "COMPOSE_DISABLE_ENV_FILE": "1"}).stdout
+    out = subprocess.run(
+        ["docker", "compose", "-f", str(ROOT / "docker-compose.yml"), "config", "--format", "json"],
+        cwd=ROOT,
+        capture_output=True,
+        text=True,
+        timeout=60,
+        check=True,
+        env={**environ, **env, "COMPOSE_DISABLE_ENV_FILE": "1"},
+    ).stdout
     services = json.loads(out)["services"]
     return {name: services[name]["deploy"]["resources"]["limits"] for name in services}
 
@@ -49,5 +55,7 @@ def test_compose_lint_no_longer_reports_missing_limits_on_the_stack():
     report = compose_lint("docker-compose.yml")
     assert not report["errors"], report["errors"]
     assert report["findings"], "compose-lint found nothing at all: did it lint the file?"
-    missing = [f"{f['service']}: {f['message'][:80]}" for f in report["findings"] if f["rule_id"] == "CL-0026"]
+    missing = [
+        f"{f['service']}: {f['message'][:80]}" for f in report["findings"] if f["rule_id"] == "CL-0026"
+    ]
     assert not missing, missing

@@ -55,8 +55,14 @@ def test_bad_params_name_the_field_under_params(kind, params, field):
     assert field in errors["params"]
 
 
-@pytest.mark.parametrize("kind, params", [("noop", {"z": 1}), ("sum_number", {"x": 1, "y": 2, "z": 3}),
-                                          ("model_inference", {"text": "hi", "temperature": 0.7})])
+@pytest.mark.parametrize(
+    "kind, params",
+    [
+        ("noop", {"z": 1}),
+        ("sum_number", {"x": 1, "y": 2, "z": 3}),
+        ("model_inference", {"text": "hi", "temperature": 0.7}),
+    ],
+)
 def test_unknown_extra_params_are_rejected(kind, params):
     valid, errors = validate({"kind": kind, "params": params})
     assert not valid
@@ -74,8 +80,18 @@ def test_params_must_be_an_object(params):
 
 @pytest.mark.parametrize(
     "name",
-    ["-starts-with-dash", "has space", "slash/inside", "semi;colon", "x" * 101, "é", "a\nb", "", "..",
-     "%2e%2e"],
+    [
+        "-starts-with-dash",
+        "has space",
+        "slash/inside",
+        "semi;colon",
+        "x" * 101,
+        "é",
+        "a\nb",
+        "",
+        "..",
+        "%2e%2e",
+    ],
 )
 def test_bad_names_are_rejected(name):
     valid, errors = validate({"kind": "noop", "name": name})
@@ -117,10 +133,10 @@ def test_validated_params_are_coerced():
 @pytest.mark.parametrize(
     "x, y, ok",
     [
-        (1, 1, True),                                 # one number
-        (5, 4, False),                                # y < x
-        (1, SumNumberParams.MAX_COUNT, True),         # exactly the maximum count
-        (0, SumNumberParams.MAX_COUNT, False),        # one more than the maximum
+        (1, 1, True),  # one number
+        (5, 4, False),  # y < x
+        (1, SumNumberParams.MAX_COUNT, True),  # exactly the maximum count
+        (0, SumNumberParams.MAX_COUNT, False),  # one more than the maximum
         (-(10**12), -(10**12) + 10, True),
         (10, -10, False),
     ],

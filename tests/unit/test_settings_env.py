@@ -11,8 +11,14 @@ def load_settings(**env: str) -> subprocess.CompletedProcess:
     """Import the settings in a fresh interpreter with only the worker options given here."""
     code = "import config.settings as s; print(s.CELERY_WORKER_POOL, s.CELERY_WORKER_PREFETCH_MULTIPLIER)"
     base = {k: v for k, v in os.environ.items() if not k.startswith("CELERY_WORKER_")}
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT / "services", capture_output=True,
-                          text=True, timeout=60, env={**base, "APP_ENV": "development", **env})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT / "services",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, "APP_ENV": "development", **env},
+    )
 
 
 def test_pool_and_prefetch_come_from_the_environment():
@@ -55,13 +61,22 @@ def test_a_hot_window_longer_than_the_retention_is_refused():
 
 # --- secrets from files (NAME_FILE: Docker and Swarm secrets, docker-compose.swarm.yml) -----------
 
+
 def load_secrets(tmp_path, **env: str) -> subprocess.CompletedProcess:
     """Import the settings with the given variables; print the secrets they ended up with."""
-    code = ("import config.settings as s; "
-            "print(repr(s.SECRET_KEY), repr(s.JOB_ID_SECRET), repr(s.POSTGRES_PASSWORD), repr(s.REDIS_PASSWORD))")
+    code = (
+        "import config.settings as s; "
+        "print(repr(s.SECRET_KEY), repr(s.JOB_ID_SECRET), repr(s.POSTGRES_PASSWORD), repr(s.REDIS_PASSWORD))"
+    )
     base = {k: v for k, v in os.environ.items() if not k.endswith("_FILE")}
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT / "services", capture_output=True,
-                          text=True, timeout=60, env={**base, "APP_ENV": "development", **env})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT / "services",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, "APP_ENV": "development", **env},
+    )
 
 
 def test_a_secret_file_is_read_instead_of_the_variable_without_its_trailing_newline(tmp_path):
@@ -69,8 +84,12 @@ def test_a_secret_file_is_read_instead_of_the_variable_without_its_trailing_newl
     key.write_text("from-a-file-0123456789abcdef\n")  # as `echo ... | docker secret create` writes
     password = tmp_path / "redis_password"
     password.write_text("redis-from-file")
-    result = load_secrets(tmp_path, DJANGO_SECRET_KEY="from-the-variable", DJANGO_SECRET_KEY_FILE=str(key),
-                          REDIS_PASSWORD_FILE=str(password))
+    result = load_secrets(
+        tmp_path,
+        DJANGO_SECRET_KEY="from-the-variable",
+        DJANGO_SECRET_KEY_FILE=str(key),
+        REDIS_PASSWORD_FILE=str(password),
+    )
     assert result.returncode == 0, result.stderr
     secret_key, job_id_secret, _, redis_password = result.stdout.split()
     assert secret_key == "'from-a-file-0123456789abcdef'"

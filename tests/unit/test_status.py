@@ -9,18 +9,31 @@ from jobs import presentation
 STARTED_AT = "2026-11-23T11:32:34.822088+00:00"
 DATE_DONE = "2026-11-23T11:32:35.000000+00:00"
 # A Celery FAILURE meta carries the worker's traceback; it must never reach a client.
-TRACEBACK = ('Traceback (most recent call last):\n  File "/app/services/jobs/tasks.py", line 42, '
-             'in fail\n    raise JobError(message)\njobs.tasks.JobError: secret internals')
+TRACEBACK = (
+    'Traceback (most recent call last):\n  File "/app/services/jobs/tasks.py", line 42, '
+    "in fail\n    raise JobError(message)\njobs.tasks.JobError: secret internals"
+)
 
 
 def meta(state, result=None, **extra):
-    return {"status": state, "result": result, "traceback": None, "children": [],
-            "date_done": None, "task_id": "5662d11d-34b6-6dd6-785e-b558439d469c", **extra}
+    return {
+        "status": state,
+        "result": result,
+        "traceback": None,
+        "children": [],
+        "date_done": None,
+        "task_id": "5662d11d-34b6-6dd6-785e-b558439d469c",
+        **extra,
+    }
 
 
 def failure(exc_type, message, module="jobs.tasks"):
-    return meta("FAILURE", {"exc_type": exc_type, "exc_message": message, "exc_module": module},
-                traceback=TRACEBACK, date_done=DATE_DONE)
+    return meta(
+        "FAILURE",
+        {"exc_type": exc_type, "exc_message": message, "exc_module": module},
+        traceback=TRACEBACK,
+        date_done=DATE_DONE,
+    )
 
 
 def running(**extra):
@@ -32,8 +45,16 @@ KEYS = {"state", "progress", "result", "error", "worker", "started_at", "finishe
 
 def test_pending():
     body = presentation.describe(meta("PENDING", {"hostname": None, "started_at": None}))
-    assert body == {"state": "PENDING", "progress": None, "result": None, "error": None,
-                    "worker": None, "started_at": None, "finished_at": None, "deliveries": None}
+    assert body == {
+        "state": "PENDING",
+        "progress": None,
+        "result": None,
+        "error": None,
+        "worker": None,
+        "started_at": None,
+        "finished_at": None,
+        "deliveries": None,
+    }
 
 
 def test_started_shows_worker_and_start_time():
@@ -53,14 +74,18 @@ def test_progress_with_percent_and_message():
 
 
 def test_deliveries_shown_while_running_and_after_success():
-    assert presentation.describe(meta("PROGRESS", running(current=1, total=2, deliveries=2)))["deliveries"] == 2
+    assert (
+        presentation.describe(meta("PROGRESS", running(current=1, total=2, deliveries=2)))["deliveries"] == 2
+    )
     done = meta("SUCCESS", running(deliveries=2, output={"x": 1}), date_done=DATE_DONE)
     assert presentation.describe(done)["deliveries"] == 2
     assert presentation.describe(meta("STARTED", running()))["deliveries"] is None  # a job started before
 
 
 def test_worker_lost_is_a_retry_that_says_so():
-    body = presentation.describe(meta("RETRY", {"exc_type": "WorkerLostError", "exc_message": ["worker lost"]}))
+    body = presentation.describe(
+        meta("RETRY", {"exc_type": "WorkerLostError", "exc_message": ["worker lost"]})
+    )
     assert body["state"] == "RETRY"
     assert body["error"] == presentation.WORKER_LOST_MESSAGE
     assert body["progress"] is None and body["worker"] is None and body["finished_at"] is None
@@ -74,7 +99,9 @@ def test_progress_percent_is_rounded_and_none_without_total():
 
 
 def test_success_result_is_the_output():
-    body = presentation.describe(meta("SUCCESS", running(output={"sum": 5050, "count": 100}), date_done=DATE_DONE))
+    body = presentation.describe(
+        meta("SUCCESS", running(output={"sum": 5050, "count": 100}), date_done=DATE_DONE)
+    )
     assert body["state"] == "SUCCESS"
     assert body["result"] == {"sum": 5050, "count": 100}
     assert body["worker"] == "worker-7"
@@ -136,8 +163,9 @@ def test_failure_after_transient_retries():
 
 
 def test_revoked():
-    body = presentation.describe(meta("REVOKED", {"exc_type": "TaskRevokedError", "exc_message": ["cancelled"]},
-                                date_done=DATE_DONE))
+    body = presentation.describe(
+        meta("REVOKED", {"exc_type": "TaskRevokedError", "exc_message": ["cancelled"]}, date_done=DATE_DONE)
+    )
     assert body["state"] == "REVOKED"
     assert body["error"] == "The job was cancelled."
     assert body["finished_at"] == DATE_DONE
@@ -145,8 +173,9 @@ def test_revoked():
 
 
 def test_retry():
-    body = presentation.describe(meta("RETRY", {"exc_type": "TransientJobError", "exc_message": ["x"]},
-                                traceback=TRACEBACK))
+    body = presentation.describe(
+        meta("RETRY", {"exc_type": "TransientJobError", "exc_message": ["x"]}, traceback=TRACEBACK)
+    )
     assert body["state"] == "RETRY"
     assert "retried" in body["error"]
     assert body["finished_at"] is None
@@ -159,11 +188,17 @@ def test_absent_meta_is_expired():
     assert body["result"] is None and body["finished_at"] is None
 
 
-@pytest.mark.parametrize("state", ["PENDING", "STARTED", "PROGRESS", "SUCCESS", "FAILURE",
-                                   "REVOKED", "RETRY"])
+@pytest.mark.parametrize(
+    "state", ["PENDING", "STARTED", "PROGRESS", "SUCCESS", "FAILURE", "REVOKED", "RETRY"]
+)
 def test_no_traceback_ever_in_the_body(state):
-    info = running(current=1, total=2, output={"ok": True}, exc_type="ValueError",
-                   exc_message=["/app/services/jobs/tasks.py secret internals"])
+    info = running(
+        current=1,
+        total=2,
+        output={"ok": True},
+        exc_type="ValueError",
+        exc_message=["/app/services/jobs/tasks.py secret internals"],
+    )
     body = presentation.describe(meta(state, info, traceback=TRACEBACK, date_done=DATE_DONE))
     assert set(body) == KEYS
     text = json.dumps(body)

@@ -53,9 +53,14 @@ def converted(script, monkeypatch, **extra: str) -> tuple[dict, list]:
 
 def test_the_stack_loader_accepts_the_converted_files(script, monkeypatch):
     stack, _ = converted(script, monkeypatch)
-    result = subprocess.run(["docker", "stack", "config", "--compose-file", "-"], input=json.dumps(stack),
-                            capture_output=True, text=True, timeout=60,
-                            env={**os.environ, "DOCKER_HOST": "unix:///nonexistent"})
+    result = subprocess.run(
+        ["docker", "stack", "config", "--compose-file", "-"],
+        input=json.dumps(stack),
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**os.environ, "DOCKER_HOST": "unix:///nonexistent"},
+    )
     assert result.returncode == 0, result.stderr
     assert "services:" in result.stdout
 
@@ -72,7 +77,10 @@ def test_secrets_are_swarm_secrets_named_by_content_and_absent_from_the_services
             assert name not in environment, (role, name)
             assert environment[f"{name}_FILE"] == f"/run/secrets/{name.lower()}", (role, name)
     assert "POSTGRES_PASSWORD" not in stack["services"]["postgres"]["environment"]
-    assert stack["services"]["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"] == "/run/secrets/postgres_password"
+    assert (
+        stack["services"]["postgres"]["environment"]["POSTGRES_PASSWORD_FILE"]
+        == "/run/secrets/postgres_password"
+    )
     assert "REDIS_PASSWORD" not in stack["services"]["redis"].get("environment", {})
     # Another value, another name (so the services using it roll to it); the same value, the same.
     changed, _ = converted(script, monkeypatch, REDIS_PASSWORD="another-redis-password")
@@ -119,24 +127,37 @@ def test_the_single_host_file_keeps_its_compose_semantics(script, monkeypatch):
 def test_workers_are_named_after_their_task_and_the_network_is_encrypted(script, monkeypatch):
     stack, _ = converted(script, monkeypatch)
     # Unique among live workers even when an update starts a slot's new task on the old one's node.
-    assert stack["services"]["worker"]["environment"]["WORKER_NODE_NAME"] == \
-        "worker-{{.Node.Hostname}}-{{.Task.Slot}}-{{.Task.ID}}"
+    assert (
+        stack["services"]["worker"]["environment"]["WORKER_NODE_NAME"]
+        == "worker-{{.Node.Hostname}}-{{.Task.Slot}}-{{.Task.ID}}"
+    )
     assert stack["networks"]["default"]["driver_opts"] == {"encrypted": ""}
     # Only for nodes whose kernel has no IPsec ESP (the option's presence alone turns it on).
     plain, _ = converted(script, monkeypatch, SWARM_OVERLAY_ENCRYPTION="off")
     assert "encrypted" not in (plain["networks"]["default"].get("driver_opts") or {})
 
 
-PRODUCTION = {"APP_ENV": "production", "DJANGO_ALLOWED_HOSTS": "jobs.example.com",
-              "DJANGO_CSRF_TRUSTED_ORIGINS": "https://jobs.example.com",
-              **{name: f"a-strong-unit-test-value-for-{name.lower()}" for name in (*SECRETS, "POSTGRES_ADMIN_PASSWORD", "FLOWER_PASSWORD")}}
+PRODUCTION = {
+    "APP_ENV": "production",
+    "DJANGO_ALLOWED_HOSTS": "jobs.example.com",
+    "DJANGO_CSRF_TRUSTED_ORIGINS": "https://jobs.example.com",
+    **{
+        name: f"a-strong-unit-test-value-for-{name.lower()}"
+        for name in (*SECRETS, "POSTGRES_ADMIN_PASSWORD", "FLOWER_PASSWORD")
+    },
+}
 
 
 def swarm_deploy(**env: str) -> subprocess.CompletedProcess:
     """The real script, aimed at no engine at all: what it refuses, it refuses before asking one."""
-    return subprocess.run([str(ROOT / "scripts/swarm-deploy"), "--stack", "djcs"], capture_output=True,
-                          text=True, timeout=120, cwd=ROOT,
-                          env=compose_env(DOCKER_HOST="unix:///nonexistent/docker.sock", **env))
+    return subprocess.run(
+        [str(ROOT / "scripts/swarm-deploy"), "--stack", "djcs"],
+        capture_output=True,
+        text=True,
+        timeout=120,
+        cwd=ROOT,
+        env=compose_env(DOCKER_HOST="unix:///nonexistent/docker.sock", **env),
+    )
 
 
 def test_swarm_deploy_refuses_development_secrets_by_name():
@@ -144,8 +165,16 @@ def test_swarm_deploy_refuses_development_secrets_by_name():
     assert refused.returncode == 1 and "Traceback" not in refused.stderr, refused.stderr
     assert "nothing was changed" in refused.stderr, refused.stderr
     named = re.findall(r"^  - ([A-Z_]+) ", refused.stderr, re.MULTILINE)
-    assert sorted(named) == sorted(["APP_ENV", *SECRETS, "POSTGRES_ADMIN_PASSWORD", "FLOWER_PASSWORD", "DJANGO_ALLOWED_HOSTS",
-                                    "DJANGO_CSRF_TRUSTED_ORIGINS"]), refused.stderr
+    assert sorted(named) == sorted(
+        [
+            "APP_ENV",
+            *SECRETS,
+            "POSTGRES_ADMIN_PASSWORD",
+            "FLOWER_PASSWORD",
+            "DJANGO_ALLOWED_HOSTS",
+            "DJANGO_CSRF_TRUSTED_ORIGINS",
+        ]
+    ), refused.stderr
     # Production's secrets and hosts, but not production's mode: refused for that alone.
     development = swarm_deploy(**{**PRODUCTION, "APP_ENV": "development"})
     assert re.findall(r"^  - ([A-Z_]+) ", development.stderr, re.MULTILINE) == ["APP_ENV"], development.stderr

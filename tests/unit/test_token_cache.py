@@ -23,8 +23,8 @@ def test_key_is_stable_keyed_and_never_contains_the_token_or_its_digest():
 
 
 def test_user_round_trips_and_tombstones_or_junk_read_as_a_miss():
-    raw = token_cache.encode_user(42, "alice|with:odd\"chars")
-    assert token_cache.decode_user(raw) == (42, "alice|with:odd\"chars")
+    raw = token_cache.encode_user(42, 'alice|with:odd"chars')
+    assert token_cache.decode_user(raw) == (42, 'alice|with:odd"chars')
     assert token_cache.decode_user(None) is None
     assert token_cache.decode_user(token_cache.TOMBSTONE) is None
     assert token_cache.decode_user(b"not json") is None
@@ -39,6 +39,7 @@ def test_a_tombstone_outlives_any_entry_written_before_it(ttl):
 
 # --- the bench-only peer app: loaded only when asked for, never in production ---------------------
 
+
 def _settings(**env: str):
     import os
     import subprocess
@@ -46,11 +47,16 @@ def _settings(**env: str):
 
     from tests.support.stack import ROOT
 
-    code = ("import config.settings as s; print('benchpeer' in s.INSTALLED_APPS, "
-            "s.API_TOKEN_CACHE_SECONDS)")
+    code = "import config.settings as s; print('benchpeer' in s.INSTALLED_APPS, s.API_TOKEN_CACHE_SECONDS)"
     base = {k: v for k, v in os.environ.items() if k not in ("BENCH_PEER_APP", "API_TOKEN_CACHE_SECONDS")}
-    return subprocess.run([sys.executable, "-c", code], cwd=ROOT / "services", capture_output=True,
-                          text=True, timeout=60, env={**base, "APP_ENV": "development", **env})
+    return subprocess.run(
+        [sys.executable, "-c", code],
+        cwd=ROOT / "services",
+        capture_output=True,
+        text=True,
+        timeout=60,
+        env={**base, "APP_ENV": "development", **env},
+    )
 
 
 def test_peer_app_is_off_by_default_and_on_when_asked_for_in_development():
@@ -64,9 +70,16 @@ def test_peer_app_is_off_by_default_and_on_when_asked_for_in_development():
 
 def test_peer_app_is_refused_in_production_by_name():
     strong = "s3cure-" + "x" * 40
-    production = dict(APP_ENV="production", DJANGO_DEBUG="false", DJANGO_ALLOWED_HOSTS="jobs.example.com",
-                      DJANGO_CSRF_TRUSTED_ORIGINS="https://jobs.example.com", DJANGO_SECRET_KEY=strong,
-                      JOB_ID_SECRET=strong + "j", POSTGRES_PASSWORD=strong + "p", REDIS_PASSWORD=strong + "r")
+    production = dict(
+        APP_ENV="production",
+        DJANGO_DEBUG="false",
+        DJANGO_ALLOWED_HOSTS="jobs.example.com",
+        DJANGO_CSRF_TRUSTED_ORIGINS="https://jobs.example.com",
+        DJANGO_SECRET_KEY=strong,
+        JOB_ID_SECRET=strong + "j",
+        POSTGRES_PASSWORD=strong + "p",
+        REDIS_PASSWORD=strong + "r",
+    )
     assert _settings(**production).returncode == 0, _settings(**production).stderr
     refused = _settings(**production, BENCH_PEER_APP="1")
     assert refused.returncode != 0

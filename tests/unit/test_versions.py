@@ -10,8 +10,15 @@ from tests.support import versions
 
 # Every tag an e2e module records (tests/e2e: test_rabbitmq, test_proxy/test_deploy via helpers,
 # test_redis8, test_backup).
-RECORDED = ("postgres:17", "postgres:18", "redis:5.0-alpine", "redis:8-alpine", "rabbitmq:4-management-alpine",
-            "caddy:2-alpine", "python:3.13-slim")
+RECORDED = (
+    "postgres:17",
+    "postgres:18",
+    "redis:5.0-alpine",
+    "redis:8-alpine",
+    "rabbitmq:4-management-alpine",
+    "caddy:2-alpine",
+    "python:3.13-slim",
+)
 
 
 def test_the_table_gives_a_version_and_a_date_for_every_tag_the_tests_record():
@@ -35,11 +42,17 @@ def test_record_says_whether_the_table_agrees():
 
 def test_set_env_file_replaces_a_setting_in_place_and_appends_the_others(tmp_path):
     env = tmp_path / ".env"
-    env.write_text("# production\nAPP_ENV=production\n#POSTGRES_IMAGE=postgres:16\nPOSTGRES_IMAGE=postgres:17\n")
+    env.write_text(
+        "# production\nAPP_ENV=production\n#POSTGRES_IMAGE=postgres:16\nPOSTGRES_IMAGE=postgres:17\n"
+    )
     env.chmod(0o640)
-    set_env_file(env, {"POSTGRES_IMAGE": "postgres:18", "POSTGRES_VOLUME_NAME": "jobs_postgres-data-18"}, "why")
-    assert env.read_text() == ("# production\nAPP_ENV=production\n#POSTGRES_IMAGE=postgres:16\n"
-                               "POSTGRES_IMAGE=postgres:18\n# why\nPOSTGRES_VOLUME_NAME=jobs_postgres-data-18\n")
+    set_env_file(
+        env, {"POSTGRES_IMAGE": "postgres:18", "POSTGRES_VOLUME_NAME": "jobs_postgres-data-18"}, "why"
+    )
+    assert env.read_text() == (
+        "# production\nAPP_ENV=production\n#POSTGRES_IMAGE=postgres:16\n"
+        "POSTGRES_IMAGE=postgres:18\n# why\nPOSTGRES_VOLUME_NAME=jobs_postgres-data-18\n"
+    )
     assert stat.S_IMODE(env.stat().st_mode) == 0o640
 
 

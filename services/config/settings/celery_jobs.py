@@ -29,8 +29,10 @@ RABBITMQ_PORT = env.int("RABBITMQ_PORT", default=5672)
 RABBITMQ_USER = env.str("RABBITMQ_USER", default="app")
 RABBITMQ_VHOST = env.str("RABBITMQ_VHOST", default="jobs")
 if BROKER == "rabbitmq":
-    CELERY_BROKER_URL = (f"amqp://{quote(RABBITMQ_USER, safe='')}:{quote(RABBITMQ_PASSWORD, safe='')}"
-                         f"@{RABBITMQ_HOST}:{RABBITMQ_PORT}/{quote(RABBITMQ_VHOST, safe='')}")
+    CELERY_BROKER_URL = (
+        f"amqp://{quote(RABBITMQ_USER, safe='')}:{quote(RABBITMQ_PASSWORD, safe='')}"
+        f"@{RABBITMQ_HOST}:{RABBITMQ_PORT}/{quote(RABBITMQ_VHOST, safe='')}"
+    )
 # Celery's Redis backend, minus two pub/sub round trips per task sent (jobs/result_backend.py).
 CELERY_RESULT_BACKEND = "jobs.result_backend:JobResultBackend+" + redis_url(1)
 CELERY_ACCEPT_CONTENT = ["json"]
@@ -144,7 +146,8 @@ WORKER_POOLS = ("prefork", "threads", "gevent", "solo")
 CELERY_WORKER_POOL = env.str("CELERY_WORKER_POOL", default="prefork")
 if CELERY_WORKER_POOL not in WORKER_POOLS:
     raise ImproperlyConfigured(
-        f"CELERY_WORKER_POOL must be one of {', '.join(WORKER_POOLS)}, not {CELERY_WORKER_POOL!r}.")
+        f"CELERY_WORKER_POOL must be one of {', '.join(WORKER_POOLS)}, not {CELERY_WORKER_POOL!r}."
+    )
 # Flower's live view needs task events.
 CELERY_WORKER_SEND_TASK_EVENTS = True
 CELERY_TASK_SEND_SENT_EVENT = True
@@ -153,8 +156,9 @@ CELERY_TASK_SEND_SENT_EVENT = True
 # (jobs/dead_workers.py, Redis broker). The visibility timeout above stays the last resort.
 JOB_WORKER_LOST_AFTER = env.int("JOB_WORKER_LOST_AFTER", default=30)
 if not 10 <= JOB_WORKER_LOST_AFTER < CELERY_VISIBILITY_TIMEOUT:
-    raise ImproperlyConfigured("JOB_WORKER_LOST_AFTER must be at least 10 seconds and shorter than "
-                               "CELERY_VISIBILITY_TIMEOUT.")
+    raise ImproperlyConfigured(
+        "JOB_WORKER_LOST_AFTER must be at least 10 seconds and shorter than CELERY_VISIBILITY_TIMEOUT."
+    )
 # A job whose worker died under it this many times in a row (one that runs out of memory kills
 # its worker on every delivery) ends FAILURE instead of being delivered again.
 JOB_MAX_DELIVERIES = env.int("JOB_MAX_DELIVERIES", default=3)
@@ -176,13 +180,7 @@ JOB_RECOVERY_SCAN_LIMIT = env.int("JOB_RECOVERY_SCAN_LIMIT", default=20_000)
 if JOB_RECOVERY_SCAN_LIMIT < 200:
     raise ImproperlyConfigured("JOB_RECOVERY_SCAN_LIMIT must be at least 200.")
 CELERY_BEAT_SCHEDULE = {
-    "purge-old-job-records": {
-        "task": "jobs.purge_old_job_records",
-        "schedule": 3600.0,
-    },
-    "recover-lost-jobs": {
-        "task": "jobs.recover_lost_jobs",
-        "schedule": JOB_RECOVERY_AFTER / 2,
-    },
+    "purge-old-job-records": {"task": "jobs.purge_old_job_records", "schedule": 3600.0},
+    "recover-lost-jobs": {"task": "jobs.recover_lost_jobs", "schedule": JOB_RECOVERY_AFTER / 2},
 }
 JOB_RECORD_RETENTION_DAYS = env.int("JOB_RECORD_RETENTION_DAYS", default=30)

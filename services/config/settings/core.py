@@ -71,8 +71,9 @@ INSTALLED_APPS = [
 BENCH_PEER_APP = env.bool("BENCH_PEER_APP", default=False)
 if BENCH_PEER_APP:
     if PRODUCTION:
-        raise ImproperlyConfigured("BENCH_PEER_APP=1 loads a bench-only app and is refused with "
-                                   "APP_ENV=production; unset it.")
+        raise ImproperlyConfigured(
+            "BENCH_PEER_APP=1 loads a bench-only app and is refused with APP_ENV=production; unset it."
+        )
     INSTALLED_APPS += ["rest_framework.authtoken", "benchpeer"]
 
 MIDDLEWARE = [
@@ -102,9 +103,9 @@ TEMPLATES = [
                 "django.template.context_processors.request",
                 "django.contrib.auth.context_processors.auth",
                 "django.contrib.messages.context_processors.messages",
-            ],
+            ]
         },
-    },
+    }
 ]
 
 if DEBUG:
@@ -156,10 +157,7 @@ CACHES = {
     "default": {
         "BACKEND": "django.core.cache.backends.redis.RedisCache",
         "LOCATION": redis_url(2),
-        "OPTIONS": {
-            "socket_connect_timeout": REDIS_SOCKET_TIMEOUT,
-            "socket_timeout": REDIS_SOCKET_TIMEOUT,
-        },
+        "OPTIONS": {"socket_connect_timeout": REDIS_SOCKET_TIMEOUT, "socket_timeout": REDIS_SOCKET_TIMEOUT},
     }
 }
 

@@ -36,8 +36,11 @@ if LOG_FORMAT == "json":
 METRICS_PORT = env.int("METRICS_PORT", default=0)
 if METRICS_PORT:
     # Requests, latency and responses by view (route), method and status.
-    MIDDLEWARE = ["django_prometheus.middleware.PrometheusBeforeMiddleware", *MIDDLEWARE,
-                  "django_prometheus.middleware.PrometheusAfterMiddleware"]
+    MIDDLEWARE = [
+        "django_prometheus.middleware.PrometheusBeforeMiddleware",
+        *MIDDLEWARE,
+        "django_prometheus.middleware.PrometheusAfterMiddleware",
+    ]
 
 # --- Production hardening (behind a TLS-terminating reverse proxy) ----------------------------
 if PRODUCTION:

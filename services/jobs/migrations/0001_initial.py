@@ -7,31 +7,40 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
     initial = True
 
-    dependencies = [
-        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
-    ]
+    dependencies = [migrations.swappable_dependency(settings.AUTH_USER_MODEL)]
 
     operations = [
         migrations.CreateModel(
-            name='Job',
+            name="Job",
             fields=[
-                ('id', models.CharField(editable=False, max_length=36, primary_key=True, serialize=False)),
-                ('owner', models.CharField(editable=False, max_length=32)),
-                ('name', models.CharField(max_length=100)),
-                ('run', models.PositiveIntegerField(default=1)),
-                ('kind', models.CharField(max_length=50)),
-                ('params', models.JSONField(blank=True, default=dict)),
-                ('submitted_at', models.DateTimeField(default=django.utils.timezone.now)),
-                ('cancelled_at', models.DateTimeField(blank=True, null=True)),
-                ('user', models.ForeignKey(on_delete=django.db.models.deletion.CASCADE, related_name='jobs', to=settings.AUTH_USER_MODEL)),
+                ("id", models.CharField(editable=False, max_length=36, primary_key=True, serialize=False)),
+                ("owner", models.CharField(editable=False, max_length=32)),
+                ("name", models.CharField(max_length=100)),
+                ("run", models.PositiveIntegerField(default=1)),
+                ("kind", models.CharField(max_length=50)),
+                ("params", models.JSONField(blank=True, default=dict)),
+                ("submitted_at", models.DateTimeField(default=django.utils.timezone.now)),
+                ("cancelled_at", models.DateTimeField(blank=True, null=True)),
+                (
+                    "user",
+                    models.ForeignKey(
+                        on_delete=django.db.models.deletion.CASCADE,
+                        related_name="jobs",
+                        to=settings.AUTH_USER_MODEL,
+                    ),
+                ),
             ],
             options={
-                'ordering': ['-submitted_at'],
-                'indexes': [models.Index(fields=['user', '-submitted_at'], name='job_user_recent'), models.Index(fields=['owner', 'name', '-run'], name='job_owner_name_run')],
-                'constraints': [models.UniqueConstraint(fields=('owner', 'name', 'run'), name='job_unique_run')],
+                "ordering": ["-submitted_at"],
+                "indexes": [
+                    models.Index(fields=["user", "-submitted_at"], name="job_user_recent"),
+                    models.Index(fields=["owner", "name", "-run"], name="job_owner_name_run"),
+                ],
+                "constraints": [
+                    models.UniqueConstraint(fields=("owner", "name", "run"), name="job_unique_run")
+                ],
             },
-        ),
+        )
     ]

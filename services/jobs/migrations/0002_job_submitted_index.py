@@ -5,15 +5,10 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
-    dependencies = [
-        ('jobs', '0001_initial'),
-        migrations.swappable_dependency(settings.AUTH_USER_MODEL),
-    ]
+    dependencies = [("jobs", "0001_initial"), migrations.swappable_dependency(settings.AUTH_USER_MODEL)]
 
     operations = [
         migrations.AddIndex(
-            model_name='job',
-            index=models.Index(fields=['submitted_at'], name='job_submitted'),
-        ),
+            model_name="job", index=models.Index(fields=["submitted_at"], name="job_submitted")
+        )
     ]

@@ -5,16 +5,11 @@ from django.db import migrations, models
 
 
 class Migration(migrations.Migration):
-
-    dependencies = [
-        ("jobs", "0002_job_submitted_index"),
-    ]
+    dependencies = [("jobs", "0002_job_submitted_index")]
 
     operations = [
         migrations.AddField(
-            model_name="job",
-            name="outcome",
-            field=models.JSONField(blank=True, editable=False, null=True),
+            model_name="job", name="outcome", field=models.JSONField(blank=True, editable=False, null=True)
         ),
         migrations.AddField(
             model_name="job",
@@ -23,7 +18,10 @@ class Migration(migrations.Migration):
         ),
         migrations.AddIndex(
             model_name="job",
-            index=models.Index(condition=models.Q(("cancelled_at__isnull", True), ("finished_at__isnull", True)),
-                               fields=["submitted_at"], name="job_unfinished"),
+            index=models.Index(
+                condition=models.Q(("cancelled_at__isnull", True), ("finished_at__isnull", True)),
+                fields=["submitted_at"],
+                name="job_unfinished",
+            ),
         ),
     ]

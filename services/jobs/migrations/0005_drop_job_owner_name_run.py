@@ -2,11 +2,6 @@ from django.db import migrations
 
 
 class Migration(migrations.Migration):
+    dependencies = [("jobs", "0004_tokenname")]
 
-    dependencies = [
-        ("jobs", "0004_tokenname"),
-    ]
-
-    operations = [
-        migrations.RemoveIndex(model_name="job", name="job_owner_name_run"),
-    ]
+    operations = [migrations.RemoveIndex(model_name="job", name="job_owner_name_run")]

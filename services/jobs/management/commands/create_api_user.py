@@ -15,12 +15,18 @@ class Command(BaseCommand):
     def add_arguments(self, parser):
         parser.add_argument("username")
         parser.add_argument("--email", default="")
-        parser.add_argument("--existing-ok", action="store_true",
-                            help="Add a token to the user if it exists instead of failing.")
-        parser.add_argument("--password-stdin", action="store_true",
-                            help="Also set the password the user signs in to the pages with, read "
-                                 "from the first line of stdin (never from the command line, "
-                                 "which other users of the host can see).")
+        parser.add_argument(
+            "--existing-ok",
+            action="store_true",
+            help="Add a token to the user if it exists instead of failing.",
+        )
+        parser.add_argument(
+            "--password-stdin",
+            action="store_true",
+            help="Also set the password the user signs in to the pages with, read "
+            "from the first line of stdin (never from the command line, "
+            "which other users of the host can see).",
+        )
 
     def handle(self, username, email, existing_ok, password_stdin, **options):
         User = get_user_model()

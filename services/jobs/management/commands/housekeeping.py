@@ -25,8 +25,13 @@ def timed(run) -> dict:
 def recovery_pass() -> dict:
     scan = lost_messages.BrokerScan()
     recovered = lost_messages.recover_lost_jobs(scan=scan)
-    return {"published_again": len(recovered), "messages_read": scan.messages, "replies": scan.replies,
-            "largest_reply_bytes": scan.largest_reply, "broker_read_whole": scan.complete}
+    return {
+        "published_again": len(recovered),
+        "messages_read": scan.messages,
+        "replies": scan.replies,
+        "largest_reply_bytes": scan.largest_reply,
+        "broker_read_whole": scan.complete,
+    }
 
 
 def sweep_pass() -> dict:
@@ -54,10 +59,13 @@ class Command(BaseCommand):
         parser.add_argument("--json", action="store_true", dest="as_json", help="Print one JSON object.")
 
     def handle(self, *args, as_json: bool = False, **options):
-        report = {"recovery": timed(recovery_pass), "sweep": timed(sweep_pass), "archive": timed(archive_pass)}
+        report = {
+            "recovery": timed(recovery_pass),
+            "sweep": timed(sweep_pass),
+            "archive": timed(archive_pass),
+        }
         if as_json:
             self.stdout.write(json.dumps(report))
             return
         for name, figures in report.items():
             self.stdout.write(f"{name}: " + ", ".join(f"{key} {value}" for key, value in figures.items()))
-

@@ -25,8 +25,9 @@ class Command(BaseCommand):
         show = sub.add_parser("status", help="Print state, progress and result as JSON.")
         show.add_argument("--name", required=True, help="The job's name.")
         show.add_argument("--run", type=int, help="Run number (default: the latest run).")
-        show.add_argument("--token-stdin", action="store_true",
-                          help="Read the token from stdin instead of JOB_TOKEN.")
+        show.add_argument(
+            "--token-stdin", action="store_true", help="Read the token from stdin instead of JOB_TOKEN."
+        )
 
     def handle(self, *args, action, name, run, token_stdin, **options):
         token = sys.stdin.readline().strip() if token_stdin else os.environ.get("JOB_TOKEN", "")
@@ -42,7 +43,14 @@ class Command(BaseCommand):
             record = Job.objects.filter(pk=job_id).first()
             meta = job_store.archived_meta(record) if record is not None else None
         if meta is None:
-            raise CommandError(f"No state for job {name!r} run {run} (id {job_id}): "
-                               "never submitted with this token, or its result expired.")
-        self.stdout.write(json.dumps({"id": job_id, "name": name, "run": run, **presentation.describe(meta)},
-                                     indent=2, sort_keys=True))
+            raise CommandError(
+                f"No state for job {name!r} run {run} (id {job_id}): "
+                "never submitted with this token, or its result expired."
+            )
+        self.stdout.write(
+            json.dumps(
+                {"id": job_id, "name": name, "run": run, **presentation.describe(meta)},
+                indent=2,
+                sort_keys=True,
+            )
+        )

@@ -10,15 +10,21 @@ from jobs import token_cache
 
 
 class Command(BaseCommand):
-    help = ("Delete a user's API tokens (every web process refuses them from the next request on, "
-            "cached or not); --deactivate also deactivates the user.")
+    help = (
+        "Delete a user's API tokens (every web process refuses them from the next request on, "
+        "cached or not); --deactivate also deactivates the user."
+    )
 
     def add_arguments(self, parser):
         parser.add_argument("username")
-        parser.add_argument("--prefix", help=f"Only the token starting with these {CONSTANTS.TOKEN_KEY_LENGTH} "
-                                             "characters (its token key, shown in the admin).")
-        parser.add_argument("--deactivate", action="store_true",
-                            help="Also deactivate the user (no new token works either).")
+        parser.add_argument(
+            "--prefix",
+            help=f"Only the token starting with these {CONSTANTS.TOKEN_KEY_LENGTH} "
+            "characters (its token key, shown in the admin).",
+        )
+        parser.add_argument(
+            "--deactivate", action="store_true", help="Also deactivate the user (no new token works either)."
+        )
 
     def handle(self, username, prefix, deactivate, **options):
         user = get_user_model().objects.filter(username=username).first()
@@ -27,10 +33,14 @@ class Command(BaseCommand):
         tokens = AuthToken.objects.filter(user=user)
         if prefix:
             if len(prefix) < CONSTANTS.TOKEN_KEY_LENGTH:
-                raise CommandError(f"--prefix needs the token's first {CONSTANTS.TOKEN_KEY_LENGTH} characters.")
-            tokens = tokens.filter(token_key=prefix[:CONSTANTS.TOKEN_KEY_LENGTH])
+                raise CommandError(
+                    f"--prefix needs the token's first {CONSTANTS.TOKEN_KEY_LENGTH} characters."
+                )
+            tokens = tokens.filter(token_key=prefix[: CONSTANTS.TOKEN_KEY_LENGTH])
             if not tokens.exists():
-                raise CommandError(f"User {username!r} has no token starting with {prefix[:CONSTANTS.TOKEN_KEY_LENGTH]!r}.")
+                raise CommandError(
+                    f"User {username!r} has no token starting with {prefix[: CONSTANTS.TOKEN_KEY_LENGTH]!r}."
+                )
         with transaction.atomic():
             # The tombstones are written first: if Redis refuses them, nothing is deleted.
             digests = list(tokens.values_list("digest", flat=True))
@@ -39,5 +49,8 @@ class Command(BaseCommand):
             if deactivate and user.is_active:
                 user.is_active = False
                 user.save(update_fields=["is_active"])
-        self.stdout.write(f"Revoked {len(digests)} token(s) of {username}"
-                          + (", user deactivated" if deactivate else "") + ".")
+        self.stdout.write(
+            f"Revoked {len(digests)} token(s) of {username}"
+            + (", user deactivated" if deactivate else "")
+            + "."
+        )
