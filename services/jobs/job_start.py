@@ -12,6 +12,7 @@ from jobs.redis_memory import refused_for_memory, retry_while_full
 # STARTED meta cut in two where its delivery count goes. Counts the delivery, then - unless the
 # job is cancelled or over its deliveries - writes STARTED with that count (Celery's rule: never
 # over a SUCCESS) and publishes it as Celery's SET does. Returns {cancelled, total, this attempt}.
+_start_script = None  # registered on first use, per process
 START = """
 local total = redis.call('HINCRBY', KEYS[1], 'total', 1)
 local this = redis.call('HINCRBY', KEYS[1], ARGV[1], 1)

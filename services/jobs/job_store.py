@@ -220,9 +220,6 @@ def mark_worker_lost(job_id: str) -> bool:
     return bool(written)
 
 
-_start_script = None
-
-
 def flag_revoked(job_id: str) -> None:
     """Durable cancellation mark: workers check it before and while running a job.
 
