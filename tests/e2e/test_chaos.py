@@ -136,7 +136,7 @@ def test_stop_worker_during_a_20_second_job(stack):
 
     job = ledger.api.job(slow).json()
     assert job["state"] == "SUCCESS", f"the worker exited before finishing the 20 s job: {job}"
-    exited_at = parse_time(json.loads(docker("inspect", container))[0]["State"]["FinishedAt"])
+    exited_at = parse_time(json.loads(docker("inspect", container).stdout)[0]["State"]["FinishedAt"])
     assert parse_time(job["finished_at"]) <= exited_at, "job finished after the worker exited?"
     assert worker_logs(stack).lower().count("warm shutdown") > warm_shutdowns
 
