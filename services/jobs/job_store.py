@@ -197,6 +197,13 @@ def current_meta(job, redis_meta: dict | None) -> dict | None:
     return redis_meta if redis_meta is not None else archived_meta(job)
 
 
+def archived_outcome_exists(job_id: str) -> bool:
+    """The job's record holds its final state (jobs/archive.py): it finished, and may have left Redis."""
+    from jobs.models import Job
+
+    return Job.objects.filter(pk=job_id, outcome__isnull=False).exists()
+
+
 def mark_worker_lost(job_id: str) -> bool:
     """RETRY with a worker-lost marker: the job's worker died and its message is back in the
     queue. Never replaces a finished state. Returns whether it was written."""

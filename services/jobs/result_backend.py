@@ -13,6 +13,9 @@ wait out a full Redis.
   in one script (STORE_UNLESS_SUCCEEDED): one round trip per state instead of two.
 - A finished state (SUCCESS, FAILURE, REVOKED) goes to Redis in that same script with its entry
   in job_store.FINISHED_INDEX, from which jobs/archive.py copies it into PostgreSQL.
+- REVOKED is never written over a finished state, in Redis or archived. A job cancelled while
+  queued is answered REVOKED by web at once; when a worker later takes its message, Celery (the
+  revoked request) or JobTask (the flag) would write REVOKED again, with a later finish time.
 - No copy of the job's arguments in each state it writes (result_extended would add them):
   they are in the job's record already, and would double a big job's footprint in Redis.
 - Redis at maxmemory refuses writes (noeviction). A state write is then retried with backoff
@@ -28,17 +31,24 @@ from celery.exceptions import BackendStoreError
 from kombu.utils.encoding import bytes_to_str
 from redis.exceptions import OutOfMemoryError, ResponseError
 
+from jobs import job_store
 from jobs.job_store import FINISHED_INDEX
 from jobs.redis_memory import refused_for_memory
 
 # KEYS: the state's key, FINISHED_INDEX. ARGV: the encoded meta, its expiry in s (0: none),
-# "1" if the state is a finished one, the job id, now (epoch s). Celery's rule, kept: a stored
-# SUCCESS is never replaced. Returns 1 if written.
+# "1" if the state is a finished one, the job id, now (epoch s), "1" if it is REVOKED and must
+# not replace a finished state. Celery's rule, kept: a stored SUCCESS is never replaced.
+# Returns 1 if written, 0 if not, -1 (REVOKED, nothing stored) to have the record checked first.
 STORE_UNLESS_SUCCEEDED = """
 local current = redis.call('GET', KEYS[1])
 if current then
   local ok, meta = pcall(cjson.decode, current)
-  if ok and type(meta) == 'table' and meta.status == 'SUCCESS' then return 0 end
+  if ok and type(meta) == 'table' then
+    if meta.status == 'SUCCESS' then return 0 end
+    if ARGV[6] == '1' and (meta.status == 'FAILURE' or meta.status == 'REVOKED') then return 0 end
+  end
+elseif ARGV[6] == '1' then
+  return -1
 end
 if ARGV[2] ~= '0' then
   redis.call('SET', KEYS[1], ARGV[1], 'EX', ARGV[2])
@@ -72,10 +82,12 @@ class JobResultBackend(RedisBackend):
         value = self.encode(meta)
         if isinstance(value, str) and len(value) > self._MAX_STR_VALUE_SIZE:
             raise BackendStoreError("value too large for Redis backend", state=state, task_id=task_id)
-        self.ensure(self._store_unless_succeeded, (task_id, value, state))
+        written = self.ensure(self._store_unless_succeeded, (task_id, value, state, state == states.REVOKED))
+        if written == -1 and not job_store.archived_outcome_exists(bytes_to_str(task_id)):
+            self.ensure(self._store_unless_succeeded, (task_id, value, state, False))
         return result
 
-    def _store_unless_succeeded(self, task_id, value, state):
+    def _store_unless_succeeded(self, task_id, value, state, only_over_unfinished=False):
         if self._store_script is None:
             # EVALSHA, loading the script again after a Redis restart (NOSCRIPT).
             self._store_script = self.client.register_script(STORE_UNLESS_SUCCEEDED)
@@ -83,7 +95,14 @@ class JobResultBackend(RedisBackend):
         try:
             return self._store_script(
                 keys=[self.get_key_for_task(task_id), FINISHED_INDEX],
-                args=[value, int(self.expires or 0), int(state in states.READY_STATES), task_id, time.time()],
+                args=[
+                    value,
+                    int(self.expires or 0),
+                    int(state in states.READY_STATES),
+                    task_id,
+                    time.time(),
+                    int(only_over_unfinished),
+                ],
             )
         except ResponseError as exc:
             # A full Redis refuses the script's first write, so nothing was written: say so as

@@ -7,16 +7,19 @@ transactional database access (django_db(transaction=True)), not a rolled-back t
 
 import io
 import json
+import socket
 import time
 from datetime import timedelta
 
 import pytest
+from celery import current_app
 from django.conf import settings
 from django.core.management import call_command
 from django.core.management.base import CommandError
 
 from jobs import archive, job_store
 from jobs.models import Job
+from tests.integration.conftest import WORKER_NAME
 from tests.integration.helpers import redis_client
 from tests.support.wait import wait_until
 
@@ -110,6 +113,53 @@ def test_failed_and_cancelled_jobs_keep_their_answers_after_they_left_redis(alic
         assert alice.get(job_id).json() == before
     assert alice.get(failed).json()["error"] == "archived failure"
     assert alice.get(queued).json()["error"] == "The job was cancelled."
+
+
+def acknowledged(*job_ids: str) -> bool:
+    """No message of these jobs waits in the broker's queue or is held unacknowledged by a worker."""
+    broker = redis_client(0)
+    waiting = {json.loads(raw)["headers"]["id"] for raw in broker.lrange("jobs", 0, -1)}
+    held = {json.loads(raw)[0]["headers"]["id"] for raw in broker.hvals("unacked")}
+    return not set(job_ids) & (waiting | held)
+
+
+@pytest.fixture
+def consumption_paused():
+    """The session's worker takes no job from the queue until the test resumes it."""
+    node = f"{WORKER_NAME}@{socket.gethostname()}"
+    control = current_app.control
+    assert control.cancel_consumer("jobs", destination=[node], reply=True, timeout=5), "no reply"
+    paused = True
+
+    def resume():
+        nonlocal paused
+        if paused:
+            assert control.add_consumer("jobs", destination=[node], reply=True, timeout=5), "no reply"
+            paused = False
+
+    yield resume
+    resume()
+
+
+def test_the_message_of_a_job_cancelled_while_queued_rewrites_nothing_when_a_worker_takes_it(
+    alice, consumption_paused
+):
+    kept, gone = (
+        alice.submit("sum_number", {"x": 1, "y": 2}, name=f"cancel-queued-{n}").json()["id"] for n in (1, 2)
+    )
+    for job_id in (kept, gone):
+        assert alice.delete(job_id).status_code == 202
+        assert alice.get(job_id).json()["state"] == "REVOKED"
+    archived(gone)
+    drop_from_redis(gone)
+    before = {job_id: alice.get(job_id).json() for job_id in (kept, gone)}
+    kept_meta = redis_client(1).get(job_store.meta_key(kept))
+    consumption_paused()
+    # A worker writes whatever it writes for a message before it acknowledges it.
+    wait_until(lambda: acknowledged(kept, gone), timeout=30, interval=0.1, what="both messages acknowledged")
+    assert {job_id: alice.get(job_id).json() for job_id in (kept, gone)} == before
+    assert redis_client(1).get(job_store.meta_key(kept)) == kept_meta
+    assert not redis_client(1).exists(job_store.meta_key(gone))
 
 
 @pytest.fixture
