@@ -81,7 +81,14 @@ def stack_file(model: dict, base: dict, stack: str) -> tuple[dict, list[tuple[st
     first: (kind, name, content). Pure: nothing is sent to Docker here."""
     model = json.loads(json.dumps(model))
     model = {key: value for key, value in model.items() if key != "name" and not key.startswith("x-")}
+    # On one host the app roles read their secrets from files that the secret-files service writes
+    # into a volume; a swarm gives them Swarm secrets instead (docker-compose.swarm.yml).
+    model["services"].pop("secret-files", None)
+    model.get("volumes", {}).pop("app-secrets", None)
     for service in model["services"].values():
+        service["volumes"] = [v for v in service.get("volumes", []) if v.get("source") != "app-secrets"]
+        if not service["volumes"]:
+            del service["volumes"]
         for key in [k for k, v in service.items() if v is None or k in DROPPED_KEYS]:
             del service[key]
         # Unset optional variables: nothing to pass (a service inherits no environment).

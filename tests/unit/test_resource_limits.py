@@ -11,7 +11,7 @@ import pytest
 from tests.support.production import compose_lint
 from tests.support.stack import ROOT
 
-SERVICES = ("postgres", "redis", "migrate", "web", "worker", "beat", "flower")
+SERVICES = ("postgres", "redis", "secret-files", "migrate", "web", "worker", "beat", "flower")
 
 
 def limits(**env: str) -> dict[str, dict]:
@@ -41,7 +41,7 @@ def test_every_service_has_cpu_and_memory_limits():
 
 @pytest.mark.parametrize("service", SERVICES)
 def test_each_limit_is_overridable(service):
-    prefix = service.upper()
+    prefix = service.upper().replace("-", "_")
     found = limits(**{f"{prefix}_CPU_LIMIT": "0.25", f"{prefix}_MEMORY_LIMIT": "300M"})
     assert float(found[service]["cpus"]) == 0.25
     assert int(found[service]["memory"]) == 300 * 2**20

@@ -93,6 +93,11 @@ def test_what_swarm_ignores_is_replaced(script, monkeypatch):
     services = stack["services"]
     for name, service in services.items():
         assert not {"build", "restart", "depends_on", "tmpfs"} & set(service), name
+    # The one-host secret-files service and its volume: Swarm secrets stand in for them.
+    assert "secret-files" not in services and "app-secrets" not in stack.get("volumes", {})
+    assert not [
+        v for s in services.values() for v in s.get("volumes", []) if v.get("source") == "app-secrets"
+    ]
     for role in APP_ROLES:
         assert any(v["type"] == "tmpfs" and v["target"] == "/tmp" for v in services[role]["volumes"]), role
         assert services[role]["read_only"] is True
@@ -119,7 +124,16 @@ def test_the_single_host_file_keeps_its_compose_semantics(script, monkeypatch):
     use_compose_env(monkeypatch)
     base = script.compose_config("djcs", script.FILES[0])
     assert base["services"]["web"]["depends_on"]["migrate"]["condition"] == "service_completed_successfully"
-    assert base["services"]["web"]["environment"]["DJANGO_SECRET_KEY"] == "insecure-dev-django-secret-key"
+    # Secrets as files on one host: the values go to secret-files, web gets where to read them.
+    assert (
+        base["services"]["secret-files"]["environment"]["DJANGO_SECRET_KEY"]
+        == "insecure-dev-django-secret-key"
+    )
+    assert (
+        base["services"]["web"]["environment"]["DJANGO_SECRET_KEY_FILE"]
+        == "/run/app-secrets/DJANGO_SECRET_KEY"
+    )
+    assert "DJANGO_SECRET_KEY" not in base["services"]["web"]["environment"]
     assert base["services"]["web"]["tmpfs"] == ["/tmp"]
     assert "proxy" not in base["services"]
 
