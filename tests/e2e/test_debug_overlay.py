@@ -302,7 +302,7 @@ def test_overlay_config_is_valid_without_env_and_holds_only_overrides():
             assert port.startswith("127.0.0.1:"), f"{name} publishes {port} beyond localhost"
 
     merged = json.loads(compose_plain("config", "--format", "json").stdout)["services"]
-    assert set(merged) == {"postgres", "redis", "migrate", "web", "worker", "beat", "flower"}
+    assert set(merged) == {"postgres", "redis", "secret-files", "migrate", "web", "worker", "beat", "flower"}
     for name, port in (("web", 5678), ("worker", 5679)):
         service = merged[name]
         assert service["build"]["target"] == "debug"
@@ -317,7 +317,7 @@ def test_overlay_config_is_valid_without_env_and_holds_only_overrides():
         ).items()
         # The overlay's environment is merged into the base one, not put in its place.
         assert service["environment"]["DJANGO_DEBUG"] == "true"
-        assert service["environment"]["JOB_ID_SECRET"] == "insecure-dev-job-id-secret"
+        assert service["environment"]["JOB_ID_SECRET_FILE"] == "/run/app-secrets/JOB_ID_SECRET"
         assert service["environment"]["DEBUGPY_WAIT"] == "false"
         assert "healthcheck" in service and "migrate" in service["depends_on"]
     for name in ("migrate", "beat", "flower"):
