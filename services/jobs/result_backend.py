@@ -32,10 +32,9 @@ from kombu.utils.encoding import bytes_to_str
 from redis.exceptions import OutOfMemoryError, ResponseError
 
 from jobs import job_store
-from jobs.job_store import FINISHED_INDEX
 from jobs.redis_memory import refused_for_memory
 
-# KEYS: the state's key, FINISHED_INDEX. ARGV: the encoded meta, its expiry in s (0: none),
+# KEYS: the state's key, job_store.FINISHED_INDEX. ARGV: the encoded meta, its expiry in s (0: none),
 # "1" if the state is a finished one, the job id, now (epoch s), "1" if it is REVOKED and must
 # not replace a finished state. Celery's rule, kept: a stored SUCCESS is never replaced.
 # Returns 1 if written, 0 if not, -1 (REVOKED, nothing stored) to have the record checked first.
@@ -94,7 +93,7 @@ class JobResultBackend(RedisBackend):
         task_id = bytes_to_str(task_id)
         try:
             return self._store_script(
-                keys=[self.get_key_for_task(task_id), FINISHED_INDEX],
+                keys=[self.get_key_for_task(task_id), job_store.FINISHED_INDEX],
                 args=[
                     value,
                     int(self.expires or 0),
