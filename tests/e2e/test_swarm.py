@@ -556,11 +556,34 @@ def early(job: dict) -> bool:
     return job["state"] in ("STARTED", "PROGRESS") and (progress is None or progress["current"] <= 3)
 
 
+def worker_and_web_nodes(bed: Bed) -> tuple[list[str], list[str]]:
+    """Nodes other than the manager that run both a worker and a web task, and web's nodes. Swarm
+    places a task once and never moves it: after a start-first rolling update or a node's restart
+    (earlier tests) the replicas may crowd on fewer nodes. A forced update places them again,
+    each on the node that runs the fewest of its service (as an operator rebalances, docs/scaling.md)."""
+    for _ in range(3):
+        workers, web = placement(bed, "worker"), placement(bed, "web")
+        candidates = sorted({node for node in workers if node != MANAGER and node in web})
+        if candidates:
+            return candidates, web
+        spread = "worker" if set(workers) <= {MANAGER} else "web"
+        record_line(f"swarm 4: workers on {workers}, web on {web}: {spread} placed again (update --force)")
+        bed.docker(
+            MANAGER,
+            "service",
+            "update",
+            "--force",
+            "--detach=false",
+            "--quiet",
+            f"{STACK}_{spread}",
+            timeout=600,
+        )
+    raise AssertionError(f"no node but the manager runs both a worker and web: workers {workers}, web {web}")
+
+
 def test_worker_node_daemon_killed_mid_run_loses_no_job(bed, base_url):
-    workers, web = placement(bed, "worker"), placement(bed, "web")
     # A node that runs a worker and a web task: requests in flight to it get no answer ever.
-    candidates = sorted({node for node in workers if node != MANAGER and node in web})
-    assert candidates, f"no node but the manager runs both a worker and web: workers {workers}, web {web}"
+    candidates, web = worker_and_web_nodes(bed)
     started = time.monotonic()
     ledger = new_ledger(bed, base_url, "nodekill")
     # A request on its way to the dead node's web task may get the proxy's 502 or 504: the

@@ -670,7 +670,12 @@ def backing_service_restarted_mid_run(stack: Stack, *, service: str, scenario: s
         web_before["State"]["StartedAt"],
     ), "web was recreated or restarted"
     assert web_after["RestartCount"] == 0
-    assert restart_counts(stack, "web", "worker", "beat") == restarts_before, "a service crashed"
+    restarts_after = restart_counts(stack, "web", "worker", "beat")
+    crashed = [name for name, count in restarts_after.items() if count != restarts_before[name]]
+    logs = "\n".join(
+        stack.compose("logs", "--no-color", "--tail", "60", name, check=False).stdout for name in crashed
+    )
+    assert not crashed, f"{crashed} restarted ({restarts_before} -> {restarts_after}):\n{logs}"
 
     seen = watch.counts()
     states, counts = finish(
