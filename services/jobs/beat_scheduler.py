@@ -8,7 +8,9 @@ django-celery-beat reads the whole schedule again every 5 minutes; when PostgreS
 that moment the read raises out of the tick and beat exits (seen in the chaos test of a
 PostgreSQL restart). A tick that cannot reach the database keeps the schedule last read, sends
 nothing and tries again a few seconds later: nothing is sent before the failing read, so
-nothing is sent twice.
+nothing is sent twice. An entry sent while the database is down is saved once it answers: the
+library's sync forgets an entry whose save failed, and the next full read would then bring back
+its older last run and send it again.
 """
 
 import datetime
@@ -16,7 +18,8 @@ import os
 from pathlib import Path
 
 from celery.utils.log import get_logger
-from django.db import DatabaseError, InterfaceError
+from django.core.exceptions import ObjectDoesNotExist
+from django.db import DatabaseError, InterfaceError, close_old_connections
 from django_celery_beat.schedulers import DatabaseScheduler as _DatabaseScheduler
 
 HEARTBEAT_FILE = Path(os.environ.get("BEAT_HEARTBEAT_FILE", "/tmp/beat-heartbeat"))
@@ -44,3 +47,19 @@ class DatabaseScheduler(_DatabaseScheduler):
             interval = RETRY_AFTER
         HEARTBEAT_FILE.touch()
         return interval
+
+    def sync(self):
+        close_old_connections()
+        for name in list(self._dirty):
+            try:
+                self._schedule[name].save()
+            except (KeyError, TypeError, ObjectDoesNotExist):
+                continue  # tried again at the next sync, as the library does
+            except (DatabaseError, InterfaceError) as exc:
+                logger.warning(
+                    "beat: the database did not answer (%s); %d entries' last runs are saved later",
+                    type(exc).__name__,
+                    len(self._dirty),
+                )
+                return
+            self._dirty.discard(name)

@@ -1,12 +1,14 @@
 """Beat's database scheduler (jobs/beat_scheduler.py) on the real PostgreSQL: a database that
 stops answering when the scheduler reads its whole schedule again (every 5 minutes) must not
-end beat; the schedule last read is kept and read again once the database answers."""
+end beat; the schedule last read is kept and read again once the database answers, and what
+beat sent meanwhile is saved then."""
 
 import datetime
 import socket
 
 import pytest
 from django.db import OperationalError, connection
+from django_celery_beat.models import PeriodicTask
 from django_celery_beat.schedulers import DatabaseScheduler as LibraryScheduler
 
 from config.celery import app
@@ -69,3 +71,25 @@ def test_a_full_read_while_the_database_is_down_keeps_beat_running(tmp_path, mon
     scheduler.tick()
     assert scheduler._last_full_sync > last_read, "the schedule was not read again once the database answered"
     assert set(scheduler._schedule) == names
+
+
+@pytest.mark.django_db(transaction=True)
+def test_an_entry_sent_while_the_database_is_down_is_saved_once_it_answers(database_down):
+    stop, start = database_down
+    scheduler = beat_scheduler.DatabaseScheduler(app=app)
+    entry = scheduler.schedule["recover-lost-jobs"]
+    before = PeriodicTask.objects.get(name="recover-lost-jobs").last_run_at
+
+    stop()
+    # What beat's tick does as it sends an entry, then the save that follows each send
+    # (CELERY_BEAT_SYNC_EVERY = 1).
+    sent = scheduler.reserve(entry)
+    scheduler._schedule[sent.name] = sent
+    scheduler.sync()
+    assert sent.name in scheduler._dirty, "the entry whose save failed was forgotten"
+
+    start()
+    scheduler.sync()
+    assert not scheduler._dirty
+    saved = PeriodicTask.objects.get(name="recover-lost-jobs")
+    assert saved.last_run_at == sent.last_run_at != before
