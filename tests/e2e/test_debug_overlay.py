@@ -26,7 +26,7 @@ import pytest
 import requests
 import yaml
 
-from tests.support.dap import DapClient
+from tests.support.dap import DapClient, connected
 from tests.support.stack import LONG_RUNNING, ROOT, Api, Stack, running
 from tests.support.wait import wait_until
 
@@ -520,8 +520,7 @@ def test_breakpoint_in_a_task_is_hit_when_the_job_runs(debug_stack, source_dir, 
     line, _ = function_line(tasks, "noop", "return")
     options = attach_options("worker", source_dir)
 
-    with DapClient("127.0.0.1", DEBUGPY_PORTS["worker"]) as client:
-        client.initialize()
+    with connected("127.0.0.1", DEBUGPY_PORTS["worker"]) as client:
         reported = client.attach({str(tasks): [line]}, **options)
         assert [bp["line"] for bp in reported[str(tasks)]] == [line], reported
 
@@ -556,8 +555,7 @@ def test_breakpoint_in_a_view_is_hit_on_request(debug_stack, source_dir):
         except Exception as exc:  # noqa: BLE001 - reported by the assertion below
             answers.append(exc)
 
-    with DapClient("127.0.0.1", DEBUGPY_PORTS["web"]) as client:
-        client.initialize()
+    with connected("127.0.0.1", DEBUGPY_PORTS["web"]) as client:
         reported = client.attach({str(urls): [line]}, **options)
         assert [bp["line"] for bp in reported[str(urls)]] == [line], reported
 
