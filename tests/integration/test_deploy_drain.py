@@ -14,8 +14,6 @@ its is under way at the cancel; a job is published the moment the script returns
 the queue, untouched by the old worker. Without the script's wait for reads under way, the old
 worker took it in every cycle."""
 
-import importlib.machinery
-import importlib.util
 import subprocess
 import sys
 import time
@@ -24,17 +22,14 @@ import pytest
 
 from tests.integration.helpers import queue_length, send, state
 from tests.integration.workers import SERVICES_DIR, running_worker
-from tests.support.stack import ROOT
+from tests.support.scripts import load_script
 from tests.support.wait import wait_until
 
 QUEUE = "deploy-drain"
 
 
 def stop_consuming_script() -> str:
-    loader = importlib.machinery.SourceFileLoader("deploy", str(ROOT / "scripts" / "deploy"))
-    module = importlib.util.module_from_spec(importlib.util.spec_from_loader("deploy", loader))
-    loader.exec_module(module)
-    return module.STOP_CONSUMING
+    return load_script("deploy").STOP_CONSUMING
 
 
 def status(job_id: str) -> str | None:

@@ -1,15 +1,13 @@
 """unit: no services. The CPU time per 1,000 jobs of scripts/bench: finding a container's cgroup CPU
 time (scripts/benchlib/cgroup_cpu.py, cgroup v1 and v2), the arithmetic, and the table's lines."""
 
-import importlib.machinery
-import importlib.util
 import types
 from pathlib import Path
 
 import pytest
 
 from scripts.benchlib import cgroup_cpu
-from tests.support.stack import ROOT
+from tests.support.scripts import load_script
 
 CONTAINER = "/docker/5e4cf2bab0c614a79c6bf1087b2fd5b4b8e9312492228a8423cf21a209706d6f"
 
@@ -54,9 +52,7 @@ V2_MOUNTINFO = (
 
 def load_bench():
     """scripts/bench's row modules (scripts/benchlib), as the driver loads them."""
-    loader = importlib.machinery.SourceFileLoader("bench", str(ROOT / "scripts" / "bench"))
-    spec = importlib.util.spec_from_loader("bench", loader)
-    loader.exec_module(importlib.util.module_from_spec(spec))  # puts scripts/benchlib on the path
+    load_script("bench")  # puts scripts/benchlib on the path
     import abba
     import bench_stack
     import report

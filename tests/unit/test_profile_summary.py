@@ -1,17 +1,10 @@
 """unit: no services. scripts/profile-web's summary of py-spy's collapsed stacks."""
 
-import importlib.machinery
-import importlib.util
-
-from tests.support.stack import ROOT
+from tests.support.scripts import load_script
 
 
 def load():
-    loader = importlib.machinery.SourceFileLoader("profile_web", str(ROOT / "scripts" / "profile-web"))
-    spec = importlib.util.spec_from_loader("profile_web", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
+    return load_script("profile-web")
 
 
 REQUEST = "ThreadWorker.handle (gunicorn/workers/gthread.py:553);WSGIHandler.__call__ (django/core/handlers/wsgi.py:124)"

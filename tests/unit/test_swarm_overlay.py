@@ -2,8 +2,6 @@
 makes of docker-compose.yml + docker-compose.swarm.yml, checked by `docker stack config`, the
 stack loader `docker stack deploy` uses. The real deploy runs in tests/e2e/test_swarm.py."""
 
-import importlib.machinery
-import importlib.util
 import json
 import os
 import re
@@ -11,6 +9,7 @@ import subprocess
 
 import pytest
 
+from tests.support.scripts import load_script
 from tests.support.stack import ROOT
 
 APP_ROLES = ("migrate", "web", "worker", "beat", "flower")
@@ -18,17 +17,9 @@ ON_DATA_NODE = ("postgres", "redis", "beat", "flower")
 SECRETS = ("DJANGO_SECRET_KEY", "JOB_ID_SECRET", "POSTGRES_PASSWORD", "REDIS_PASSWORD")
 
 
-def load_script():
-    loader = importlib.machinery.SourceFileLoader("swarm_deploy", str(ROOT / "scripts/swarm-deploy"))
-    spec = importlib.util.spec_from_loader("swarm_deploy", loader)
-    module = importlib.util.module_from_spec(spec)
-    loader.exec_module(module)
-    return module
-
-
 @pytest.fixture(scope="module")
 def script():
-    return load_script()
+    return load_script("swarm-deploy")
 
 
 def compose_env(**extra: str) -> dict:
