@@ -52,6 +52,48 @@ class JobSubmitSerializer(serializers.Serializer):
         return attrs
 
 
+def validated_submission(data) -> dict:
+    """A submission's fields (kind, params, rerun and name if given), as JobSubmitSerializer
+    validates them; raises its ValidationError (the same 400 body) when they are not valid.
+
+    A well-formed submission (JSON types as documented, a known kind, valid params) skips the
+    serializer's construction, which deep-copies its declared fields on every request (a tenth
+    of a submission's CPU in web, docs/benchmarks.md); anything else goes through the serializer
+    itself, so every error, coercion and default stays the serializer's."""
+    plain = _plain_submission(data)
+    if plain is not None:
+        return plain
+    serializer = JobSubmitSerializer(data=data)
+    serializer.is_valid(raise_exception=True)
+    return serializer.validated_data
+
+
+def _plain_submission(data) -> dict | None:
+    """The validated fields of a submission that needs nothing the serializer would coerce or
+    report, else None (then the serializer decides)."""
+    if not isinstance(data, dict):
+        return None
+    kind = KINDS.get(data.get("kind")) if isinstance(data.get("kind"), str) else None
+    name = data.get("name")
+    rerun = data.get("rerun", False)
+    raw_params = data.get("params", {})
+    if (
+        kind is None
+        or not kind_enabled(kind)
+        or not isinstance(rerun, bool)
+        or not isinstance(raw_params, dict)
+        or not (name is None and "name" not in data or isinstance(name, str) and JOB_NAME_PATTERN.fullmatch(name))
+    ):
+        return None
+    params = kind.params(data=raw_params)
+    if not params.is_valid() or set(raw_params) - set(params.fields):
+        return None
+    validated = {"kind": kind.name, "params": dict(params.validated_data), "rerun": rerun}
+    if name is not None:
+        validated["name"] = name
+    return validated
+
+
 class ProgressSerializer(serializers.Serializer):
     current = serializers.IntegerField()
     total = serializers.IntegerField()

@@ -2,7 +2,7 @@
 indexed query only for a job whose record copy in Redis is absent)."""
 
 from django.http import Http404
-from django.urls import reverse
+from django.urls import get_script_prefix, reverse
 from drf_spectacular.utils import OpenApiResponse, extend_schema
 from rest_framework import status as http
 from rest_framework.generics import GenericAPIView
@@ -17,6 +17,7 @@ from jobs.serializers import (
     JobSubmitSerializer,
     JobSubmittedSerializer,
     WhoAmISerializer,
+    validated_submission,
 )
 
 
@@ -29,9 +30,24 @@ def job_body(request, job: Job, meta: dict | None) -> dict:
         "params": job.params,
         **presentation.describe(meta),
         "submitted_at": job.submitted_at.isoformat(),
-        "url": reverse("job-detail", args=[job.id]),
-        "page": reverse("job-page", args=[job.id]),
+        "url": job_url("job-detail", job.id),
+        "page": job_url("job-page", job.id),
     }
+
+
+_PLACEHOLDER = "job-id-placeholder"
+_url_templates: dict[tuple[str, str], str] = {}
+
+
+def job_url(view_name: str, job_id: str) -> str:
+    """reverse(view_name, args=[job_id]) for a job id (hex digits and dashes, nothing to quote),
+    from a template reversed once per view and script prefix: two reverse() calls were a tenth
+    of a status read's CPU in web (docs/benchmarks.md)."""
+    key = (view_name, get_script_prefix())
+    template = _url_templates.get(key)
+    if template is None:
+        template = _url_templates[key] = reverse(view_name, args=[_PLACEHOLDER])
+    return template.replace(_PLACEHOLDER, job_id)
 
 
 ERRORS = {
@@ -87,9 +103,7 @@ class JobListView(GenericAPIView):
         "pending or running (or finished, unless rerun is true).",
     )
     def post(self, request):
-        serializer = JobSubmitSerializer(data=request.data)
-        serializer.is_valid(raise_exception=True)
-        data = serializer.validated_data
+        data = validated_submission(request.data)
         submission = job_actions.submit(
             user=request.user,
             token=request.auth.raw,

@@ -229,3 +229,23 @@ def test_wrong_content_type_is_415(alice, no_trace, content_type):
     response = _post_raw(alice, "kind=noop", content_type=content_type)
     assert response.status_code == 415
     assert content_type.split(";")[0] in response.json()["detail"]
+
+
+# --- content negotiation (web/negotiation.py) -----------------------------------------------------
+
+
+@pytest.mark.parametrize("accept", [None, "*/*", "application/json"])
+def test_plain_accept_headers_get_json(alice, accept):
+    headers = {} if accept is None else {"HTTP_ACCEPT": accept}
+    response = alice.client.get("/api/whoami/", **headers)
+    assert response.status_code == 200
+    assert response["Content-Type"] == "application/json"
+    assert response.content == json.dumps({"username": alice.user.username}, separators=(",", ":")).encode()
+
+
+def test_accept_with_parameters_and_unserved_types_are_negotiated_by_drf(alice):
+    indented = alice.client.get("/api/whoami/", HTTP_ACCEPT="application/json; indent=4")
+    assert indented.status_code == 200
+    assert indented.content == json.dumps({"username": alice.user.username}, indent=4).encode()
+    assert alice.client.get("/api/whoami/", HTTP_ACCEPT="text/html").status_code == 406
+    assert alice.client.get("/api/whoami/?format=xml").status_code == 404

@@ -146,3 +146,56 @@ def test_sum_number_range_rule(x, y, ok):
     assert valid is ok, result
     if not ok:
         assert set(result["params"]) == {"y"}
+
+
+SUBMISSIONS = [
+    {"kind": "noop"},
+    {"kind": "noop", "params": {}, "rerun": False},
+    {"kind": "noop", "name": "nightly-1", "rerun": True},
+    {"kind": "model_inference", "params": {"text": "hello"}},
+    {"kind": "sum_number", "params": {"x": 1, "y": 2}, "name": "a.b:c_d-e"},
+    {"kind": "sum_number", "params": {"x": "1", "y": 2}},  # the kind's params serializer coerces
+    {"kind": "noop", "unknown_field": 1},  # ignored, as by the serializer
+    # Only the serializer from here on:
+    {"kind": "noop", "rerun": "true"},  # coerced by DRF's BooleanField
+    {"kind": "noop", "name": " padded "},  # trimmed by DRF's CharField
+    {"kind": "noop", "name": "ends-in-newline\n"},
+    {"kind": "noop", "name": None},
+    {"kind": "noop", "name": ""},
+    {"kind": "noop", "name": "x" * 101},
+    {"kind": "noop", "params": None},
+    {"kind": "noop", "params": [1]},
+    {"kind": "noop", "params": {"z": 1}},
+    {"kind": "sum_number", "params": {"x": 1}},
+    {"kind": "nope"},
+    {"kind": None},
+    {"kind": 3},
+    {"params": {}},
+    {"kind": "noop", "rerun": None},
+    [],
+    "noop",
+]
+
+
+@pytest.mark.parametrize("data", SUBMISSIONS, ids=range(len(SUBMISSIONS)))
+def test_validated_submission_answers_as_the_serializer(data):
+    # The API's submit view takes validated_submission's shortcut for well-formed input: its
+    # result, and for bad input its error body, must be the serializer's own.
+    from rest_framework.exceptions import ValidationError
+
+    from jobs.serializers import validated_submission
+
+    serializer = JobSubmitSerializer(data=data)
+    if serializer.is_valid():
+        assert validated_submission(data) == serializer.validated_data
+    else:
+        with pytest.raises(ValidationError) as raised:
+            validated_submission(data)
+        assert raised.value.detail == serializer.errors
+
+
+def test_the_shortcut_is_taken_only_where_nothing_is_coerced():
+    from jobs.serializers import _plain_submission
+
+    assert all(_plain_submission(data) is not None for data in SUBMISSIONS[:7])
+    assert all(_plain_submission(data) is None for data in SUBMISSIONS[7:])

@@ -119,7 +119,8 @@ if DEBUG:
 
 DATABASES = {
     "default": {
-        "ENGINE": "django.db.backends.postgresql",
+        # Django's, but health-checking only connections that have been idle (config/postgresql).
+        "ENGINE": "config.postgresql",
         "HOST": env.str("POSTGRES_HOST", default="postgres"),
         "PORT": env.int("POSTGRES_PORT", default=5432),
         "NAME": env.str("POSTGRES_DB", default="app"),
