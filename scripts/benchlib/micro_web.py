@@ -72,7 +72,10 @@ def read_peer():
 
 try:
     # Status reads first: the submissions' jobs then keep the worker busy beside the measurement.
-    for what, ours_fn, peer_fn in (("status read", read_ours, read_peer), ("submission", submit_ours, submit_peer)):
+    for what, ours_fn, peer_fn in (
+        ("status read", read_ours, read_peer),
+        ("submission", submit_ours, submit_peer),
+    ):
         figures = {"ours": [], "peer": []}
         for _ in range(3):
             for side in ("ours", "peer", "peer", "ours"):

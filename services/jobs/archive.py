@@ -19,6 +19,13 @@ later pass until the record shows up, for RECORD_WAIT at most (a record that nev
 a submission that failed, answered 503). Entries of tasks that are not job kinds (the
 housekeeping tasks) match no record and have their keys cut at once.
 
+An entry left waiting for its record is listed again later (its score moved to when it is due:
+after about as long again as it has waited: jobs/archive_index.py), so that entries that wait -
+a job kind's task sent without the API, whose record never comes, or thousands of them after
+their user was deleted - neither hold back the entries behind them nor have every pass read
+them again (they did both: a worker's main process spent most of a CPU re-reading a batch of
+them for RECORD_WAIT, while the jobs finished after them stayed in Redis).
+
 The archiver is a thread in every worker's main process, one pass at a time across the stack (a
 lock key; passes are idempotent, so they run without it when a full Redis refuses even that
 write). Its PostgreSQL connection is its own, closed before the prefork pool forks a process.
@@ -37,6 +44,7 @@ from django.conf import settings
 from redis.exceptions import OutOfMemoryError
 
 from jobs import job_store, outcomes, redis_memory
+from jobs.archive_index import POSTPONE, RELEASE, recheck_at
 from jobs.models import Job
 
 logger = logging.getLogger(__name__)
@@ -50,37 +58,6 @@ STATEMENT_TIMEOUT_MS = 10_000
 ERROR_LOG_EVERY = 60.0  # seconds between two log lines of a failure that persists
 RECORD_WAIT = 600.0  # seconds a finished job's entry waits for its record to be committed
 
-# KEYS[1] the finished index, then three keys per job (meta, record copy, delivery count);
-# ARGV[1] seconds to keep a finished job, ARGV[2] now, then (job id, score read) per job.
-# Returns how many entries it removed.
-RELEASE = """
-local keep, now = tonumber(ARGV[1]), tonumber(ARGV[2])
-local removed = 0
-for i = 3, #ARGV, 2 do
-  local job_id, score = ARGV[i], tonumber(ARGV[i + 1])
-  local current = redis.call('ZSCORE', KEYS[1], job_id)
-  if current and tonumber(current) == score then
-    redis.call('ZREM', KEYS[1], job_id)
-    removed = removed + 1
-    local first = 2 + (i - 3) / 2 * 3
-    local raw = redis.call('GET', KEYS[first])
-    local finished = false
-    if raw then
-      local ok, meta = pcall(cjson.decode, raw)
-      finished = ok and type(meta) == 'table' and (meta.status == 'SUCCESS'
-        or meta.status == 'FAILURE' or meta.status == 'REVOKED')
-    end
-    if finished then
-      local left = math.ceil(keep - (now - score))
-      for k = first, first + 2 do
-        if left > 0 then redis.call('EXPIRE', KEYS[k], left) else redis.call('DEL', KEYS[k]) end
-      end
-    end
-  end
-end
-return removed
-"""
-
 
 class Archiver:
     """Runs archive passes in a thread until stopped."""
@@ -93,6 +70,7 @@ class Archiver:
         self._failing_since: float | None = None
         self._logged_at = float("-inf")
         self.largest_reply = 0  # bytes of the largest meta reply read (manage.py housekeeping)
+        self.released = 0  # entries the last pass removed from the index
 
     def start(self) -> None:
         self._thread = threading.Thread(target=self._run, name="job-archiver", daemon=True)
@@ -128,7 +106,9 @@ class Archiver:
                     )
                 with self.pass_lock:
                     self.close_db()
-            if done < BATCH:
+            # At once again only after a full batch that moved jobs out (a backlog); a pass that
+            # removed nothing has nothing to follow up.
+            if done < BATCH or not self.released:
                 self._stop.wait(IDLE_WAIT)
 
     def run_pass(self) -> int:
@@ -149,8 +129,12 @@ class Archiver:
                 client.delete(LOCK_KEY)
 
     def archive_batch(self) -> int:
+        """Archive the oldest entries that are due, BATCH at most; returns how many it read."""
         client = job_store.backend_client()
-        entries = client.zrange(job_store.FINISHED_INDEX, 0, BATCH - 1, withscores=True)
+        self.released = 0
+        entries = client.zrangebyscore(
+            job_store.FINISHED_INDEX, "-inf", time.time(), start=0, num=BATCH, withscores=True
+        )
         if not entries:
             return 0
         ids = [member.decode() for member, _ in entries]
@@ -172,17 +156,25 @@ class Archiver:
         ]
         archived = self._write_records(rows) if rows else set()
         now = time.time()
-        # Finished jobs whose record is not there (yet) keep their entry, for a later pass.
-        release = [
-            (job_id, score)
-            for job_id, (_, score) in zip(ids, entries, strict=True)
-            if not (
-                job_id in finished
-                and job_id not in archived
-                and outcomes.is_job(finished[job_id])
-                and now - score < RECORD_WAIT
+        # Finished jobs whose record is not there (yet) keep their entry, due again later.
+        release, waiting = [], []
+        for job_id, (_, score) in zip(ids, entries, strict=True):
+            meta = finished.get(job_id)
+            ended = outcomes.finished_at(meta, score) if meta else score
+            if meta and job_id not in archived and outcomes.is_job(meta) and now - ended < RECORD_WAIT:
+                # Timed by its meta's date_done, which moving its entry does not change (every
+                # finished meta has one; one without stays where it is, timed by its entry).
+                if meta.get("date_done"):
+                    waiting.append((job_id, score, ended))
+            else:
+                release.append((job_id, score))
+        if waiting:
+            due = (
+                value
+                for job_id, score, ended in waiting
+                for value in (job_id, repr(score), repr(recheck_at(now, ended)))
             )
-        ]
+            client.eval(POSTPONE, 1, job_store.FINISHED_INDEX, *due)
         used, maximum = redis_memory.memory_use(max_age=0)
         keep = (
             0
@@ -199,7 +191,7 @@ class Archiver:
             ]
             argv += [job_id, repr(score)]
         if release:
-            client.eval(RELEASE, len(keys), *keys, *argv)
+            self.released = client.eval(RELEASE, len(keys), *keys, *argv)
         return len(entries)
 
     def _write_records(self, rows: list[tuple[str, str, float]]) -> set[str]:

@@ -82,7 +82,9 @@ def _plain_submission(data) -> dict | None:
         or not kind_enabled(kind)
         or not isinstance(rerun, bool)
         or not isinstance(raw_params, dict)
-        or not (name is None and "name" not in data or isinstance(name, str) and JOB_NAME_PATTERN.fullmatch(name))
+        or not (
+            name is None and "name" not in data or isinstance(name, str) and JOB_NAME_PATTERN.fullmatch(name)
+        )
     ):
         return None
     params = kind.params(data=raw_params)

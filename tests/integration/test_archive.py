@@ -172,20 +172,24 @@ def archive_paused():
     client.delete(archive.LOCK_KEY)
 
 
-def fake_finished(count: int, ago: float = 3600, task: str = "jobs.purge_old_job_records") -> list[str]:
+def fake_finished(
+    count: int, ago: float = 3600, task: str = "jobs.purge_old_job_records", date_done: bool = False
+) -> list[str]:
     """Finished states of tasks with no job record (as the housekeeping tasks leave), finished
     `ago` seconds ago (an hour by default: before anything else in the index, so that a pass
-    takes them first)."""
+    takes them first); with date_done, their metas say when, as Celery's do."""
     import uuid
+    from datetime import UTC, datetime
 
     ids = [str(uuid.uuid4()) for _ in range(count)]
     client = job_store.backend_client()
     finished = time.time() - ago
+    done = {"date_done": datetime.fromtimestamp(finished, UTC).isoformat()} if date_done else {}
     with client.pipeline(transaction=False) as pipe:
         for number, job_id in enumerate(ids):
             pipe.set(
                 job_store.meta_key(job_id),
-                json.dumps({"status": "SUCCESS", "result": None, "name": task, "task_id": job_id}),
+                json.dumps({"status": "SUCCESS", "result": None, "name": task, "task_id": job_id, **done}),
                 ex=3600,
             )
             pipe.zadd(job_store.FINISHED_INDEX, {job_id: finished + number / 1000})
@@ -241,6 +245,47 @@ def test_a_job_that_finished_before_its_record_was_committed_waits_for_it(archiv
     record = Job.objects.get(pk=job_id)
     assert record.outcome["status"] == "SUCCESS"
     assert 0 < client.ttl(job_store.meta_key(job_id)) <= settings.JOB_HOT_SECONDS
+
+
+def test_entries_waiting_for_their_record_hold_back_neither_the_archive_nor_the_worker(archive_paused):
+    # A job kind's tasks sent without the API (no record will ever come): a full batch of them,
+    # oldest in the index, then jobs that finished after them.
+    index = job_store.FINISHED_INDEX
+    client = job_store.backend_client()
+    waiting = fake_finished(archive.BATCH + 10, ago=30, task="jobs.noop", date_done=True)
+    behind = fake_finished(5, ago=20)
+    archiver = archive.Archiver()
+    assert archiver.archive_batch() == archive.BATCH
+    assert archiver.released == 0
+    archiver.archive_batch()
+    # The second pass reached the entries behind the waiting ones and moved them out.
+    assert not any(client.zscore(index, job_id) for job_id in behind)
+    # The waiting ones are still listed, due again after about as long as they have waited,
+    # so the next pass reads none of them.
+    now = time.time()
+    scores = [client.zscore(index, job_id) for job_id in waiting]
+    assert all(score is not None and now + 20 < score < now + 40 for score in scores)
+    assert archiver.archive_batch() == 0
+
+
+def range_reads() -> int:
+    stats = job_store.backend_client().info("commandstats")
+    return sum(stats.get(f"cmdstat_{name}", {}).get("calls", 0) for name in ("zrange", "zrangebyscore"))
+
+
+def test_the_worker_waits_between_passes_that_moved_nothing(archive_paused, worker):
+    # A full batch of waiting entries whose metas say nothing of when they finished stays where
+    # it is; the worker's archiver (the lock released to it) must not read it again at once,
+    # pass after pass (it did: most of a CPU for RECORD_WAIT).
+    waiting = fake_finished(archive.BATCH, ago=30, task="jobs.noop")
+    client = job_store.backend_client()
+    client.delete(archive.LOCK_KEY)
+    before = range_reads()
+    time.sleep(3)
+    reads = range_reads() - before
+    client.set(archive.LOCK_KEY, b"held-by-test", ex=120)
+    assert 1 <= reads <= 5, f"{reads} passes in 3 s"
+    client.zrem(job_store.FINISHED_INDEX, *waiting)
 
 
 def test_a_record_that_never_comes_is_waited_for_only_so_long(archive_paused):
