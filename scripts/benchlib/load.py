@@ -203,7 +203,11 @@ def api_end_to_end(
         lines = Path(out).read_text().split()
         failed, ids = int(lines[3]), lines[4:]
     if failed or len(set(ids)) < 0.99 * n:
-        raise BenchError(f"{n} submissions through wrk: {len(set(ids))} jobs, {failed} failed")
+        # Answers counted twice show as repeated ids (seen once, 60 of 1,000, not reproduced).
+        raise BenchError(
+            f"{n} submissions through wrk ({api}): {len(set(ids))} jobs, {failed} failed, "
+            f"{len(ids)} ids answered of which {len(ids) - len(set(ids))} repeated"
+        )
     n = len(set(ids))
 
     # All N read back through the API: the list endpoint (one MGET per page of 200), newest
