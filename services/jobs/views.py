@@ -41,7 +41,7 @@ _url_templates: dict[tuple[str, str], str] = {}
 
 def job_url(view_name: str, job_id: str) -> str:
     """reverse(view_name, args=[job_id]) for a job id (hex digits and dashes, nothing to quote),
-    from a template reversed once per view and script prefix: two reverse() calls were a tenth
+    from a template reversed once per view and script prefix: two reverse() calls were about 7 %
     of a status read's CPU in web (docs/benchmarks.md)."""
     key = (view_name, get_script_prefix())
     template = _url_templates.get(key)
