@@ -276,6 +276,22 @@ def test_submit_and_watch_the_bar_to_success(stack, browser, person, shots):
 # --- 2. cancel a running job, re-run a finished one -----------------------------------------------
 
 
+def click_through_updates(browser, xpath: str) -> None:
+    """Click the element, found again if the page's live update replaced it between the find and
+    the click (a running job's section is redrawn at each progress report: seen once in CI)."""
+    from selenium.common.exceptions import StaleElementReferenceException
+    from selenium.webdriver.common.by import By
+
+    def clicked() -> bool:
+        try:
+            browser.find_element(By.XPATH, xpath).click()
+        except StaleElementReferenceException:
+            return False
+        return True
+
+    wait_until(clicked, timeout=10, interval=0.05, what=f"a click on {xpath}")
+
+
 def test_cancel_a_running_job_and_rerun_it(stack, browser, person, shots):
     from selenium.webdriver.common.by import By
 
@@ -288,7 +304,7 @@ def test_cancel_a_running_job_and_rerun_it(stack, browser, person, shots):
         what="PROGRESS before cancelling",
     )
     shots.take(browser, "running-before-cancel")
-    browser.find_element(By.XPATH, "//button[normalize-space()='Cancel this job']").click()
+    click_through_updates(browser, "//button[normalize-space()='Cancel this job']")
     wait_until(
         lambda: shown(browser, "section.job")["state"] == "REVOKED",
         timeout=60,
