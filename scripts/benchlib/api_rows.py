@@ -69,11 +69,20 @@ def run(stack: Stack, env: dict, base_url: str, port: int, args) -> dict:
                 time.sleep(0.01)
             half = {**load, "duration": max(1, args.duration // 2)}
             m["status"], m["peer_status"] = alternated(
-                lambda: wrk(f"{base_url}/api/jobs/{job_id}/", token=token, **half),
-                lambda: wrk(f"{base_url}{PEER_API}{peer_job_id}/", token=peer.token, **half),
+                lambda: with_cpu(
+                    meter,
+                    lambda: wrk(f"{base_url}/api/jobs/{job_id}/", token=token, **half),
+                    with_leftovers=False,
+                ),
+                lambda: with_cpu(
+                    meter,
+                    lambda: wrk(f"{base_url}{PEER_API}{peer_job_id}/", token=peer.token, **half),
+                    with_leftovers=False,
+                ),
                 merged_wrk,
                 m["extra"],
                 "row 6 status reads/s",
+                {"row 6 CPU ms per 1,000 status reads ABBA": lambda part: cpu_ms_per_1000(part, "ok")},
             )
     if 1 in wanted or 3 in wanted:
         log("rows 1 and 3: bare views")

@@ -210,6 +210,8 @@ def add_cpu_per_thousand(m: dict) -> None:
         ("raw", "n"),
         ("submit", "ok"),
         ("peer_submit", "ok"),
+        ("status", "ok"),
+        ("peer_status", "ok"),
         ("whoami", "ok"),
     ):
         if key in m and "cpu_s" in m[key]:

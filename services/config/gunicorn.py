@@ -2,6 +2,8 @@
 
 import os
 
+from web import access_log
+
 bind = f"0.0.0.0:{os.environ.get('WEB_CONTAINER_PORT', '8000')}"
 # Threads let one process wait on Redis/PostgreSQL for several requests at once.
 workers = int(os.environ.get("GUNICORN_WORKERS", "2"))
@@ -32,8 +34,9 @@ accesslog = "-" if os.environ.get("GUNICORN_ACCESS_LOG", "true").lower() == "tru
 errorlog = "-"
 loglevel = os.environ.get("LOG_LEVEL", "info").lower()
 # No query strings and no headers but the proxy's X-Forwarded-For (the real client address):
-# nothing secret can land in the access log.
-access_log_format = '%(h)s %({x-forwarded-for}i)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
+# nothing secret can land in the access log. The line is built from just those fields.
+access_log_format = access_log.FORMAT
+logger_class = access_log.AccessLogger
 # LOG_FORMAT=json: gunicorn's own lines (access log included) as JSON objects too, like the app's.
 if os.environ.get("LOG_FORMAT", "text") == "json":
     from config.logs import logging_config

@@ -249,8 +249,8 @@ def measured_rows_2_and_6(bench) -> dict:
         },
         "submit": {"ok": 1000, "per_s": 200, "cpu_s": {"web": 5.0, "postgres": 1.0}},
         "peer_submit": {"ok": 1000, "per_s": 150, "cpu_s": {"web": 6.0, "postgres": 1.5}},
-        "status": {"per_s": 1000, "p99_us": 100_000},
-        "peer_status": {"per_s": 400, "p99_us": 300_000},
+        "status": {"ok": 10_000, "per_s": 1000, "p99_us": 100_000, "cpu_s": {"web": 15.0, "redis": 1.0}},
+        "peer_status": {"ok": 4000, "per_s": 400, "p99_us": 300_000, "cpu_s": {"web": 16.0, "postgres": 2.0}},
     }
     bench.add_cpu_per_thousand(m)
     return m
@@ -296,6 +296,10 @@ def test_row_6_sets_ours_beside_the_peer_and_raw_celery_per_container_and_in_tot
     assert by_measure["peer vs raw Celery: CPU per 1,000 jobs"]["value"] == pytest.approx(10000.0)
     submissions = by_measure["CPU per 1,000 submissions (workers paused)"]
     assert submissions["value"] == pytest.approx(6000.0) and submissions["ratio"] == pytest.approx(1.25)
+    # Status reads: ours 16 CPU s for 10,000 reads, the peer 18 s for 4,000.
+    reads = by_measure["CPU per 1,000 status reads"]
+    assert reads["value"] == pytest.approx(1600.0) and reads["baseline"] == pytest.approx(4500.0)
+    assert reads["ratio"] == pytest.approx(4500.0 / 1600.0)
     # The three throughput targets of row 6 are still there, beside the CPU lines.
     assert len([row for row in rows if row.get("target")]) == 3
 

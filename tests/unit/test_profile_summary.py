@@ -31,3 +31,16 @@ def test_request_samples_are_split_by_what_they_wait_on():
 
 def test_no_request_samples_give_an_empty_summary():
     assert load().summarize("garbage\n") == (0.0, [])
+
+
+def test_every_bench_helper_main_calls_is_there():
+    # main() calls bench.<name> helpers of scripts/bench's library; a rename there once broke the
+    # script at its first call, after the stack was found.
+    import inspect
+    import re
+
+    script = load()
+    bench = script.load_bench()
+    used = set(re.findall(r"\bbench\.(\w+)", inspect.getsource(script.main)))
+    assert {"paused", "wrk", "Stack"} <= used
+    assert [name for name in sorted(used) if not hasattr(bench, name)] == []
