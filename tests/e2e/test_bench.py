@@ -92,7 +92,9 @@ def test_short_bench_produces_every_row(stack, tmp_path):
     ]
     assert peer_vs_raw["value"] > 0 and peer_vs_raw["baseline"] > 0, report
     # Status reads too are set beside the peer's in CPU, not only in reads/s.
-    [reads] = [row for row in rows if row["row"] == 6 and row["measure"].strip() == "CPU per 1,000 status reads"]
+    [reads] = [
+        row for row in rows if row["row"] == 6 and row["measure"].strip() == "CPU per 1,000 status reads"
+    ]
     assert reads["value"] > 0 and reads["baseline"] > 0 and reads["unit"] == "CPU ms", report
     # ...printed as such, and kept in the JSON for each side.
     printed_cpu = [

@@ -34,7 +34,15 @@ def line_of(logger_class, resp, req, environ, request_time, access_log_format=FO
 
 REQUESTS = [
     # (status, bytes sent, request headers, method, path, protocol, duration)
-    ("200 OK", 70, [("HOST", "localhost")], "GET", "/api/jobs/", "HTTP/1.1", datetime.timedelta(microseconds=3500)),
+    (
+        "200 OK",
+        70,
+        [("HOST", "localhost")],
+        "GET",
+        "/api/jobs/",
+        "HTTP/1.1",
+        datetime.timedelta(microseconds=3500),
+    ),
     (
         "202 Accepted",
         512,
@@ -45,9 +53,25 @@ REQUESTS = [
         datetime.timedelta(seconds=2, microseconds=999999),
     ),
     # Two X-Forwarded-For headers: the last one is printed, by both.
-    ("404 Not Found", 0, [("X-FORWARDED-FOR", "a"), ("X-FORWARDED-FOR", "b")], "GET", "/x", "HTTP/1.0", datetime.timedelta()),
+    (
+        "404 Not Found",
+        0,
+        [("X-FORWARDED-FOR", "a"), ("X-FORWARDED-FOR", "b")],
+        "GET",
+        "/x",
+        "HTTP/1.0",
+        datetime.timedelta(),
+    ),
     # A quote in a field is escaped; a response that sent nothing yet prints None, as gunicorn's does.
-    ("400 Bad Request", None, [("X-FORWARDED-FOR", 'evil" 1')], "GET", '/a"b', "HTTP/1.1", datetime.timedelta(0, 0, 999)),
+    (
+        "400 Bad Request",
+        None,
+        [("X-FORWARDED-FOR", 'evil" 1')],
+        "GET",
+        '/a"b',
+        "HTTP/1.1",
+        datetime.timedelta(0, 0, 999),
+    ),
 ]
 
 
@@ -74,6 +98,14 @@ def test_the_line_is_gunicorns_own(status, sent, headers, method, path, protocol
 def test_another_format_gets_gunicorns_fields():
     resp = types.SimpleNamespace(status="200 OK", sent=5, headers=[])
     req = types.SimpleNamespace(headers=[("USER-AGENT", "curl")])
-    environ = {"REMOTE_ADDR": "10.0.0.1", "REQUEST_METHOD": "GET", "RAW_URI": "/", "SERVER_PROTOCOL": "HTTP/1.1", "HTTP_USER_AGENT": "curl"}
-    line = line_of(AccessLogger, resp, req, environ, datetime.timedelta(seconds=1), access_log_format="%(a)s %(s)s %(L)s")
+    environ = {
+        "REMOTE_ADDR": "10.0.0.1",
+        "REQUEST_METHOD": "GET",
+        "RAW_URI": "/",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+        "HTTP_USER_AGENT": "curl",
+    }
+    line = line_of(
+        AccessLogger, resp, req, environ, datetime.timedelta(seconds=1), access_log_format="%(a)s %(s)s %(L)s"
+    )
     assert line == "curl 200 1.000000"
