@@ -11,7 +11,7 @@ AccessLogger computes those eight; the line is the same as gunicorn's own
 from gunicorn import glogging
 
 # No query strings and no headers but the proxy's X-Forwarded-For (the real client address):
-# nothing secret can land in the access log. Change it together with AccessLogger.atoms.
+# nothing secret can land in the access log. Change it together with AccessLogger._format_fields.
 FORMAT = '%(h)s %({x-forwarded-for}i)s "%(m)s %(U)s %(H)s" %(s)s %(B)s %(M)sms'
 
 
@@ -21,9 +21,21 @@ def _escaped(value):
 
 
 class AccessLogger(glogging.Logger):
-    def atoms(self, resp, req, environ, request_time):
-        if self.cfg.access_log_format != FORMAT:  # another format (--access-logformat): every field
-            return super().atoms(resp, req, environ, request_time)
+    def access(self, resp, req, environ, request_time):
+        # The stock access() wraps atoms() in SafeAtoms (a copy of every entry, each escaped);
+        # the eight of FORMAT are escaped already, and none is ever missing. Another format
+        # (gunicorn's --access-logformat) gets the stock fields.
+        if self.cfg.access_log_format != FORMAT:
+            return super().access(resp, req, environ, request_time)
+        if not self.access_log_enabled:
+            return
+        try:
+            self.access_log.info(FORMAT, self._format_fields(resp, req, environ, request_time))
+        except Exception:
+            self.exception("access log line failed")
+
+    @staticmethod
+    def _format_fields(resp, req, environ, request_time) -> dict:
         status = resp.status
         if isinstance(status, str):
             status = status.split(None, 1)[0]
@@ -41,15 +53,3 @@ class AccessLogger(glogging.Logger):
             "B": getattr(resp, "sent", None),
             "M": request_time.seconds * 1000 + int(request_time.microseconds / 1000),
         }
-
-    def access(self, resp, req, environ, request_time):
-        # The stock access() wraps atoms() in SafeAtoms (a copy of every entry, each escaped);
-        # the eight above are escaped already, and none is ever missing.
-        if self.cfg.access_log_format != FORMAT:
-            return super().access(resp, req, environ, request_time)
-        if not self.access_log_enabled:
-            return
-        try:
-            self.access_log.info(self.cfg.access_log_format, self.atoms(resp, req, environ, request_time))
-        except Exception:
-            self.exception("access log line failed")
