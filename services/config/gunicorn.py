@@ -1,5 +1,6 @@
 """gunicorn configuration, read from the environment (`gunicorn -c python:config.gunicorn`)."""
 
+import logging
 import os
 
 from web import access_log
@@ -56,6 +57,11 @@ if os.environ.get("LOG_FORMAT", "text") == "json":
 
 
 def when_ready(server):
+    # The app's lines (LOGGING's console handler on the root logger) go out in batches, as the
+    # access lines do (config/logs.py). Set here, once the app is loaded, before workers fork.
+    from config.logs import batch_stream_handlers
+
+    batch_stream_handlers(logging.getLogger())
     # On SIGTERM the socket first stops taking new connections, in every process at once.
     from web.gunicorn_worker import refuse_new_connections_on_sigterm
 

@@ -1,7 +1,10 @@
 """Unit test (no services): web's access line (web/access_log.py) is the line gunicorn's own
-logger writes for the same request, with or without the proxy's header, and for odd values."""
+logger writes for the same request, with or without the proxy's header, and for odd values; its
+handler is config.logs' BatchedStreamHandler (tests/unit/test_log_batching.py), whatever LOG_FORMAT."""
 
 import datetime
+import importlib
+import io
 import logging
 import types
 
@@ -9,6 +12,9 @@ import pytest
 from gunicorn import glogging
 from gunicorn.config import Config
 from web.access_log import FORMAT, AccessLogger
+
+from config import gunicorn as gunicorn_conf
+from config.logs import BatchedStreamHandler
 
 
 class Lines(logging.Handler):
@@ -27,7 +33,10 @@ def line_of(logger_class, resp, req, environ, request_time, access_log_format=FO
     logger = logger_class(cfg)
     lines = Lines()
     logger.access_log.addHandler(lines)
-    logger.access(resp, req, environ, request_time)
+    try:
+        logger.access(resp, req, environ, request_time)
+    finally:
+        logger.access_log.removeHandler(lines)
     (line,) = lines.lines
     return line
 
@@ -109,3 +118,55 @@ def test_another_format_gets_gunicorns_fields():
         AccessLogger, resp, req, environ, datetime.timedelta(seconds=1), access_log_format="%(a)s %(s)s %(L)s"
     )
     assert line == "curl 200 1.000000"
+
+
+@pytest.fixture
+def logging_restored():
+    """gunicorn's setup configures logging (dictConfig for JSON): put it back afterwards."""
+    names = ["", "gunicorn.error", "gunicorn.access", "django_guid"]
+    saved = {
+        name: (logging.getLogger(name), list(logging.getLogger(name).handlers), logging.getLogger(name).level)
+        for name in names
+    }
+    saved_propagate = {name: logging.getLogger(name).propagate for name in names}
+    yield
+    importlib.reload(gunicorn_conf)  # with the environment monkeypatch restored
+    for name, (logger, handlers, level) in saved.items():
+        logger.handlers[:] = handlers
+        logger.setLevel(level)
+        logger.propagate = saved_propagate[name]
+
+
+@pytest.mark.parametrize("log_format", ["text", "json"])
+def test_the_access_log_of_web_is_batched(log_format, logging_restored, monkeypatch):
+    # gunicorn set up by config/gunicorn.py, for each LOG_FORMAT: one batched handler on the
+    # access log, with the format of the plain one it replaced; the error log is left alone.
+    monkeypatch.setenv("LOG_FORMAT", log_format)
+    settings = importlib.reload(gunicorn_conf)
+    cfg = Config()
+    for name in ("accesslog", "access_log_format", "logconfig_dict"):
+        if hasattr(settings, name):
+            cfg.set(name, getattr(settings, name))
+    logger = AccessLogger(cfg)
+    # (pytest's log capture adds handlers of its own: only the plain stream handlers count)
+    (handler,) = [
+        h for h in logger.access_log.handlers if type(h) in (logging.StreamHandler, BatchedStreamHandler)
+    ]
+    assert type(handler) is BatchedStreamHandler
+    assert all(type(h) is not BatchedStreamHandler for h in logger.error_log.handlers)
+    stream = io.StringIO()
+    handler.setStream(stream)
+    resp = types.SimpleNamespace(status="200 OK", sent=7, headers=[])
+    environ = {
+        "REMOTE_ADDR": "10.0.0.1",
+        "REQUEST_METHOD": "GET",
+        "PATH_INFO": "/",
+        "SERVER_PROTOCOL": "HTTP/1.1",
+    }
+    logger.access(resp, types.SimpleNamespace(headers=[]), environ, datetime.timedelta(milliseconds=2))
+    handler.flush()
+    line = stream.getvalue()
+    if log_format == "json":
+        assert '"logger": "gunicorn.access"' in line and "GET / HTTP/1.1" in line, line
+    else:
+        assert line == '10.0.0.1 - "GET / HTTP/1.1" 200 7 2ms\n'
