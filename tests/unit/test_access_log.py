@@ -123,18 +123,14 @@ def test_another_format_gets_gunicorns_fields():
 @pytest.fixture
 def logging_restored():
     """gunicorn's setup configures logging (dictConfig for JSON): put it back afterwards."""
-    names = ["", "gunicorn.error", "gunicorn.access", "django_guid"]
-    saved = {
-        name: (logging.getLogger(name), list(logging.getLogger(name).handlers), logging.getLogger(name).level)
-        for name in names
-    }
-    saved_propagate = {name: logging.getLogger(name).propagate for name in names}
+    loggers = [logging.getLogger(name) for name in ("", "gunicorn.error", "gunicorn.access", "django_guid")]
+    saved = [(logger, list(logger.handlers), logger.level, logger.propagate) for logger in loggers]
     yield
     importlib.reload(gunicorn_conf)  # with the environment monkeypatch restored
-    for name, (logger, handlers, level) in saved.items():
+    for logger, handlers, level, propagate in saved:
         logger.handlers[:] = handlers
         logger.setLevel(level)
-        logger.propagate = saved_propagate[name]
+        logger.propagate = propagate
 
 
 @pytest.mark.parametrize("log_format", ["text", "json"])

@@ -27,6 +27,11 @@ class Writes(io.StringIO):
         return super().write(text)
 
 
+# The tests emit while holding the handler's lock (an RLock: the same thread may still log and
+# flush), so that the writer thread, which takes it to write, cannot write in between however
+# slow the machine: what they assert is held is held.
+
+
 def batched_logger(stream) -> tuple[logging.Logger, BatchedStreamHandler]:
     handler = BatchedStreamHandler(stream)
     handler.setFormatter(logging.Formatter("%(message)s"))
@@ -37,10 +42,11 @@ def batched_logger(stream) -> tuple[logging.Logger, BatchedStreamHandler]:
 
 def test_lines_are_written_together_within_the_flush_interval():
     stream = Writes()
-    logger, _ = batched_logger(stream)
-    for n in range(50):
-        logger.info("line %d", n)
-    assert stream.getvalue() == ""  # held, not yet written
+    logger, handler = batched_logger(stream)
+    with handler.lock:
+        for n in range(50):
+            logger.info("line %d", n)
+        assert stream.getvalue() == ""  # held, not yet written
     deadline = time.monotonic() + 10 * logs.FLUSH_SECONDS
     while stream.getvalue() == "" and time.monotonic() < deadline:
         time.sleep(logs.FLUSH_SECONDS / 10)
@@ -52,9 +58,10 @@ def test_flush_writes_what_is_held_at_once():
     # logging.shutdown() calls flush() as a worker exits: its last lines are written.
     stream = Writes()
     logger, handler = batched_logger(stream)
-    logger.info("last")
-    handler.flush()
-    assert stream.getvalue() == "last\n"
+    with handler.lock:
+        logger.info("last")
+        handler.flush()
+        assert stream.getvalue() == "last\n"
     handler.flush()
     assert stream.writes == 1
 
@@ -62,30 +69,33 @@ def test_flush_writes_what_is_held_at_once():
 def test_a_full_batch_is_written_at_once(monkeypatch):
     monkeypatch.setattr(logs, "MAX_PENDING", 3)
     stream = Writes()
-    logger, _ = batched_logger(stream)
-    for n in range(7):
-        logger.info("%d", n)
-    assert stream.getvalue() == "0\n1\n2\n3\n4\n5\n"
-    assert stream.writes == 2
+    logger, handler = batched_logger(stream)
+    with handler.lock:
+        for n in range(7):
+            logger.info("%d", n)
+        assert stream.getvalue() == "0\n1\n2\n3\n4\n5\n"
+        assert stream.writes == 2
 
 
 def test_a_forked_process_does_not_write_its_parents_lines(monkeypatch):
     stream = Writes()
     logger, handler = batched_logger(stream)
-    logger.info("parent's")
-    monkeypatch.setattr(os, "getpid", lambda: -1)  # as in a child of this process
-    logger.info("child's")
-    handler.flush()
-    assert stream.getvalue() == "child's\n"
+    with handler.lock:
+        logger.info("parent's")
+        monkeypatch.setattr(os, "getpid", lambda: -1)  # as in a child of this process
+        logger.info("child's")
+        handler.flush()
+        assert stream.getvalue() == "child's\n"
 
 
 def test_a_warning_goes_out_at_once_after_the_lines_before_it():
     stream = Writes()
-    logger, _ = batched_logger(stream)
-    logger.info("before")
-    logger.warning("now")
-    assert stream.getvalue() == "before\nnow\n"
-    assert stream.writes == 1
+    logger, handler = batched_logger(stream)
+    with handler.lock:
+        logger.info("before")
+        logger.warning("now")
+        assert stream.getvalue() == "before\nnow\n"
+        assert stream.writes == 1
 
 
 @pytest.fixture
@@ -109,8 +119,9 @@ def test_the_root_loggers_handler_of_either_format_is_batched(log_format, root_r
     assert batched.formatter is plain.formatter and batched.filters == plain.filters
     stream = io.StringIO()
     batched.setStream(stream)
-    logging.getLogger("jobs.test").info("Job %s submitted", "j1", extra={"job_id": "j1"})
-    assert stream.getvalue() == ""
+    with batched.lock:
+        logging.getLogger("jobs.test").info("Job %s submitted", "j1", extra={"job_id": "j1"})
+        assert stream.getvalue() == ""
     batched.flush()
     if log_format == "json":
         assert '"message": "Job j1 submitted"' in stream.getvalue() and '"job_id": "j1"' in stream.getvalue()
